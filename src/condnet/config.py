@@ -1,0 +1,265 @@
+"""Experiment configuration: dataclasses, TOML loading, `key=value` overrides and validation.
+
+A config file has three tables, `[model]`, `[train]` and `[data]`, plus a top-level `seed`.
+Every field is checked up front; an error names the field, the value given and what is allowed.
+Per-layer fields (`block_size`, `tau`, `lr_policy`) take one value for every hidden layer or a
+list with one value per hidden layer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from condnet.errors import ConfigError
+
+MODEL_KINDS = ("condnet", "nn", "bdnn")
+ACTIVATIONS = ("tanh", "relu")
+OPTIMIZERS = ("sgd", "adam")
+BASELINES = ("none", "batch_min", "batch_mean", "moving_average")
+REDUCTIONS = ("sum", "mean")
+DATASETS = ("mnist", "idx")
+
+
+@dataclass
+class ModelConfig:
+    kind: str = "condnet"  # condnet (learned policy) | nn (dense) | bdnn (uniform random block policy)
+    widths: list[int] = field(default_factory=lambda: [256])  # hidden layer widths
+    block_size: list[int] = field(default_factory=lambda: [16])  # units per block, per hidden layer
+    activation: str = "tanh"
+    tau: list[float] = field(default_factory=lambda: [1 / 16])  # target rate; bdNN's block rate
+    p_min: float = 0.01  # policy probabilities are squashed into [p_min, p_max]
+    p_max: float = 0.99
+    dropout: float = 0.0  # unit dropout of the dense NN baseline (kind = "nn" only)
+
+
+@dataclass
+class TrainConfig:
+    optimizer: str = "sgd"
+    lr_net: float = 1e-3
+    lr_policy: list[float] = field(default_factory=lambda: [5e-5])
+    batch_size: int = 128
+    loss_reduction: str = "sum"  # sum: the authors' code (per-example terms summed over the batch)
+    lambda_s: float = 200.0  # weight of L_b + L_e (eqs. 5, 6)
+    lambda_v: float = 200.0  # weight of L_v (eq. 7)
+    lambda_l2: float = 0.005
+    baseline: str = "none"  # REINFORCE baseline b (eq. 4): none is the paper
+    baseline_momentum: float = 0.9  # for baseline = "moving_average"
+    max_epochs: int = 100
+    patience: int = 10  # epochs without a better validation error before stopping
+    eval_batch_size: int = 500
+
+
+@dataclass
+class DataConfig:
+    name: str = "mnist"  # mnist | idx (any MNIST-format dataset in `dir`)
+    dir: str = ""  # local directory with the IDX files (also $CONDNET_DATA_DIR for mnist)
+    valid_size: int = 10000  # the last `valid_size` training examples are the validation split
+    cache_dir: str = ""  # where fetched files are kept (default: $CONDNET_CACHE_DIR or ~/.cache/condnet)
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    seed: int = 0
+
+    @property
+    def n_hidden(self) -> int:
+        return len(self.model.widths)
+
+
+SECTIONS = {"model": ModelConfig, "train": TrainConfig, "data": DataConfig}
+PER_LAYER = {("model", "block_size"), ("model", "tau"), ("train", "lr_policy")}
+
+
+def _fields(cls) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(cls)}
+
+
+def from_dict(raw: dict[str, Any]) -> Config:
+    """Build and validate a Config from nested dicts (the parsed TOML)."""
+    cfg = Config()
+    for key, value in raw.items():
+        if key == "seed":
+            cfg.seed = value
+        elif key in SECTIONS:
+            if not isinstance(value, dict):
+                raise ConfigError(f"'{key}' must be a table ([{key}]), got {value!r}")
+            for name, item in value.items():
+                set_value(cfg, f"{key}.{name}", item)
+        else:
+            raise ConfigError(f"unknown top-level key '{key}'; allowed: seed, {', '.join(SECTIONS)}")
+    return validate(cfg)
+
+
+def set_value(cfg: Config, dotted: str, value: Any) -> None:
+    """Set `section.name` on cfg, refusing unknown names (validation happens in `validate`)."""
+    if dotted == "seed":
+        cfg.seed = value
+        return
+    section, _, name = dotted.partition(".")
+    if section not in SECTIONS or not name:
+        raise ConfigError(f"unknown key '{dotted}'; keys look like model.tau, train.lr_net, data.dir or seed")
+    allowed = _fields(SECTIONS[section])
+    if name not in allowed:
+        raise ConfigError(f"unknown key '{dotted}'; allowed in [{section}]: {', '.join(allowed)}")
+    setattr(getattr(cfg, section), name, value)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parse one `--set key=value`; the value is read as TOML (so 1e-3, [16, 32], "adam" all work)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set expects key=value (for example train.lr_net=0.01), got {text!r}")
+    try:
+        parsed = tomllib.loads(f"v = {value.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value.strip()  # a bare word such as adam or relu
+    return key.strip(), parsed
+
+
+def load_config(path: str | Path | None, overrides: list[str] = (), seed: int | None = None) -> Config:
+    """Read a TOML config (or the built-in defaults when path is None), apply overrides and seed."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            raw = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    for text in overrides:
+        key, value = parse_override(text)
+        section, _, name = key.partition(".")
+        if name:
+            raw.setdefault(section, {})[name] = value
+        else:
+            raw[key] = value
+    if seed is not None:
+        raw["seed"] = seed
+    return from_dict(raw)
+
+
+def _per_layer(cfg: Config, section: str, name: str, kind: type) -> None:
+    obj = getattr(cfg, section)
+    value = getattr(obj, name)
+    n = cfg.n_hidden
+    values = value if isinstance(value, list) else [value]
+    if len(values) == 1:
+        values = values * n
+    if len(values) != n:
+        raise ConfigError(
+            f"{section}.{name}: got {value!r}, a list of {len(values)} values for {n} hidden layers; "
+            f"give one value or one per hidden layer"
+        )
+    setattr(obj, name, [_number(f"{section}.{name}", v, kind) for v in values])
+
+
+def _number(where: str, value: Any, kind: type) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{where}: got {value!r}; allowed: a number")
+    if kind is int:
+        if value != int(value):
+            raise ConfigError(f"{where}: got {value!r}; allowed: a whole number")
+        return int(value)
+    if not math.isfinite(value):
+        raise ConfigError(f"{where}: got {value!r}; allowed: a finite number")
+    return float(value)
+
+
+def _choice(where: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{where}: got {value!r}; allowed: {', '.join(allowed)}")
+
+
+def _check(where: str, value: Any, ok: bool, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"{where}: got {value!r}; allowed: {allowed}")
+
+
+def validate(cfg: Config) -> Config:
+    """Normalise per-layer fields to lists and check every value; raise ConfigError naming the field."""
+    m, t, d = cfg.model, cfg.train, cfg.data
+    cfg.seed = _number("seed", cfg.seed, int)
+    _check("seed", cfg.seed, cfg.seed >= 0, "a whole number >= 0")
+
+    _choice("model.kind", m.kind, MODEL_KINDS)
+    _choice("model.activation", m.activation, ACTIVATIONS)
+    widths = m.widths if isinstance(m.widths, list) else [m.widths]
+    _check("model.widths", m.widths, len(widths) >= 1, "a list of positive whole numbers")
+    m.widths = [_number("model.widths", w, int) for w in widths]
+    _check("model.widths", m.widths, all(w > 0 for w in m.widths), "a list of positive whole numbers")
+    for section, name in sorted(PER_LAYER):
+        _per_layer(cfg, section, name, int if name == "block_size" else float)
+    for layer, (width, size) in enumerate(zip(m.widths, m.block_size, strict=True)):
+        _check(
+            f"model.block_size[{layer}]",
+            size,
+            size > 0 and width % size == 0,
+            f"a positive divisor of the layer width {width}",
+        )
+    for tau in m.tau:
+        _check("model.tau", m.tau, 0 < tau <= 1, "numbers in (0, 1], one or one per hidden layer")
+    _number("model.p_min", m.p_min, float)
+    _number("model.p_max", m.p_max, float)
+    _check("model.p_min", m.p_min, 0 < m.p_min < 0.5, "a number in (0, 0.5)")
+    _check("model.p_max", m.p_max, 0.5 < m.p_max < 1, "a number in (0.5, 1)")
+    m.dropout = _number("model.dropout", m.dropout, float)
+    _check("model.dropout", m.dropout, 0 <= m.dropout < 1, "a number in [0, 1)")
+
+    _choice("train.optimizer", t.optimizer, OPTIMIZERS)
+    _choice("train.baseline", t.baseline, BASELINES)
+    _choice("train.loss_reduction", t.loss_reduction, REDUCTIONS)
+    t.lr_net = _number("train.lr_net", t.lr_net, float)
+    _check("train.lr_net", t.lr_net, t.lr_net > 0, "a number > 0")
+    _check("train.lr_policy", t.lr_policy, all(lr >= 0 for lr in t.lr_policy), "numbers >= 0")
+    for name in ("lambda_s", "lambda_v", "lambda_l2"):
+        value = _number(f"train.{name}", getattr(t, name), float)
+        _check(f"train.{name}", value, value >= 0, "a number >= 0")
+        setattr(t, name, value)
+    t.baseline_momentum = _number("train.baseline_momentum", t.baseline_momentum, float)
+    _check("train.baseline_momentum", t.baseline_momentum, 0 <= t.baseline_momentum < 1, "a number in [0, 1)")
+    for name in ("batch_size", "max_epochs", "eval_batch_size"):
+        value = _number(f"train.{name}", getattr(t, name), int)
+        _check(f"train.{name}", value, value >= 1, "a whole number >= 1")
+        setattr(t, name, value)
+    t.patience = _number("train.patience", t.patience, int)
+    _check("train.patience", t.patience, t.patience >= 1, "a whole number >= 1")
+
+    _choice("data.name", d.name, DATASETS)
+    for name in ("dir", "cache_dir"):
+        _check(f"data.{name}", getattr(d, name), isinstance(getattr(d, name), str), "a path (string)")
+    _check("data.dir", d.dir, d.name != "idx" or bool(d.dir), "a directory with IDX files when data.name = idx")
+    d.valid_size = _number("data.valid_size", d.valid_size, int)
+    _check("data.valid_size", d.valid_size, d.valid_size >= 1, "a whole number >= 1")
+    return cfg
+
+
+def to_dict(cfg: Config) -> dict[str, Any]:
+    return {"seed": cfg.seed, **{name: dataclasses.asdict(getattr(cfg, name)) for name in SECTIONS}}
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return repr(value)
+
+
+def to_toml(cfg: Config) -> str:
+    """The fully resolved configuration as TOML (read back by `load_config` to the same Config)."""
+    data = to_dict(cfg)
+    lines = [f"seed = {data.pop('seed')}"]
+    for section, values in data.items():
+        lines += ["", f"[{section}]"] + [f"{k} = {_toml_value(v)}" for k, v in values.items()]
+    return "\n".join(lines) + "\n"
