@@ -236,7 +236,9 @@ def validate(cfg: Config) -> Config:
     _choice("data.name", d.name, DATASETS)
     for name in ("dir", "cache_dir"):
         _check(f"data.{name}", getattr(d, name), isinstance(getattr(d, name), str), "a path (string)")
-    _check("data.dir", d.dir, d.name != "idx" or bool(d.dir), "a directory with IDX files when data.name = idx")
+    _check(
+        "data.dir", d.dir, d.name != "idx" or bool(d.dir), "a directory with IDX files when data.name = idx"
+    )
     d.valid_size = _number("data.valid_size", d.valid_size, int)
     _check("data.valid_size", d.valid_size, d.valid_size >= 1, "a whole number >= 1")
     return cfg

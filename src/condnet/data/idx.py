@@ -30,7 +30,9 @@ def parse_idx(raw: bytes, name: str = "IDX data") -> np.ndarray:
     shape = struct.unpack(f">{ndim}I", raw[4:header])
     expected = header + int(np.prod(shape))
     if len(raw) != expected:
-        raise DataError(f"{name}: IDX header declares shape {shape} ({expected} bytes), file has {len(raw)} bytes")
+        raise DataError(
+            f"{name}: IDX header declares shape {shape} ({expected} bytes), file has {len(raw)} bytes"
+        )
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 

@@ -60,7 +60,9 @@ def default_cache_dir() -> Path:
 
 def _verified(name: str, data: bytes, source: str) -> bytes:
     if sha256(data) != MNIST_SHA256[name]:
-        raise DataError(f"{name} from {source} does not match the official MNIST SHA-256; the file is corrupt")
+        raise DataError(
+            f"{name} from {source} does not match the official MNIST SHA-256; the file is corrupt"
+        )
     return data
 
 

@@ -38,7 +38,9 @@ def _find(directory: Path, prefixes: tuple[str, ...], kind: str) -> Path:
     for prefix in prefixes:
         for suffix in ("", ".gz"):
             for sep in ("-", "."):  # train-images-idx3-ubyte and train-images.idx3-ubyte both occur
-                path = directory / f"{prefix}-{kind}{sep}{'idx3' if kind == 'images' else 'idx1'}-ubyte{suffix}"
+                path = (
+                    directory / f"{prefix}-{kind}{sep}{'idx3' if kind == 'images' else 'idx1'}-ubyte{suffix}"
+                )
                 if path.is_file():
                     return path
     raise DataError(
@@ -66,7 +68,9 @@ def load_idx_splits(directory: str | Path, valid_size: int) -> Splits:
     x_train, y_train = _pair(directory, ("train",))
     x_test, y_test = _pair(directory, ("t10k", "test"))
     if x_train.shape[1] != x_test.shape[1]:
-        raise DataError(f"{directory}: train images have {x_train.shape[1]} pixels, test images {x_test.shape[1]}")
+        raise DataError(
+            f"{directory}: train images have {x_train.shape[1]} pixels, test images {x_test.shape[1]}"
+        )
     if valid_size >= len(x_train):
         raise DataError(
             f"data.valid_size = {valid_size} leaves no training data ({len(x_train)} training examples); "

@@ -1,0 +1,132 @@
+"""CondNet: a fully connected network whose hidden layers are computed block by block, on demand.
+
+Paper section 2 and eq. 1. Hidden layer l has n_blocks[l] blocks of block_size[l] units:
+
+    sigma_l = policy_l(h_{l-1})                    (batch, n_blocks[l])
+    u_l     ~ Bernoulli(sigma_l)                    one draw per block and example
+    h_l     = f(W_l h_{l-1} + b_l) * repeat(u_l)    an inactive block outputs exactly 0
+
+h_0 is the input, and since h_{l-1} is already masked, W_l (h_{l-1} * u_{l-1}) = W_l h_{l-1}.
+The output layer (softmax over classes) is never masked.
+
+The same class gives the two baselines, on the same code path:
+- kind "nn": dense (no policy, every block on), with optional unit dropout during training;
+- kind "bdnn": block dropout with a uniform random policy at rate tau.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from condnet.config import ModelConfig
+from condnet.nn.policy import BlockPolicy, UniformPolicy
+
+MODES = ("sample", "threshold")
+
+
+@dataclass
+class LayerTrace:
+    """What one hidden layer decided for a batch."""
+
+    sigma: torch.Tensor | None  # (batch, n_blocks) probabilities; None for the dense NN
+    mask: torch.Tensor  # (batch, n_blocks) in {0., 1.}
+
+
+@dataclass
+class Output:
+    logits: torch.Tensor  # (batch, n_classes)
+    layers: list[LayerTrace]
+
+
+class CondNet(nn.Module):
+    """Block-gated MLP with per-layer policies (see the module docstring for the equations).
+
+    forward(x: (batch, input_dim), mode="sample" | "threshold", generator=None, masks=None) -> Output
+    - sample: u ~ Bernoulli(sigma) (the paper, at train and test time), drawn from `generator`;
+    - threshold: u = [sigma > 0.5], deterministic;
+    - masks: a list of (batch, n_blocks) tensors that replaces the policy's choice (mode is then ignored).
+    """
+
+    def __init__(self, input_dim: int, n_classes: int, cfg: ModelConfig):
+        super().__init__()
+        self.cfg, self.input_dim, self.n_classes = cfg, input_dim, n_classes
+        self.block_sizes = list(cfg.block_size)
+        self.n_blocks = [w // b for w, b in zip(cfg.widths, cfg.block_size, strict=True)]
+        dims = [input_dim, *cfg.widths]
+        self.hidden = nn.ModuleList(nn.Linear(i, o) for i, o in zip(dims[:-1], dims[1:], strict=True))
+        self.output = nn.Linear(dims[-1], n_classes)
+        if cfg.kind == "condnet":
+            self.policies = nn.ModuleList(
+                BlockPolicy(i, k, cfg.p_min, cfg.p_max) for i, k in zip(dims[:-1], self.n_blocks, strict=True)
+            )
+        elif cfg.kind == "bdnn":
+            self.policies = nn.ModuleList(
+                UniformPolicy(k, t) for k, t in zip(self.n_blocks, cfg.tau, strict=True)
+            )
+        else:
+            self.policies = None
+        self.activation = torch.tanh if cfg.activation == "tanh" else torch.relu
+        for layer in [*self.hidden, self.output]:  # paper section 4.1: Glorot-uniform, zero biases
+            nn.init.xavier_uniform_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    @property
+    def is_dense(self) -> bool:
+        return self.policies is None
+
+    def network_parameters(self) -> list[nn.Parameter]:
+        """Theta_NN: the weights and biases of the hidden and output layers."""
+        return [p for layer in [*self.hidden, self.output] for p in layer.parameters()]
+
+    def policy_parameters(self, layer: int) -> list[nn.Parameter]:
+        """Theta_pi of one hidden layer: {Z, d} (empty for the NN and bdNN baselines)."""
+        return [] if self.policies is None else list(self.policies[layer].parameters())
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        mode: str = "sample",
+        generator: torch.Generator | None = None,
+        masks: list[torch.Tensor] | None = None,
+    ) -> Output:
+        if x.ndim != 2 or x.shape[1] != self.input_dim:
+            raise ValueError(f"expected input of shape (batch, {self.input_dim}), got {tuple(x.shape)}")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        h, trace = x, []
+        for index, layer in enumerate(self.hidden):
+            sigma, mask = self._decide(index, h, mode, generator, masks)
+            pre = layer(h)
+            if mask is None:  # dense NN
+                out = self.activation(pre)
+                if self.training and self.cfg.dropout > 0:
+                    out = F.dropout(out, self.cfg.dropout)
+                mask = torch.ones(x.shape[0], self.n_blocks[index], dtype=x.dtype, device=x.device)
+            else:
+                out = self.activation(pre) * mask.repeat_interleave(self.block_sizes[index], dim=1)
+            trace.append(LayerTrace(sigma, mask))
+            h = out
+        return Output(self.output(h), trace)
+
+    def _decide(self, index, h, mode, generator, masks):
+        if masks is not None:
+            mask = masks[index].to(h.dtype)
+            expected = (h.shape[0], self.n_blocks[index])
+            if mask.shape != expected:
+                raise ValueError(f"masks[{index}] must have shape {expected}, got {tuple(mask.shape)}")
+            sigma = None if self.policies is None else self.policies[index](h.detach())
+            return sigma, mask
+        if self.policies is None:
+            return None, None
+        # The policy reads h detached: its parameters are {Z, d} only, and no policy loss reaches W.
+        sigma = self.policies[index](h.detach())
+        if mode == "threshold":
+            mask = (sigma > 0.5).to(h.dtype)
+        else:
+            noise = torch.rand(sigma.shape, generator=generator, dtype=sigma.dtype, device=sigma.device)
+            mask = (noise < sigma.detach()).to(h.dtype)
+        return sigma, mask

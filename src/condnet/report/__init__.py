@@ -1,0 +1,1 @@
+"""Figures and tables made from a run's records."""

@@ -1,0 +1,1 @@
+"""Learning: the REINFORCE objective and regularizers, the training loop, evaluation, checkpoints."""

@@ -1,0 +1,80 @@
+"""The learning signals of CondNet (paper section 3, eqs. 2-7).
+
+Which gradient reaches which parameter:
+- Theta_NN (the W, b of every layer) gets the gradient of the NLL + lambda_L2 ||Theta_NN||^2, by backprop.
+  Masks are discrete draws, so the NLL gives no gradient to the policies.
+- Theta_pi = {Z_l, d_l} gets, per layer, the REINFORCE estimate of grad E[C] (eq. 4) plus the gradient of
+  lambda_s (L_b + L_e) + lambda_v L_v + lambda_L2 ||Theta_pi||^2. The policies read the previous layer's
+  activations detached (see CondNet), so none of these terms reaches Theta_NN.
+
+Scale (how lambdas map onto the paper's): with loss_reduction = "sum" (the authors' code) the NLL and the
+REINFORCE term are summed over the m examples of the batch; with "mean" both are averaged, which divides
+their gradients by m. L_b, L_e and L_v are batch statistics and never scale with m. So a lambda tuned with
+"sum" and batch size m equals lambda / m with "mean". The paper's published values (section 4.2) were
+used with the authors' summed cost, so enter them as published with loss_reduction = "sum".
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def log_prob(sigma: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """log pi(u | s) of the drawn mask, (batch,): sum_j u_j log sigma_j + (1 - u_j) log(1 - sigma_j)."""
+    return (mask * torch.log(sigma) + (1 - mask) * torch.log1p(-sigma)).sum(dim=1)
+
+
+def reinforce_surrogate(
+    sigma: torch.Tensor, mask: torch.Tensor, cost: torch.Tensor, baseline
+) -> torch.Tensor:
+    """Per-example terms whose gradient is the REINFORCE estimate (eq. 4), (batch,).
+
+    grad_theta sum_i (C_i - b) log pi(u_i | s_i): the mean over i of this gradient is eq. 4's estimator of
+    grad_theta E[C]. cost is the per-example NLL; it and the baseline b carry no gradient.
+    """
+    return (cost.detach() - baseline) * log_prob(sigma, mask)
+
+
+def block_balance(sigma: torch.Tensor, tau: float) -> torch.Tensor:
+    """L_b (eq. 5) = sum_j | E_x[sigma_j] - tau |: every block is used at rate tau on average."""
+    return (sigma.mean(dim=0) - tau).abs().sum()
+
+
+def example_balance(sigma: torch.Tensor, tau: float) -> torch.Tensor:
+    """L_e (eq. 6) = E_x | (1/k) sum_j sigma_j - tau |: every example uses a fraction tau of the blocks."""
+    return (sigma.mean(dim=1) - tau).abs().mean()
+
+
+def variance_reward(sigma: torch.Tensor) -> torch.Tensor:
+    """L_v (eq. 7) = - sum_j var_x(sigma_j): rewards policies that differ across examples.
+
+    The variance is the batch's population variance (divided by m), as in the authors' code.
+    """
+    return -sigma.var(dim=0, unbiased=False).sum()
+
+
+class Baseline:
+    """The REINFORCE baseline b: none (the paper), batch_min (the authors' code), batch_mean,
+    or moving_average (an exponential average of past batches' mean cost, updated after use)."""
+
+    def __init__(self, kind: str = "none", momentum: float = 0.9):
+        self.kind, self.momentum, self.average = kind, momentum, None
+
+    def __call__(self, cost: torch.Tensor) -> float | torch.Tensor:
+        cost = cost.detach()
+        if self.kind == "none":
+            return 0.0
+        if self.kind == "batch_min":
+            return cost.min()
+        if self.kind == "batch_mean":
+            return cost.mean()
+        value = cost.mean() if self.average is None else self.average
+        batch = cost.mean()
+        self.average = (
+            batch if self.average is None else self.momentum * self.average + (1 - self.momentum) * batch
+        )
+        return value
+
+
+def squared_norm(params) -> torch.Tensor:
+    return sum((p * p).sum() for p in params)

@@ -1,0 +1,67 @@
+"""Checkpoints: bit-identical round trip; truncated or altered files are refused with a clear error."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from condnet.config import Config, ModelConfig, validate
+from condnet.errors import CheckpointError
+from condnet.nn.condnet import CondNet
+from condnet.train.checkpoint import load_checkpoint, save_checkpoint
+
+
+@pytest.fixture
+def saved(tmp_path):
+    torch.manual_seed(0)
+    cfg = validate(Config(model=ModelConfig(widths=[32, 16], block_size=[8, 4], activation="relu")))
+    net = CondNet(10, 4, cfg.model)
+    save_checkpoint(net, tmp_path)
+    return net, tmp_path
+
+
+def test_round_trip_is_bit_identical_in_threshold_mode(saved):
+    net, path = saved
+    loaded = load_checkpoint(path)
+    x = torch.randn(64, 10)
+    with torch.no_grad():
+        assert torch.equal(net(x, mode="threshold").logits, loaded(x, mode="threshold").logits)
+    assert loaded.cfg == net.cfg
+
+
+def test_truncated_tensor_file(saved):
+    _, path = saved
+    data = (path / "model.safetensors").read_bytes()
+    (path / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated or altered"):
+        load_checkpoint(path)
+
+
+def test_altered_tensor_file(saved):
+    _, path = saved
+    data = bytearray((path / "model.safetensors").read_bytes())
+    data[-5] ^= 0xFF
+    (path / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="truncated or altered"):
+        load_checkpoint(path)
+
+
+def test_missing_and_corrupt_metadata(saved):
+    _, path = saved
+    (path / "model.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_checkpoint(path)
+    (path / "model.json").unlink()
+    with pytest.raises(CheckpointError, match="missing"):
+        load_checkpoint(path)
+
+
+def test_metadata_that_does_not_match_the_tensors(saved):
+    _, path = saved
+    meta = json.loads((path / "model.json").read_text())
+    meta["model"]["widths"] = [64, 16]
+    (path / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="does not hold the tensors"):
+        load_checkpoint(path)
