@@ -106,6 +106,78 @@ def statistics_mean(values: list[float]) -> float:
     return sum(values) / len(values)
 
 
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive whole numbers, got {text!r}")
+    return values
+
+
+def _float_list(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not values or not all(0 <= v <= 1 for v in values):
+        raise argparse.ArgumentTypeError(f"densities must be in [0, 1], got {text!r}")
+    return values
+
+
+def _per_layer(values: list, n: int, name: str) -> list:
+    if len(values) == 1:
+        return values * n
+    if len(values) != n:
+        raise CondnetError(f"{name}: give one value or one per hidden layer ({n}), got {len(values)}")
+    return values
+
+
+def cmd_bench(args) -> None:
+    import json
+    from dataclasses import asdict
+
+    import numpy as np
+
+    from condnet.bench.compare import bench, synthetic_model
+
+    if (args.run_dir is None) == (args.arch is None):
+        raise CondnetError("give either RUN_DIR (a trained run) or --arch (a synthetic model), not both")
+    if args.run_dir is not None:
+        from condnet.config import load_config
+        from condnet.data.splits import load_splits
+        from condnet.train.checkpoint import load_checkpoint
+
+        model = load_checkpoint(args.run_dir)
+        splits = load_splits(load_config(args.run_dir / "config.toml").data)
+        inputs = splits.x_test.numpy()
+    else:
+        if len(args.arch) < 3:
+            raise CondnetError("--arch needs an input size, at least one hidden width and a class count")
+        n_hidden = len(args.arch) - 2
+        model = synthetic_model(
+            args.arch,
+            _per_layer(args.block_size, n_hidden, "--block-size"),
+            _per_layer(args.density, n_hidden, "--density"),
+            args.seed,
+        )
+        inputs = np.random.default_rng(args.seed).random((1024, args.arch[0]), dtype=np.float32)
+    records = bench(model, inputs, args.batch, args.threads, args.mode, args.repeats, args.seed)
+    if args.json:
+        print(json.dumps({"records": [asdict(r) for r in records]}, indent=2))
+        return
+    print(
+        f"{'batch':>6s}{'threads':>8s}{'dense ms':>10s}{'engine ms':>11s}{'speedup':>9s}{'ideal':>8s}"
+        f"{'effic.':>8s}  active fraction"
+    )
+    for r in records:
+        print(
+            f"{r.batch:6d}{r.threads:8d}{r.dense_ms:10.3f}{r.engine_ms:11.3f}{r.speedup:9.2f}"
+            f"{r.ideal_speedup:8.2f}{r.efficiency:8.2f}  {' '.join(f'{a:.3f}' for a in r.active_fraction)}"
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="condnet", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -125,6 +197,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=["sample", "threshold"], help="default: both")
     p.add_argument("--seed", type=int, help="seed of the sample-mode draws (default: the run's seed)")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("bench", help="time the engine against dense PyTorch on the same weights")
+    p.add_argument(
+        "run_dir", type=Path, nargs="?", help="a trained run (uses its test inputs and real masks)"
+    )
+    p.add_argument("--arch", type=_int_list, help="synthetic model, e.g. 3072,640,640,10")
+    p.add_argument("--block-size", type=_int_list, default=[64], help="one value or one per hidden layer")
+    p.add_argument("--density", type=_float_list, default=[0.18], help="one value or one per hidden layer")
+    p.add_argument("--batch", type=_int_list, default=[1, 50, 256])
+    p.add_argument("--threads", type=_int_list, default=[1])
+    p.add_argument("--mode", choices=["sample", "threshold"], default="sample")
+    p.add_argument("--repeats", type=int, default=15, help="timed repeats (the median is reported)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help='print {"records": [...]} instead of a table')
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("summary", help="print a table comparing finished runs")
     p.add_argument("run_dirs", nargs="+", type=Path)

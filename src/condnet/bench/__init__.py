@@ -1,0 +1,1 @@
+"""Benchmarks: the engine against the dense PyTorch forward pass of the same weights."""

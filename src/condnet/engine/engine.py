@@ -1,0 +1,216 @@
+"""The inference engine: a trained CondNet compiled into block-sparse kernels whose cost follows the
+active blocks (paper section 3.4: ((H * M_H) W) * M_O).
+
+Per hidden layer the engine evaluates the policy on the active inputs, decides the mask (threshold or
+seeded sampling, as the PyTorch model does), and computes only the active output blocks from the
+active input blocks. A layer whose active fraction is above its measured crossover falls back to the
+dense product (PyTorch's), then masks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import numba
+import numpy as np
+import torch
+
+from condnet.engine import kernels
+from condnet.engine.layout import policy_tiles, to_tiles
+from condnet.engine.timing import interleaved_medians
+from condnet.nn.condnet import MODES, CondNet
+from condnet.train.checkpoint import load_checkpoint
+
+ACTIVATIONS = {"tanh": kernels.TANH, "relu": kernels.RELU}
+
+
+@dataclass
+class EngineLayer:
+    """One layer, laid out for the kernels. Dense input/output = one block that is always on."""
+
+    tiles: np.ndarray  # (n_out_blocks, n_in_blocks, bs_in, bs_out)
+    bias: np.ndarray  # (n_out,)
+    weight: torch.Tensor  # (n_out, n_in), for the dense fallback
+    activation: int
+    z_tiles: np.ndarray | None = None  # learned policy: (n_in_blocks, bs_in, n_blocks)
+    d: np.ndarray | None = None
+    tau: float | None = None  # uniform policy (bdNN)
+    # work fraction (active input x active output fraction) above which the dense product is faster,
+    # for batch 1 and for larger batches; measured by Engine.calibrate (> 1: never fall back)
+    crossover: tuple[float, float] = (1.01, 1.01)
+
+    @property
+    def n_out_blocks(self) -> int:
+        return self.tiles.shape[0]
+
+    @property
+    def bs_out(self) -> int:
+        return self.tiles.shape[3]
+
+
+class Engine:
+    """Block-sparse inference for a trained CondNet.
+
+    forward(x: (batch, input_dim) float32 array, mode, masks=None, seed=None) -> (logits, masks)
+    - mode "threshold": block on iff sigma > 0.5; "sample": Bernoulli(sigma) from numpy's generator
+      seeded with `seed` (the engine's draws are not torch's: to compare with the PyTorch model, pass
+      the same `masks`);
+    - masks: per hidden layer (batch, n_blocks) arrays of 0/1 that replace the policy's decision.
+    """
+
+    def __init__(self, model: CondNet, threads: int = 1):
+        self.input_dim, self.n_classes = model.input_dim, model.n_classes
+        self.kind = model.cfg.kind
+        self.p_min, self.p_max = np.float32(model.cfg.p_min), np.float32(model.cfg.p_max)
+        act = ACTIVATIONS[model.cfg.activation]
+        sizes = [model.input_dim, *model.block_sizes, model.n_classes]  # input and output: one block
+        self.layers: list[EngineLayer] = []
+        for index, linear in enumerate([*model.hidden, model.output]):
+            bs_in, bs_out = sizes[index], sizes[index + 1]
+            layer = EngineLayer(
+                tiles=to_tiles(linear.weight, bs_in, bs_out),
+                bias=linear.bias.detach().to(torch.float32).numpy().copy(),
+                weight=linear.weight.detach().to(torch.float32).clone(),
+                activation=act if index < len(model.hidden) else kernels.IDENTITY,
+            )
+            if index < len(model.hidden) and model.cfg.kind == "condnet":
+                policy = model.policies[index]
+                layer.z_tiles = policy_tiles(policy.Z, bs_in)
+                layer.d = policy.d.detach().to(torch.float32).numpy().copy()
+            elif index < len(model.hidden) and model.cfg.kind == "bdnn":
+                layer.tau = model.cfg.tau[index]
+            self.layers.append(layer)
+        self.set_threads(threads)
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, threads: int = 1) -> Engine:
+        return cls(load_checkpoint(run_dir), threads)
+
+    def set_threads(self, threads: int) -> None:
+        """Use `threads` cores (numba kernels and the dense fallback alike)."""
+        available = numba.config.NUMBA_NUM_THREADS
+        if not 1 <= threads <= available:
+            raise ValueError(f"threads must be between 1 and {available} on this machine, got {threads}")
+        self.threads = threads
+        numba.set_num_threads(threads)
+        torch.set_num_threads(threads)
+        parallel = threads > 1
+        self._layer_kernel = kernels.block_layer_parallel if parallel else kernels.block_layer
+        self._policy_kernel = kernels.block_policy_parallel if parallel else kernels.block_policy
+
+    @property
+    def hidden(self) -> list[EngineLayer]:
+        return self.layers[:-1]
+
+    def forward(
+        self,
+        x: np.ndarray,
+        mode: str = "threshold",
+        masks: list[np.ndarray] | None = None,
+        seed: int | np.random.Generator | None = None,
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        x = self._check_input(x)
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        batch = x.shape[0]
+        h, in_mask, drawn = x, np.ones((batch, 1), np.uint8), []
+        for index, layer in enumerate(self.layers):
+            if index < len(self.hidden):
+                out_mask = self._decide(index, layer, h, in_mask, mode, masks, rng)
+                drawn.append(out_mask)
+            else:
+                out_mask = np.ones((batch, 1), np.uint8)
+            h = self._product(layer, h, in_mask, out_mask)
+            in_mask = out_mask
+        return h, drawn
+
+    __call__ = forward
+
+    def _check_input(self, x) -> np.ndarray:
+        x = np.asarray(x)
+        if x.ndim != 2 or x.shape[1] != self.input_dim:
+            raise ValueError(f"expected input of shape (batch, {self.input_dim}), got {x.shape}")
+        if not np.all(np.isfinite(x)):
+            raise ValueError("the input contains NaN or infinite values")
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+    def _decide(self, index, layer, h, in_mask, mode, masks, rng) -> np.ndarray:
+        batch, k = h.shape[0], layer.n_out_blocks
+        if masks is not None:
+            mask = np.asarray(masks[index])
+            if mask.shape != (batch, k):
+                raise ValueError(f"masks[{index}] must have shape {(batch, k)}, got {mask.shape}")
+            return np.ascontiguousarray(mask != 0, dtype=np.uint8)
+        if layer.z_tiles is not None:
+            sigma = np.empty((batch, k), np.float32)
+            self._policy_kernel(h, in_mask, layer.z_tiles, layer.d, self.p_min, self.p_max, sigma)
+        elif layer.tau is not None:
+            sigma = np.full((batch, k), layer.tau, np.float32)
+        else:
+            return np.ones((batch, k), np.uint8)  # dense NN
+        if mode == "threshold":
+            return (sigma > 0.5).astype(np.uint8)
+        return (rng.random((batch, k), dtype=np.float32) < sigma).astype(np.uint8)
+
+    def calibrate(self, densities=(0.3, 0.45, 0.6, 0.75, 0.9, 1.0), batches=(1, 64), repeats=7) -> None:
+        """Measure, per layer and on this machine, where the dense product overtakes the block kernel.
+
+        For each density d, random masks at rate d (the first layer's input and the output layer's
+        output stay dense) are timed through both paths; the crossover is the first work fraction at
+        which the dense product is at least as fast.
+        """
+        rng = np.random.default_rng(0)
+        last = len(self.layers) - 1
+        for index, layer in enumerate(self.layers):
+            n_in_blocks, bs_in = layer.tiles.shape[1], layer.tiles.shape[2]
+            found = []
+            for batch in batches:
+                crossover = 1.01
+                for density in densities:
+                    in_mask = (rng.random((batch, n_in_blocks)) < (1.0 if index == 0 else density)).astype(
+                        np.uint8
+                    )
+                    out_mask = rng.random((batch, layer.n_out_blocks)) < (1.0 if index == last else density)
+                    out_mask = out_mask.astype(np.uint8)
+                    h = rng.random((batch, n_in_blocks * bs_in), dtype=np.float32)
+                    h *= np.repeat(in_mask, bs_in, axis=1)
+                    times = interleaved_medians(
+                        {
+                            "dense": partial(self._dense_product, layer, h, out_mask),
+                            "block": partial(self._block_product, layer, h, in_mask, out_mask),
+                        },
+                        repeats,
+                        warmup=2,
+                    )
+                    if times["dense"] <= times["block"]:
+                        crossover = in_mask.mean() * out_mask.mean()
+                        break
+                found.append(float(crossover))
+            layer.crossover = (found[0], found[-1])
+
+    def _product(self, layer: EngineLayer, h, in_mask, out_mask) -> np.ndarray:
+        work = in_mask.mean() * out_mask.mean()
+        if work >= layer.crossover[0 if h.shape[0] == 1 else 1]:
+            return self._dense_product(layer, h, out_mask)
+        return self._block_product(layer, h, in_mask, out_mask)
+
+    def _dense_product(self, layer: EngineLayer, h, out_mask) -> np.ndarray:
+        """The fallback: PyTorch's dense product, then the mask."""
+        with torch.inference_mode():
+            out = torch.nn.functional.linear(torch.from_numpy(h), layer.weight, torch.from_numpy(layer.bias))
+            if layer.activation == kernels.TANH:
+                out = torch.tanh(out)
+            elif layer.activation == kernels.RELU:
+                out = torch.relu(out)
+            out = out.numpy()
+        if out_mask.shape[1] > 1 and not out_mask.all():
+            out *= np.repeat(out_mask, layer.bs_out, axis=1)
+        return out
+
+    def _block_product(self, layer: EngineLayer, h, in_mask, out_mask) -> np.ndarray:
+        out = np.zeros((h.shape[0], layer.bias.shape[0]), np.float32)
+        self._layer_kernel(h, in_mask, layer.tiles, layer.bias, out_mask, layer.activation, out)
+        return out

@@ -1,0 +1,124 @@
+"""Block-sparse CPU kernels (numba): only active output blocks are computed, only active input blocks read.
+
+Layout (made once by `condnet.engine.layout`): a layer's weights are cut into tiles
+`tiles[j, i] = W[j-th output block, i-th input block]^T`, shape (bs_in, bs_out), contiguous, so the
+product for one (output block, input block) pair streams one small contiguous tile. A dense input or
+output is one block that is always on.
+
+Batched products are grouped by output block: the examples that switched block j on share every tile
+of block j, which is then read once for all of them (each tile row stays in L1 while it is applied to
+every such example). Example-to-block grouping is done inside the kernel from the masks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+TANH, RELU, IDENTITY = 0, 1, 2
+
+
+@njit(inline="always", fastmath=True)
+def _activate(value, activation):
+    if activation == TANH:
+        return np.tanh(value)
+    if activation == RELU:
+        return max(value, np.float32(0.0))
+    return value
+
+
+@njit(inline="always", fastmath=True)
+def _output_block(x, in_mask, tiles, bias, out_mask, activation, out, j, rows, gathered, acc):
+    """Compute output block j for the examples whose block j is on (rows, gathered, acc: scratch)."""
+    batch = x.shape[0]
+    n_in_blocks, bs_in, bs_out = tiles.shape[1], tiles.shape[2], tiles.shape[3]
+    n = 0
+    for b in range(batch):
+        if out_mask[b, j]:
+            rows[n] = b
+            n += 1
+    if n == 0:
+        return
+    for e in range(n):
+        for c in range(bs_out):
+            acc[e, c] = bias[j * bs_out + c]
+    for i in range(n_in_blocks):
+        m = 0  # examples of this group whose input block i is on
+        for e in range(n):
+            if in_mask[rows[e], i]:
+                gathered[m] = e
+                m += 1
+        if m == 0:
+            continue
+        tile = tiles[j, i]
+        base = i * bs_in
+        for a in range(bs_in):
+            for g in range(m):
+                e = gathered[g]
+                xa = x[rows[e], base + a]
+                for c in range(bs_out):
+                    acc[e, c] += xa * tile[a, c]
+    for e in range(n):
+        for c in range(bs_out):
+            out[rows[e], j * bs_out + c] = _activate(acc[e, c], activation)
+
+
+@njit(fastmath=True, cache=True)
+def block_layer(x, in_mask, tiles, bias, out_mask, activation, out):
+    """out[b, block j] = f(sum over active input blocks i of x[b, block i] @ tiles[j, i] + bias) where
+    out_mask[b, j]; out must be zero-filled by the caller (inactive blocks stay exactly 0).
+
+    x: (batch, n_in) float32; in_mask: (batch, n_in_blocks) uint8; tiles: (n_out_blocks, n_in_blocks,
+    bs_in, bs_out) float32; bias: (n_out,); out_mask: (batch, n_out_blocks) uint8; out: (batch, n_out).
+    """
+    batch = x.shape[0]
+    rows = np.empty(batch, np.int64)
+    gathered = np.empty(batch, np.int64)
+    acc = np.empty((batch, tiles.shape[3]), np.float32)
+    for j in range(tiles.shape[0]):
+        _output_block(x, in_mask, tiles, bias, out_mask, activation, out, j, rows, gathered, acc)
+
+
+@njit(fastmath=True, parallel=True, cache=True)
+def block_layer_parallel(x, in_mask, tiles, bias, out_mask, activation, out):
+    """block_layer with the output blocks shared among threads (each writes its own columns)."""
+    batch = x.shape[0]
+    for j in prange(tiles.shape[0]):
+        rows = np.empty(batch, np.int64)
+        gathered = np.empty(batch, np.int64)
+        acc = np.empty((batch, tiles.shape[3]), np.float32)
+        _output_block(x, in_mask, tiles, bias, out_mask, activation, out, j, rows, gathered, acc)
+
+
+@njit(inline="always", fastmath=True)
+def _policy_row(x, in_mask, z_tiles, d, p_min, p_max, b, sigma):
+    n_in_blocks, bs_in, k = z_tiles.shape
+    for c in range(k):
+        sigma[b, c] = d[c]
+    for i in range(n_in_blocks):
+        if not in_mask[b, i]:
+            continue
+        base = i * bs_in
+        tile = z_tiles[i]
+        for a in range(bs_in):
+            xa = x[b, base + a]
+            for c in range(k):
+                sigma[b, c] += xa * tile[a, c]
+    for c in range(k):
+        sigma[b, c] = p_min + (p_max - p_min) / (np.float32(1.0) + np.exp(-sigma[b, c]))
+
+
+@njit(fastmath=True, cache=True)
+def block_policy(x, in_mask, z_tiles, d, p_min, p_max, sigma):
+    """sigma = p_min + (p_max - p_min) * sigmoid(Z s + d), reading only the active input blocks of s.
+
+    z_tiles: (n_in_blocks, bs_in, n_blocks) = Z^T cut by input block; sigma: (batch, n_blocks) out.
+    """
+    for b in range(x.shape[0]):
+        _policy_row(x, in_mask, z_tiles, d, p_min, p_max, b, sigma)
+
+
+@njit(fastmath=True, parallel=True, cache=True)
+def block_policy_parallel(x, in_mask, z_tiles, d, p_min, p_max, sigma):
+    for b in prange(x.shape[0]):
+        _policy_row(x, in_mask, z_tiles, d, p_min, p_max, b, sigma)

@@ -1,0 +1,21 @@
+"""Weights laid out once, at compile time, for the block-sparse access pattern of the kernels."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def to_tiles(weight: torch.Tensor, bs_in: int, bs_out: int) -> np.ndarray:
+    """W (n_out, n_in) -> tiles (n_out_blocks, n_in_blocks, bs_in, bs_out), tiles[j, i] = W[j, i]^T."""
+    n_out, n_in = weight.shape
+    w = weight.detach().to(torch.float32).numpy()
+    tiles = w.reshape(n_out // bs_out, bs_out, n_in // bs_in, bs_in).transpose(0, 2, 3, 1)
+    return np.ascontiguousarray(tiles)
+
+
+def policy_tiles(z: torch.Tensor, bs_in: int) -> np.ndarray:
+    """Z (n_blocks, n_in) -> (n_in_blocks, bs_in, n_blocks): Z^T cut by input block."""
+    k, n_in = z.shape
+    zt = z.detach().to(torch.float32).numpy().T
+    return np.ascontiguousarray(zt.reshape(n_in // bs_in, bs_in, k))

@@ -1,0 +1,130 @@
+"""The engine against the PyTorch model given the same masks (an independent dense masked computation)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from condnet.config import Config, ModelConfig, validate
+from condnet.engine import Engine
+from condnet.nn.condnet import CondNet
+
+
+def make_model(input_dim, layers, n_classes, kind="condnet", activation="tanh", seed=0):
+    """layers: list of (n_blocks, block_size)."""
+    widths = [k * b for k, b in layers]
+    cfg = validate(
+        Config(
+            model=ModelConfig(
+                kind=kind, widths=widths, block_size=[b for _, b in layers], activation=activation, tau=[0.3]
+            )
+        )
+    )
+    torch.manual_seed(seed)
+    model = CondNet(input_dim, n_classes, cfg.model)
+    with torch.no_grad():  # make biases non-zero so a missing bias term would show
+        for p in model.parameters():
+            if p.ndim == 1:
+                p.uniform_(-0.5, 0.5)
+    return model.eval()
+
+
+def assert_matches(engine_logits, torch_logits):
+    expected = torch_logits.detach().numpy()
+    scale = max(1.0, float(np.abs(expected).max()))
+    np.testing.assert_allclose(engine_logits, expected, rtol=1e-5, atol=1e-5 * scale)
+
+
+layer_strategy = st.tuples(st.integers(1, 6), st.sampled_from([1, 2, 3, 8, 16, 33, 64, 128]))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    input_dim=st.integers(1, 100),
+    layers=st.lists(layer_strategy, min_size=1, max_size=3),
+    n_classes=st.integers(1, 12),
+    batch=st.sampled_from([1, 2, 7, 50, 300]),
+    density=st.sampled_from([0.0, 0.1, 0.5, 1.0]),
+    activation=st.sampled_from(["tanh", "relu"]),
+    seed=st.integers(0, 1000),
+)
+def test_given_masks_match_the_model(input_dim, layers, n_classes, batch, density, activation, seed):
+    model = make_model(input_dim, layers, n_classes, activation=activation, seed=seed)
+    rng = np.random.default_rng(seed)
+    x = rng.random((batch, input_dim), dtype=np.float32)
+    masks = [(rng.random((batch, k)) < density).astype(np.float32) for k, _ in layers]
+    logits, used = Engine(model).forward(x, masks=masks)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x), masks=[torch.from_numpy(m) for m in masks]).logits
+    assert_matches(logits, expected)
+    assert all(np.array_equal(u, m) for u, m in zip(used, masks, strict=True))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("batch", [1, 64])
+def test_threshold_mode_matches_the_model(threads, batch):
+    model = make_model(30, [(8, 16), (4, 32)], 5)
+    x = np.random.default_rng(0).random((batch, 30), dtype=np.float32)
+    engine = Engine(model, threads=threads)
+    logits, masks = engine.forward(x, "threshold")
+    with torch.no_grad():
+        out = model(torch.from_numpy(x), mode="threshold")
+    for m, t in zip(masks, out.layers, strict=True):
+        assert np.array_equal(m, t.mask.numpy())
+    assert 0 < np.mean(masks[0]) < 1  # a real mix of on and off blocks
+    assert_matches(logits, out.logits)
+
+
+def test_sample_mode_is_seeded_and_consistent_with_its_masks():
+    model = make_model(20, [(10, 4), (6, 8)], 3)
+    x = np.random.default_rng(1).random((200, 20), dtype=np.float32)
+    engine = Engine(model)
+    a, masks_a = engine.forward(x, "sample", seed=5)
+    b, masks_b = engine.forward(x, "sample", seed=5)
+    assert np.array_equal(a, b) and all(np.array_equal(p, q) for p, q in zip(masks_a, masks_b, strict=True))
+    with torch.no_grad():
+        out = model(torch.from_numpy(x), masks=[torch.from_numpy(m.astype(np.float32)) for m in masks_a])
+        sigma = out.layers[0].sigma.numpy()
+    assert_matches(a, out.logits)
+    se = np.sqrt((sigma * (1 - sigma)).mean() / sigma.size)
+    assert abs(masks_a[0].mean() - sigma.mean()) < 5 * se  # draws follow the policy
+
+
+@pytest.mark.parametrize("kind", ["nn", "bdnn"])
+def test_baselines_run_on_the_engine(kind):
+    model = make_model(12, [(4, 8)], 3, kind=kind)
+    x = np.random.default_rng(2).random((40, 12), dtype=np.float32)
+    logits, masks = Engine(model).forward(x, "sample", seed=0)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x), masks=[torch.from_numpy(m.astype(np.float32)) for m in masks]).logits
+    assert_matches(logits, expected)
+    if kind == "nn":
+        assert masks[0].all()
+
+
+def test_dense_fallback_gives_the_same_outputs():
+    model = make_model(40, [(8, 16), (8, 16)], 4)
+    x = np.random.default_rng(3).random((16, 40), dtype=np.float32)
+    masks = [(np.random.default_rng(4).random((16, 8)) < 0.6).astype(np.float32) for _ in range(2)]
+    engine = Engine(model)
+    sparse, _ = engine.forward(x, masks=masks)
+    for layer in engine.layers:
+        layer.crossover = (0.0, 0.0)  # always take the dense product
+    dense, _ = engine.forward(x, masks=masks)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x), masks=[torch.from_numpy(m) for m in masks]).logits
+    assert_matches(sparse, expected)
+    assert_matches(dense, expected)
+
+
+def test_bad_inputs_are_explained():
+    engine = Engine(make_model(6, [(2, 4)], 2))
+    with pytest.raises(ValueError, match=r"\(batch, 6\)"):
+        engine.forward(np.zeros((3, 7), np.float32))
+    with pytest.raises(ValueError, match="NaN"):
+        engine.forward(np.full((1, 6), np.nan, np.float32))
+    with pytest.raises(ValueError, match="threads"):
+        engine.set_threads(0)
