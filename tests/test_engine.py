@@ -99,7 +99,9 @@ def test_baselines_run_on_the_engine(kind):
     x = np.random.default_rng(2).random((40, 12), dtype=np.float32)
     logits, masks = Engine(model).forward(x, "sample", seed=0)
     with torch.no_grad():
-        expected = model(torch.from_numpy(x), masks=[torch.from_numpy(m.astype(np.float32)) for m in masks]).logits
+        expected = model(
+            torch.from_numpy(x), masks=[torch.from_numpy(m.astype(np.float32)) for m in masks]
+        ).logits
     assert_matches(logits, expected)
     if kind == "nn":
         assert masks[0].all()

@@ -36,20 +36,21 @@ class BenchRecord:
 def synthetic_model(
     arch: list[int], block_sizes: list[int], densities: list[float], seed: int = 0
 ) -> CondNet:
-    """Random weights; each policy gives every block probability `density` (Z = 0, d = logit)."""
+    """Random weights; each policy gives every block probability `density` (Z = 0, d = logit(density)).
+
+    The policies' range is opened to [0, 1] so that densities 0 and 1 are exact.
+    """
     widths = arch[1:-1]
-    cfg = validate(Config(model=ModelConfig(widths=widths, block_size=block_sizes, tau=densities)))
+    cfg = validate(Config(model=ModelConfig(widths=widths, block_size=block_sizes)))
+    cfg.model.p_min, cfg.model.p_max = 0.0, 1.0
     torch.manual_seed(seed)
     model = CondNet(arch[0], arch[-1], cfg.model)
     with torch.no_grad():
         for policy, density in zip(model.policies, densities, strict=True):
+            policy.p_min, policy.p_max = 0.0, 1.0
             policy.Z.zero_()
-            target = (min(max(density, cfg.model.p_min), cfg.model.p_max) - cfg.model.p_min) / (
-                cfg.model.p_max - cfg.model.p_min
-            )
-            policy.d.fill_(
-                float(np.log(target / (1 - target))) if 0 < target < 1 else (30.0 if target >= 1 else -30.0)
-            )
+            logit = np.log(density / (1 - density)) if 0 < density < 1 else (30.0 if density >= 1 else -30.0)
+            policy.d.fill_(float(logit))
     return model.eval()
 
 

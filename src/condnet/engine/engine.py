@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from condnet.engine import kernels
-from condnet.engine.layout import policy_tiles, to_tiles
+from condnet.engine.layout import pack, policy_tiles, to_tiles
 from condnet.engine.timing import interleaved_medians
 from condnet.nn.condnet import MODES, CondNet
 from condnet.train.checkpoint import load_checkpoint
@@ -64,7 +64,7 @@ class Engine:
         self.input_dim, self.n_classes = model.input_dim, model.n_classes
         self.kind = model.cfg.kind
         self.p_min, self.p_max = np.float32(model.cfg.p_min), np.float32(model.cfg.p_max)
-        act = ACTIVATIONS[model.cfg.activation]
+        act = self._activation = ACTIVATIONS[model.cfg.activation]
         sizes = [model.input_dim, *model.block_sizes, model.n_classes]  # input and output: one block
         self.layers: list[EngineLayer] = []
         for index, linear in enumerate([*model.hidden, model.output]):
@@ -82,6 +82,8 @@ class Engine:
             elif index < len(model.hidden) and model.cfg.kind == "bdnn":
                 layer.tau = model.cfg.tau[index]
             self.layers.append(layer)
+        self._flat, self._meta = pack(self.layers)
+        self._taus = np.array([-1.0 if layer.tau is None else layer.tau for layer in self.hidden], np.float32)
         self.set_threads(threads)
 
     @classmethod
@@ -116,6 +118,8 @@ class Engine:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         batch = x.shape[0]
+        if batch == 1:
+            return self._forward_one(x[0], mode, masks, rng)
         h, in_mask, drawn = x, np.ones((batch, 1), np.uint8), []
         for index, layer in enumerate(self.layers):
             if index < len(self.hidden):
@@ -129,6 +133,42 @@ class Engine:
 
     __call__ = forward
 
+    def _forward_one(self, x, mode, masks, rng):
+        """Batch 1: one fused kernel call for the whole network (the latency path)."""
+        hidden = self.hidden
+        width = max(layer.n_out_blocks for layer in hidden)
+        given = np.zeros((len(hidden), width), np.uint8)
+        code = 2 if masks is not None else 0 if mode == "threshold" else 1
+        if code == 2:
+            for index, layer in enumerate(hidden):
+                given[index, : layer.n_out_blocks] = self._given_mask(index, masks, 1, layer.n_out_blocks)[0]
+        noise = rng.random(given.shape, dtype=np.float32) if code == 1 else np.zeros(given.shape, np.float32)
+        decided = np.empty((len(hidden), width), np.uint8)
+        logits = np.empty(self.n_classes, np.float32)
+        kernels.forward_one(
+            x,
+            self._flat,
+            self._meta,
+            self._taus,
+            self.p_min,
+            self.p_max,
+            self._activation,
+            code,
+            noise,
+            given,
+            decided,
+            logits,
+        )
+        return logits[None, :], [
+            decided[i : i + 1, : layer.n_out_blocks].copy() for i, layer in enumerate(hidden)
+        ]
+
+    def _given_mask(self, index, masks, batch, k) -> np.ndarray:
+        mask = np.asarray(masks[index])
+        if mask.shape != (batch, k):
+            raise ValueError(f"masks[{index}] must have shape {(batch, k)}, got {mask.shape}")
+        return np.ascontiguousarray(mask != 0, dtype=np.uint8)
+
     def _check_input(self, x) -> np.ndarray:
         x = np.asarray(x)
         if x.ndim != 2 or x.shape[1] != self.input_dim:
@@ -140,10 +180,7 @@ class Engine:
     def _decide(self, index, layer, h, in_mask, mode, masks, rng) -> np.ndarray:
         batch, k = h.shape[0], layer.n_out_blocks
         if masks is not None:
-            mask = np.asarray(masks[index])
-            if mask.shape != (batch, k):
-                raise ValueError(f"masks[{index}] must have shape {(batch, k)}, got {mask.shape}")
-            return np.ascontiguousarray(mask != 0, dtype=np.uint8)
+            return self._given_mask(index, masks, batch, k)
         if layer.z_tiles is not None:
             sigma = np.empty((batch, k), np.float32)
             self._policy_kernel(h, in_mask, layer.z_tiles, layer.d, self.p_min, self.p_max, sigma)

@@ -122,3 +122,90 @@ def block_policy(x, in_mask, z_tiles, d, p_min, p_max, sigma):
 def block_policy_parallel(x, in_mask, z_tiles, d, p_min, p_max, sigma):
     for b in prange(x.shape[0]):
         _policy_row(x, in_mask, z_tiles, d, p_min, p_max, b, sigma)
+
+
+# Batch 1 (latency): the whole network in one call, so no Python runs between layers.
+# Every layer lives in flat buffers described by one row of `meta`:
+M_IN_BLOCKS, M_BS_IN, M_OUT_BLOCKS, M_BS_OUT, M_TILES, M_BIAS, M_Z, M_D = range(8)
+NO_POLICY = -1
+
+
+@njit(fastmath=True, cache=True)
+def forward_one(x, weights, meta, taus, p_min, p_max, activation, mode, noise, given, masks, logits):
+    """One example through every layer, reading and computing only active blocks.
+
+    x: (input_dim,) float32. weights: every layer's tiles, bias, Z tiles and d, concatenated (float32).
+    meta: (n_layers, 8) int64 offsets and shapes (see M_*); the last row is the output layer.
+    taus: (n_hidden,) uniform policy rate, or < 0 for a learned (meta Z offset >= 0) or no policy.
+    mode: 0 threshold, 1 sample (block on iff noise < sigma), 2 given masks. noise, given, masks:
+    (n_hidden, max_blocks); masks receives the decisions. logits: (n_classes,) output.
+    """
+    n_layers = meta.shape[0]
+    max_width = 0
+    for layer in range(n_layers):
+        max_width = max(max_width, meta[layer, M_OUT_BLOCKS] * meta[layer, M_BS_OUT])
+    h = x
+    active_in = np.zeros(1, np.int64)  # the input is one block, always on
+    n_active_in = 1
+    for layer in range(n_layers):
+        n_in_blocks, bs_in = meta[layer, M_IN_BLOCKS], meta[layer, M_BS_IN]
+        n_out_blocks, bs_out = meta[layer, M_OUT_BLOCKS], meta[layer, M_BS_OUT]
+        hidden = layer < n_layers - 1
+        # decide which output blocks to compute
+        active_out = np.empty(n_out_blocks, np.int64)
+        n_active_out = 0
+        if hidden and mode == 2:
+            for j in range(n_out_blocks):
+                if given[layer, j]:
+                    active_out[n_active_out] = j
+                    n_active_out += 1
+        elif hidden and meta[layer, M_Z] != NO_POLICY:
+            z0, d0 = meta[layer, M_Z], meta[layer, M_D]
+            sigma = weights[d0 : d0 + n_out_blocks].copy()
+            for ii in range(n_active_in):
+                i = active_in[ii]
+                for a in range(bs_in):
+                    xa = h[i * bs_in + a]
+                    row = z0 + (i * bs_in + a) * n_out_blocks
+                    for c in range(n_out_blocks):
+                        sigma[c] += xa * weights[row + c]
+            for j in range(n_out_blocks):
+                s = p_min + (p_max - p_min) / (np.float32(1.0) + np.exp(-sigma[j]))
+                if (mode == 0 and s > 0.5) or (mode == 1 and noise[layer, j] < s):
+                    active_out[n_active_out] = j
+                    n_active_out += 1
+        elif hidden and taus[layer] >= 0:
+            for j in range(n_out_blocks):
+                if (mode == 0 and taus[layer] > 0.5) or (mode == 1 and noise[layer, j] < taus[layer]):
+                    active_out[n_active_out] = j
+                    n_active_out += 1
+        else:
+            for j in range(n_out_blocks):
+                active_out[j] = j
+            n_active_out = n_out_blocks
+        if hidden:
+            for j in range(n_out_blocks):
+                masks[layer, j] = 0
+            for jj in range(n_active_out):
+                masks[layer, active_out[jj]] = 1
+        # the product: active output blocks from active input blocks; other outputs are never read
+        out = np.empty(max_width, np.float32) if hidden else logits
+        tiles, bias = meta[layer, M_TILES], meta[layer, M_BIAS]
+        acc = np.empty(bs_out, np.float32)
+        for jj in range(n_active_out):
+            j = active_out[jj]
+            for c in range(bs_out):
+                acc[c] = weights[bias + j * bs_out + c]
+            for ii in range(n_active_in):
+                i = active_in[ii]
+                tile = tiles + (j * n_in_blocks + i) * bs_in * bs_out
+                for a in range(bs_in):
+                    xa = h[i * bs_in + a]
+                    row = tile + a * bs_out
+                    for c in range(bs_out):
+                        acc[c] += xa * weights[row + c]
+            for c in range(bs_out):
+                out[j * bs_out + c] = _activate(acc[c], activation if hidden else IDENTITY)
+        h = out
+        active_in = active_out
+        n_active_in = n_active_out

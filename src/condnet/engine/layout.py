@@ -19,3 +19,26 @@ def policy_tiles(z: torch.Tensor, bs_in: int) -> np.ndarray:
     k, n_in = z.shape
     zt = z.detach().to(torch.float32).numpy().T
     return np.ascontiguousarray(zt.reshape(n_in // bs_in, bs_in, k))
+
+
+def pack(layers) -> tuple[np.ndarray, np.ndarray]:
+    """Every layer's tiles, bias, Z tiles and d in one flat float32 buffer, and the (n_layers, 8) int64
+    table of shapes and offsets that `kernels.forward_one` reads (columns: kernels.M_*)."""
+    from condnet.engine import kernels
+
+    parts, meta, offset = [], [], 0
+
+    def put(array: np.ndarray) -> int:
+        nonlocal offset
+        start = offset
+        parts.append(np.ascontiguousarray(array, np.float32).ravel())
+        offset += array.size
+        return start
+
+    for layer in layers:
+        n_out_blocks, n_in_blocks, bs_in, bs_out = layer.tiles.shape
+        row = [n_in_blocks, bs_in, n_out_blocks, bs_out, put(layer.tiles), put(layer.bias), -1, -1]
+        if layer.z_tiles is not None:
+            row[kernels.M_Z], row[kernels.M_D] = put(layer.z_tiles), put(layer.d)
+        meta.append(row)
+    return np.concatenate(parts), np.asarray(meta, np.int64)

@@ -1,0 +1,59 @@
+"""`condnet bench`: the record fields, and the MAC model behind ideal_speedup, on a tiny synthetic model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from condnet.bench.compare import synthetic_model
+from condnet.cli import main
+from condnet.engine import Engine
+
+
+def test_synthetic_densities_are_exact_at_the_ends_and_close_between():
+    model = synthetic_model([30, 64, 64, 5], [8, 8], [1.0, 0.0])
+    _, masks = Engine(model).forward(
+        np.random.default_rng(0).random((50, 30), dtype=np.float32), "sample", seed=0
+    )
+    assert masks[0].all() and not masks[1].any()
+    model = synthetic_model([30, 640, 5], [8], [0.25])
+    _, masks = Engine(model).forward(
+        np.random.default_rng(0).random((100, 30), dtype=np.float32), "sample", seed=0
+    )
+    assert abs(masks[0].mean() - 0.25) < 0.02  # 8,000 draws
+
+
+def test_bench_json_records(capsys):
+    args = ["bench", "--arch", "40,32,16,4", "--block-size", "8,4", "--density", "0.5,1.0"]
+    assert main([*args, "--batch", "1,3", "--threads", "1", "--repeats", "2", "--json"]) == 0
+    records = json.loads(capsys.readouterr().out)["records"]
+    assert [(r["batch"], r["threads"]) for r in records] == [(1, 1), (3, 1)]
+    fields = {
+        "batch",
+        "threads",
+        "dense_ms",
+        "engine_ms",
+        "speedup",
+        "ideal_speedup",
+        "efficiency",
+        "active_fraction",
+    }
+    for r in records:
+        assert set(r) == fields
+        assert r["speedup"] == pytest.approx(r["dense_ms"] / r["engine_ms"])
+        assert r["efficiency"] == pytest.approx(r["speedup"] / r["ideal_speedup"])
+        assert r["active_fraction"][1] == 1.0
+        # ideal speedup by hand: dense 40*32 + 32*16 + 16*4 = 1856 MACs; active: layer 1 40*32a (+ policy 40*4),
+        # layer 2 32a*16 (+ policy 32a*4), output 16*4, with a = active fraction of layer 1
+        a = r["active_fraction"][0]
+        active = 40 * 32 * a + 40 * 4 + 32 * a * 16 + 32 * a * 4 + 16 * 4
+        assert r["ideal_speedup"] == pytest.approx(1856 / active, rel=1e-6)
+
+
+def test_bench_argument_errors(capsys):
+    assert main(["bench", "--arch", "40,32,4", "--density", "0.5,0.5"]) == 2
+    assert "one per hidden layer" in capsys.readouterr().err
+    assert main(["bench"]) == 2
+    assert "RUN_DIR" in capsys.readouterr().err
