@@ -45,8 +45,8 @@ def test_bench_json_records(capsys):
         assert r["speedup"] == pytest.approx(r["dense_ms"] / r["engine_ms"])
         assert r["efficiency"] == pytest.approx(r["speedup"] / r["ideal_speedup"])
         assert r["active_fraction"][1] == 1.0
-        # ideal speedup by hand: dense 40*32 + 32*16 + 16*4 = 1856 MACs; active: layer 1 40*32a (+ policy 40*4),
-        # layer 2 32a*16 (+ policy 32a*4), output 16*4, with a = active fraction of layer 1
+        # ideal speedup by hand: dense 40*32 + 32*16 + 16*4 = 1856 MACs; active, with a = layer 1's
+        # active fraction: layer 1 40*32a (+ policy 40*4), layer 2 32a*16 (+ policy 32a*4), output 16*4
         a = r["active_fraction"][0]
         active = 40 * 32 * a + 40 * 4 + 32 * a * 16 + 32 * a * 4 + 16 * 4
         assert r["ideal_speedup"] == pytest.approx(1856 / active, rel=1e-6)
