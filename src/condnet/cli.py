@@ -65,45 +65,47 @@ def cmd_eval(args) -> None:
         )
 
 
-def _percent(value) -> str:
-    return "n/a" if value is None else f"{100 * value:.2f}%"
-
-
 def cmd_summary(args) -> None:
     from condnet.report.summary import group_by_config, mean_std, read_run
 
     runs = [read_run(path) for path in args.run_dirs]
-    columns = ("run", "seed", "err sample", "err thresh", "active", "MACs/dense", "epochs", "s/epoch")
-    print(f"{columns[0]:34s}" + "".join(f"{c:>12s}" for c in columns[1:]))
+
+    def layers(values, fmt="{:.3f}"):
+        return "/".join(fmt.format(v) for v in values)
+
+    def spread(values, scale=1.0, digits=2):
+        if any(v is None for v in values):
+            return "n/a"
+        mean, std = mean_std([scale * v for v in values])
+        return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+    head = "test error sample % | threshold % | active | MACs / dense | specificity"
+    print(f"| run | seed | {head} | epochs | s/epoch |\n|---|---|---|---|---|---|---|---|---|")
     for run in runs:
         m, a = run.metrics, run.analysis
+        errors = [m["test_error"][k] for k in ("sample", "threshold")]
+        cells = ["n/a" if e is None else f"{100 * e:.2f}" for e in errors]
+        rates = layers(m["activation_rate"])
         print(
-            f"{str(run.path):34s}{m['seed']:12d}{_percent(m['test_error']['sample']):>12s}"
-            f"{_percent(m['test_error']['threshold']):>12s}"
-            f"{'/'.join(f'{r:.3f}' for r in m['activation_rate']):>12s}{m['macs'] / m['dense_macs']:12.3f}"
-            f"{m['epochs']:12d}{a['seconds_per_epoch']:12.2f}"
+            f"| {run.path} | {m['seed']} | {cells[0]} | {cells[1]} | {rates} | "
+            f"{m['macs'] / m['dense_macs']:.3f} | {layers(a['class_specificity'], '{:.2f}')} | "
+            f"{m['epochs']} | {a['seconds_per_epoch']:.2f} |"
         )
-    groups = [g for g in group_by_config(runs) if len(g) > 1]
-    if groups:
-        print("\nmean +- std over seeds (n runs)")
-        for group in groups:
-            cells = []
-            for mode in ("sample", "threshold"):
-                values = [r.metrics["test_error"][mode] for r in group]
-                if None in values:
-                    cells.append("n/a")
-                else:
-                    mean, std = mean_std(values)
-                    cells.append(f"{100 * mean:.2f} +- {100 * std:.2f}%")
-            rate, _ = mean_std([statistics_mean(r.metrics["activation_rate"]) for r in group])
-            print(
-                f"  {str(group[0].path):32s} (n={len(group)})  sample {cells[0]}  threshold {cells[1]}  "
-                f"active {rate:.3f}"
-            )
-
-
-def statistics_mean(values: list[float]) -> float:
-    return sum(values) / len(values)
+    groups = group_by_config(runs)
+    print("\nmean ± std (sample standard deviation) over the seeds of each configuration\n")
+    print(f"| config (first run) | n | {head} | s/epoch |\n|---|---|---|---|---|---|---|---|")
+    for group in groups:
+        n_layers = len(group[0].metrics["activation_rate"])
+        rate = "/".join(
+            spread([r.metrics["activation_rate"][i] for r in group], digits=3) for i in range(n_layers)
+        )
+        spec = "/".join(spread([r.analysis["class_specificity"][i] for r in group]) for i in range(n_layers))
+        errors = [spread([r.metrics["test_error"][k] for r in group], 100) for k in ("sample", "threshold")]
+        print(
+            f"| {group[0].path} | {len(group)} | {errors[0]} | {errors[1]} | {rate} | "
+            f"{spread([r.metrics['macs'] / r.metrics['dense_macs'] for r in group], digits=3)} | {spec} | "
+            f"{spread([r.analysis['seconds_per_epoch'] for r in group])} |"
+        )
 
 
 def _int_list(text: str) -> list[int]:
