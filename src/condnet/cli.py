@@ -169,14 +169,13 @@ def cmd_bench(args) -> None:
     if args.json:
         print(json.dumps({"records": [asdict(r) for r in records]}, indent=2))
         return
-    print(
-        f"{'batch':>6s}{'threads':>8s}{'dense ms':>10s}{'engine ms':>11s}{'speedup':>9s}{'ideal':>8s}"
-        f"{'effic.':>8s}  active fraction"
-    )
+    print("| batch | threads | dense ms | engine ms | speedup | ideal | efficiency | active fraction |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in records:
+        active = "/".join(f"{a:.3f}" for a in r.active_fraction)
         print(
-            f"{r.batch:6d}{r.threads:8d}{r.dense_ms:10.3f}{r.engine_ms:11.3f}{r.speedup:9.2f}"
-            f"{r.ideal_speedup:8.2f}{r.efficiency:8.2f}  {' '.join(f'{a:.3f}' for a in r.active_fraction)}"
+            f"| {r.batch} | {r.threads} | {r.dense_ms:.3f} | {r.engine_ms:.3f} | {r.speedup:.2f} | "
+            f"{r.ideal_speedup:.2f} | {r.efficiency:.2f} | {active} |"
         )
 
 

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The engine benchmarks behind docs/RESULTS.md (issue: inference engine). Run on an otherwise idle
+# machine. Usage: bash docs/engine_bench.sh [OUT_DIR] (default: runs/engine_bench; one JSON per line).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-runs/engine_bench}
+mkdir -p "$OUT"
+bench() {  # name, then condnet bench arguments
+  name=$1; shift
+  .venv/bin/condnet bench "$@" --batch 1,50,256 --threads 1,2 --json > "$OUT/$name.json"
+  echo "$name done"
+}
+# The paper's architectures (CIFAR-10 Figure 2, SVHN Figure 4) at their published tau and at 0.18.
+bench cifar-1536-64-tau1_24   --arch 3072,1536,1536,10 --block-size 64 --density 0.041667
+bench cifar-1536-64-d018      --arch 3072,1536,1536,10 --block-size 64 --density 0.18
+bench cifar-256-512-16-tau1_16 --arch 3072,256,512,10 --block-size 16 --density 0.0625
+bench cifar-256-512-16-d018   --arch 3072,256,512,10 --block-size 16 --density 0.18
+bench cifar-640-64-tau1_16    --arch 3072,640,640,10 --block-size 64 --density 0.0625
+bench cifar-640-64-d018       --arch 3072,640,640,10 --block-size 64 --density 0.18
+bench cifar-640-64-d100       --arch 3072,640,640,10 --block-size 64 --density 1.0
+bench svhn-208-128-16-tau1_11 --arch 3072,208,128,10 --block-size 16 --density 0.0909
+bench svhn-208-128-16-d018    --arch 3072,208,128,10 --block-size 16 --density 0.18
+bench svhn-432-112-16-tau1_25 --arch 3072,432,112,10 --block-size 16 --density 0.04
+bench svhn-432-112-16-tau1_7  --arch 3072,432,112,10 --block-size 16 --density 0.142857
+bench svhn-432-112-16-d018    --arch 3072,432,112,10 --block-size 16 --density 0.18
+bench svhn-800-704-32-tau1_22 --arch 3072,800,704,10 --block-size 32 --density 0.045455
+bench svhn-800-704-32-d018    --arch 3072,800,704,10 --block-size 32 --density 0.18
+# The trained MNIST models (docs/mnist_core.sh), with the masks they draw on test inputs.
+for run in runs/mnist_core/condnet-s0 runs/default; do
+  [ -f "$run/metrics.json" ] && bench "trained-$(basename "$run")" "$run"
+done
+# One markdown table of every record.
+.venv/bin/python - "$OUT" <<'PY'
+import json, pathlib, sys
+print("| model | batch | threads | dense ms | engine ms | speedup | ideal | efficiency | active fraction |")
+print("|---|---|---|---|---|---|---|---|---|")
+for path in sorted(pathlib.Path(sys.argv[1]).glob("*.json")):
+    for r in json.loads(path.read_text())["records"]:
+        active = "/".join(f"{a:.3f}" for a in r["active_fraction"])
+        print(f"| {path.stem} | {r['batch']} | {r['threads']} | {r['dense_ms']:.3f} | {r['engine_ms']:.3f} | "
+              f"{r['speedup']:.2f} | {r['ideal_speedup']:.2f} | {r['efficiency']:.2f} | {active} |")
+PY
