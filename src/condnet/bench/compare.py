@@ -103,7 +103,8 @@ def bench(
                     dense(t)
 
             times = interleaved_medians({"dense": run_dense, "engine": run_engine}, repeats)
-            masks = [engine.forward(c, mode, seed=np.random.default_rng(seed))[1] for c in chunks]
+            mask_rng = np.random.default_rng(seed)  # one stream: every chunk draws its own masks
+            masks = [engine.forward(c, mode, seed=mask_rng)[1] for c in chunks]
             per_layer = [np.concatenate([m[layer] for m in masks]) for layer in range(len(model.hidden))]
             with_policy = model.cfg.kind == "condnet"
             macs = (

@@ -84,6 +84,12 @@ class Engine:
             self.layers.append(layer)
         self._flat, self._meta = pack(self.layers)
         self._taus = np.array([-1.0 if layer.tau is None else layer.tau for layer in self.hidden], np.float32)
+        self._blocks = [layer.n_out_blocks for layer in self.hidden]
+        width = (len(self._blocks), max(self._blocks))
+        self._one_buffers = (
+            np.zeros(width, np.uint8), np.empty(width, np.uint8), np.empty(self.n_classes, np.float32),
+            np.zeros(width, np.float32),
+        )  # fmt: skip
         self.set_threads(threads)
 
     @classmethod
@@ -100,7 +106,6 @@ class Engine:
         torch.set_num_threads(threads)
         parallel = threads > 1
         self._layer_kernel = kernels.block_layer_parallel if parallel else kernels.block_layer
-        self._policy_kernel = kernels.block_policy_parallel if parallel else kernels.block_policy
 
     @property
     def hidden(self) -> list[EngineLayer]:
@@ -123,7 +128,7 @@ class Engine:
         h, in_mask, drawn = x, np.ones((batch, 1), np.uint8), []
         for index, layer in enumerate(self.layers):
             if index < len(self.hidden):
-                out_mask = self._decide(index, layer, h, in_mask, mode, masks, rng)
+                out_mask = self._decide(index, layer, h, mode, masks, rng)
                 drawn.append(out_mask)
             else:
                 out_mask = np.ones((batch, 1), np.uint8)
@@ -134,34 +139,19 @@ class Engine:
     __call__ = forward
 
     def _forward_one(self, x, mode, masks, rng):
-        """Batch 1: one fused kernel call for the whole network (the latency path)."""
-        hidden = self.hidden
-        width = max(layer.n_out_blocks for layer in hidden)
-        given = np.zeros((len(hidden), width), np.uint8)
+        """Batch 1: one fused kernel call for the whole network (the latency path). Its buffers are
+        made once per engine: at batch 1, allocations cost as much as the arithmetic."""
+        given, decided, logits, zeros = self._one_buffers
         code = 2 if masks is not None else 0 if mode == "threshold" else 1
         if code == 2:
-            for index, layer in enumerate(hidden):
+            for index, layer in enumerate(self.hidden):
                 given[index, : layer.n_out_blocks] = self._given_mask(index, masks, 1, layer.n_out_blocks)[0]
-        noise = rng.random(given.shape, dtype=np.float32) if code == 1 else np.zeros(given.shape, np.float32)
-        decided = np.empty((len(hidden), width), np.uint8)
-        logits = np.empty(self.n_classes, np.float32)
+        noise = rng.random(given.shape, dtype=np.float32) if code == 1 else zeros
+        policy = (self._taus, self.p_min, self.p_max)
         kernels.forward_one(
-            x,
-            self._flat,
-            self._meta,
-            self._taus,
-            self.p_min,
-            self.p_max,
-            self._activation,
-            code,
-            noise,
-            given,
-            decided,
-            logits,
+            x, self._flat, self._meta, *policy, self._activation, code, noise, given, decided, logits
         )
-        return logits[None, :], [
-            decided[i : i + 1, : layer.n_out_blocks].copy() for i, layer in enumerate(hidden)
-        ]
+        return logits[None, :].copy(), [decided[i : i + 1, :k].copy() for i, k in enumerate(self._blocks)]
 
     def _given_mask(self, index, masks, batch, k) -> np.ndarray:
         mask = np.asarray(masks[index])
@@ -173,17 +163,22 @@ class Engine:
         x = np.asarray(x)
         if x.ndim != 2 or x.shape[1] != self.input_dim:
             raise ValueError(f"expected input of shape (batch, {self.input_dim}), got {x.shape}")
-        if not np.all(np.isfinite(x)):
-            raise ValueError("the input contains NaN or infinite values")
-        return np.ascontiguousarray(x, dtype=np.float32)
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if not np.isfinite(x.sum()):  # NaN and inf propagate into the sum: one pass, no temporary
+            raise ValueError("the input contains NaN or infinite (or float32-overflowing) values")
+        return x
 
-    def _decide(self, index, layer, h, in_mask, mode, masks, rng) -> np.ndarray:
+    def _decide(self, index, layer, h, mode, masks, rng) -> np.ndarray:
         batch, k = h.shape[0], layer.n_out_blocks
         if masks is not None:
             return self._given_mask(index, masks, batch, k)
         if layer.z_tiles is not None:
-            sigma = np.empty((batch, k), np.float32)
-            self._policy_kernel(h, in_mask, layer.z_tiles, layer.d, self.p_min, self.p_max, sigma)
+            # one small dense GEMM over all inputs (inactive ones are exact zeros): at batch > 1 BLAS
+            # beats reading only the active blocks, whose rows differ from example to example
+            with torch.inference_mode():
+                z = torch.from_numpy(layer.z_tiles.reshape(-1, k))
+                logits = torch.addmm(torch.from_numpy(layer.d), torch.from_numpy(h), z)
+                sigma = (self.p_min + (self.p_max - self.p_min) * torch.sigmoid(logits)).numpy()
         elif layer.tau is not None:
             sigma = np.full((batch, k), layer.tau, np.float32)
         else:

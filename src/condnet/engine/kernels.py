@@ -90,40 +90,6 @@ def block_layer_parallel(x, in_mask, tiles, bias, out_mask, activation, out):
         _output_block(x, in_mask, tiles, bias, out_mask, activation, out, j, rows, gathered, acc)
 
 
-@njit(inline="always", fastmath=True)
-def _policy_row(x, in_mask, z_tiles, d, p_min, p_max, b, sigma):
-    n_in_blocks, bs_in, k = z_tiles.shape
-    for c in range(k):
-        sigma[b, c] = d[c]
-    for i in range(n_in_blocks):
-        if not in_mask[b, i]:
-            continue
-        base = i * bs_in
-        tile = z_tiles[i]
-        for a in range(bs_in):
-            xa = x[b, base + a]
-            for c in range(k):
-                sigma[b, c] += xa * tile[a, c]
-    for c in range(k):
-        sigma[b, c] = p_min + (p_max - p_min) / (np.float32(1.0) + np.exp(-sigma[b, c]))
-
-
-@njit(fastmath=True, cache=True)
-def block_policy(x, in_mask, z_tiles, d, p_min, p_max, sigma):
-    """sigma = p_min + (p_max - p_min) * sigmoid(Z s + d), reading only the active input blocks of s.
-
-    z_tiles: (n_in_blocks, bs_in, n_blocks) = Z^T cut by input block; sigma: (batch, n_blocks) out.
-    """
-    for b in range(x.shape[0]):
-        _policy_row(x, in_mask, z_tiles, d, p_min, p_max, b, sigma)
-
-
-@njit(fastmath=True, parallel=True, cache=True)
-def block_policy_parallel(x, in_mask, z_tiles, d, p_min, p_max, sigma):
-    for b in prange(x.shape[0]):
-        _policy_row(x, in_mask, z_tiles, d, p_min, p_max, b, sigma)
-
-
 # Batch 1 (latency): the whole network in one call, so no Python runs between layers.
 # Every layer lives in flat buffers described by one row of `meta`:
 M_IN_BLOCKS, M_BS_IN, M_OUT_BLOCKS, M_BS_OUT, M_TILES, M_BIAS, M_Z, M_D = range(8)
@@ -139,6 +105,8 @@ def forward_one(x, weights, meta, taus, p_min, p_max, activation, mode, noise, g
     taus: (n_hidden,) uniform policy rate, or < 0 for a learned (meta Z offset >= 0) or no policy.
     mode: 0 threshold, 1 sample (block on iff noise < sigma), 2 given masks. noise, given, masks:
     (n_hidden, max_blocks); masks receives the decisions. logits: (n_classes,) output.
+    Views of `weights` are reshaped to their tile shapes: indexed that way, LLVM vectorizes the
+    inner loops (flat index arithmetic defeats it, about 6x slower).
     """
     n_layers = meta.shape[0]
     max_width = 0
@@ -161,14 +129,16 @@ def forward_one(x, weights, meta, taus, p_min, p_max, activation, mode, noise, g
                     n_active_out += 1
         elif hidden and meta[layer, M_Z] != NO_POLICY:
             z0, d0 = meta[layer, M_Z], meta[layer, M_D]
+            z = weights[z0 : z0 + n_in_blocks * bs_in * n_out_blocks].reshape(
+                (n_in_blocks, bs_in, n_out_blocks)
+            )
             sigma = weights[d0 : d0 + n_out_blocks].copy()
             for ii in range(n_active_in):
                 i = active_in[ii]
                 for a in range(bs_in):
                     xa = h[i * bs_in + a]
-                    row = z0 + (i * bs_in + a) * n_out_blocks
                     for c in range(n_out_blocks):
-                        sigma[c] += xa * weights[row + c]
+                        sigma[c] += xa * z[i, a, c]
             for j in range(n_out_blocks):
                 s = p_min + (p_max - p_min) / (np.float32(1.0) + np.exp(-sigma[j]))
                 if (mode == 0 and s > 0.5) or (mode == 1 and noise[layer, j] < s):
@@ -190,20 +160,21 @@ def forward_one(x, weights, meta, taus, p_min, p_max, activation, mode, noise, g
                 masks[layer, active_out[jj]] = 1
         # the product: active output blocks from active input blocks; other outputs are never read
         out = np.empty(max_width, np.float32) if hidden else logits
-        tiles, bias = meta[layer, M_TILES], meta[layer, M_BIAS]
+        t0, b0 = meta[layer, M_TILES], meta[layer, M_BIAS]
+        tiles = weights[t0 : t0 + n_out_blocks * n_in_blocks * bs_in * bs_out].reshape(
+            (n_out_blocks, n_in_blocks, bs_in, bs_out)
+        )
         acc = np.empty(bs_out, np.float32)
         for jj in range(n_active_out):
             j = active_out[jj]
             for c in range(bs_out):
-                acc[c] = weights[bias + j * bs_out + c]
+                acc[c] = weights[b0 + j * bs_out + c]
             for ii in range(n_active_in):
                 i = active_in[ii]
-                tile = tiles + (j * n_in_blocks + i) * bs_in * bs_out
                 for a in range(bs_in):
                     xa = h[i * bs_in + a]
-                    row = tile + a * bs_out
                     for c in range(bs_out):
-                        acc[c] += xa * weights[row + c]
+                        acc[c] += xa * tiles[j, i, a, c]
             for c in range(bs_out):
                 out[j * bs_out + c] = _activate(acc[c], activation if hidden else IDENTITY)
         h = out
