@@ -7,7 +7,9 @@ OUT=${1:-runs/engine_bench}
 mkdir -p "$OUT"
 bench() {  # name, then condnet bench arguments
   name=$1; shift
-  .venv/bin/condnet bench "$@" --batch 1,50,256 --threads 1,2 --json > "$OUT/$name.json"
+  [ -s "$OUT/$name.json" ] && return  # resumable: a finished benchmark is kept
+  .venv/bin/condnet bench "$@" --batch 1,50,256 --threads 1,2 --json > "$OUT/$name.json.partial"
+  mv "$OUT/$name.json.partial" "$OUT/$name.json"
   echo "$name done"
 }
 # The paper's architectures (CIFAR-10 Figure 2, SVHN Figure 4) at their published tau and at 0.18.

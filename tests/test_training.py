@@ -128,3 +128,10 @@ def test_cli_reports_bad_config_without_traceback(tmp_path, capsys):
     assert main(["train", "--set", "model.tau=2", "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert "model.tau" in err and "Traceback" not in err
+
+
+def test_divergence_is_reported_with_what_to_change(idx_dir, tmp_path, capsys):
+    args = ["train", *[a for s in SMALL for a in ("--set", s)], "--set", f"data.dir={json.dumps(str(idx_dir))}"]
+    assert main([*args, "--set", "train.optimizer=sgd", "--set", "train.lr_net=1e30", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "train.lr_net" in err and "Traceback" not in err

@@ -15,3 +15,7 @@ class DataError(CondnetError):
 
 class CheckpointError(CondnetError):
     """A checkpoint is missing, truncated, altered or does not match its configuration."""
+
+
+class TrainingError(CondnetError):
+    """Training diverged (a non-finite loss): the message says which rates to lower."""

@@ -16,6 +16,7 @@ from torch.nn import functional as F
 
 from condnet.config import Config
 from condnet.data.splits import Splits
+from condnet.errors import TrainingError
 from condnet.nn.condnet import CondNet
 from condnet.train.evaluate import evaluate
 from condnet.train.objective import (
@@ -105,7 +106,7 @@ def train(
             out = model(x, mode="sample", generator=masks_rng)
             loss, nll = training_loss(model, out, y, cfg, baseline)
             if not torch.isfinite(loss):
-                raise FloatingPointError(
+                raise TrainingError(
                     f"the training loss became {loss.item()} at epoch {epoch}, batch {batch}; "
                     f"lower train.lr_net / train.lr_policy or the lambdas"
                 )
