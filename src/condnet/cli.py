@@ -92,6 +92,8 @@ def cmd_summary(args) -> None:
             f"{m['epochs']} | {a['seconds_per_epoch']:.2f} |"
         )
     groups = group_by_config(runs)
+    if all(len(group) == 1 for group in groups):
+        return
     print("\nmean ± std (sample standard deviation) over the seeds of each configuration\n")
     print(f"| config (first run) | n | {head} | s/epoch |\n|---|---|---|---|---|---|---|---|")
     for group in groups:
