@@ -130,3 +130,27 @@ def test_bad_inputs_are_explained():
         engine.forward(np.full((1, 6), np.nan, np.float32))
     with pytest.raises(ValueError, match="threads"):
         engine.set_threads(0)
+
+
+def test_trained_model_threshold_error_equals_evaluate(idx_dir):
+    """On a trained run, the engine's threshold-mode test error is evaluate()'s, exactly."""
+    from condnet.config import load_config
+    from condnet.data.splits import load_idx_splits
+    from condnet.train.evaluate import evaluate
+    from condnet.train.loop import train
+
+    sets = ["data.name=idx", f'data.dir="{idx_dir}"', "data.valid_size=200", "model.widths=[32, 16]",
+            "model.block_size=[8, 4]", "model.tau=0.5", "train.optimizer=adam", "train.loss_reduction=mean",
+            "train.lr_net=0.01", "train.lr_policy=0.01", "train.lambda_s=1", "train.lambda_v=1",
+            "train.max_epochs=3", "train.batch_size=32"]  # fmt: skip
+    cfg = load_config(None, sets)
+    splits = load_idx_splits(idx_dir, 200)
+    model = train(cfg, splits).model
+    expected = evaluate(model, splits.x_test, splits.y_test, "threshold").error
+    engine = Engine(model)
+    x = splits.x_test.numpy()
+    for batch in (1, len(x)):  # the fused batch-1 path and the batched path
+        predictions = np.concatenate(
+            [engine.forward(x[i : i + batch])[0].argmax(1) for i in range(0, len(x), batch)]
+        )
+        assert np.mean(predictions != splits.y_test.numpy()) == expected

@@ -116,6 +116,10 @@ def test_cli_train_eval_summary(idx_dir, tmp_path, capsys):
     assert evaluate_run(out, "threshold").error == metrics["test_error"]["threshold"]
     assert evaluate_run(out, "sample").error == metrics["test_error"]["sample"]
 
+    assert main(["eval", str(out), "--mode", "threshold", "--engine"]) == 0
+    engine_line = capsys.readouterr().out.splitlines()[-1]
+    assert f"{100 * metrics['test_error']['threshold']:.2f}%" in engine_line and "engine" in engine_line
+
     assert main(["summary", str(out)]) == 0
     assert str(out) in capsys.readouterr().out
 
@@ -131,7 +135,25 @@ def test_cli_reports_bad_config_without_traceback(tmp_path, capsys):
 
 
 def test_divergence_is_reported_with_what_to_change(idx_dir, tmp_path, capsys):
-    args = ["train", *[a for s in SMALL for a in ("--set", s)], "--set", f"data.dir={json.dumps(str(idx_dir))}"]
-    assert main([*args, "--set", "train.optimizer=sgd", "--set", "train.lr_net=1e30", "--out", str(tmp_path / "r")]) == 2
+    args = [
+        "train",
+        *[a for s in SMALL for a in ("--set", s)],
+        "--set",
+        f"data.dir={json.dumps(str(idx_dir))}",
+    ]
+    assert (
+        main(
+            [
+                *args,
+                "--set",
+                "train.optimizer=sgd",
+                "--set",
+                "train.lr_net=1e30",
+                "--out",
+                str(tmp_path / "r"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "train.lr_net" in err and "Traceback" not in err

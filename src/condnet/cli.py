@@ -63,6 +63,10 @@ def cmd_eval(args) -> None:
             f"{mode:9s}  test error {100 * result.error:.2f}%  nll {result.loss:.4f}  active [{rates}]  "
             f"MACs {result.macs:.0f}"
         )
+    if args.engine:
+        from condnet.experiment import engine_threshold_error
+
+        print(f"engine     test error {100 * engine_threshold_error(args.run_dir):.2f}% (threshold mode)")
 
 
 def cmd_summary(args) -> None:
@@ -199,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=Path)
     p.add_argument("--mode", choices=["sample", "threshold"], help="default: both")
     p.add_argument("--seed", type=int, help="seed of the sample-mode draws (default: the run's seed)")
+    p.add_argument("--engine", action="store_true", help="also the inference engine's threshold-mode error")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("bench", help="time the engine against dense PyTorch on the same weights")

@@ -108,6 +108,19 @@ def read_metrics(run_dir: str | Path) -> dict:
         raise CondnetError(f"{path} is corrupt: {exc}") from None
 
 
+def engine_threshold_error(run_dir: str | Path, batch_size: int = 500) -> float:
+    """The test error of the run's checkpoint computed by the inference engine, threshold mode."""
+    from condnet.engine import Engine
+
+    cfg = load_config(Path(run_dir) / "config.toml")
+    splits = load_splits(cfg.data)
+    engine = Engine.from_run(run_dir)
+    x, y = splits.x_test.numpy(), splits.y_test.numpy()
+    wrong = sum(int((engine.forward(x[i : i + batch_size])[0].argmax(1) != y[i : i + batch_size]).sum())
+                for i in range(0, len(x), batch_size))  # fmt: skip
+    return wrong / len(x)
+
+
 def evaluate_run(run_dir: str | Path, mode: str, seed: int | None = None):
     """Recompute the test metrics of a finished run from its checkpoint and config."""
     run_dir = Path(run_dir)
