@@ -17,8 +17,13 @@ def _progress_callbacks(max_epochs: int):
 
     def on_batch(done: int, total: int) -> None:
         if bar["bar"] is None:
+            # disable=None: no bar when the output is not a terminal (logs, CI); epoch lines remain
             bar["bar"] = tqdm(
-                total=total, desc=f"epoch {bar['epoch']}/{max_epochs}", leave=False, unit="batch"
+                total=total,
+                desc=f"epoch {bar['epoch']}/{max_epochs}",
+                leave=False,
+                unit="batch",
+                disable=None,
             )
         bar["bar"].update(1)
 
