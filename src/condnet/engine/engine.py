@@ -1,10 +1,13 @@
 """The inference engine: a trained CondNet compiled into block-sparse kernels whose cost follows the
 active blocks (paper section 3.4: ((H * M_H) W) * M_O).
 
-Per hidden layer the engine evaluates the policy on the active inputs, decides the mask (threshold or
-seeded sampling, as the PyTorch model does), and computes only the active output blocks from the
-active input blocks. A layer whose active fraction is above its measured crossover falls back to the
-dense product (PyTorch's), then masks.
+Per hidden layer the engine evaluates the policy, decides the mask (threshold or seeded sampling, as
+the PyTorch model does), and computes only the active output blocks from the active input blocks.
+- Batch 1 (latency): one fused numba call runs the whole network, policies included, reading only
+  active blocks. It never falls back to a dense product.
+- Batch > 1: layer by layer; the policy is one small BLAS product, the layer product groups the
+  examples by output block (`kernels.block_layer`), and a layer whose work fraction is above its
+  measured crossover (`Engine.calibrate`) takes PyTorch's dense product, then the mask.
 """
 
 from __future__ import annotations
@@ -58,11 +61,11 @@ class Engine:
       seeded with `seed` (the engine's draws are not torch's: to compare with the PyTorch model, pass
       the same `masks`);
     - masks: per hidden layer (batch, n_blocks) arrays of 0/1 that replace the policy's decision.
+    The dense fallback is off until `calibrate()` has measured this machine (about a second).
     """
 
     def __init__(self, model: CondNet, threads: int = 1):
         self.input_dim, self.n_classes = model.input_dim, model.n_classes
-        self.kind = model.cfg.kind
         self.p_min, self.p_max = np.float32(model.cfg.p_min), np.float32(model.cfg.p_max)
         act = self._activation = ACTIVATIONS[model.cfg.activation]
         sizes = [model.input_dim, *model.block_sizes, model.n_classes]  # input and output: one block
