@@ -37,7 +37,8 @@ class EngineLayer:
     bias: np.ndarray  # (n_out,)
     weight: torch.Tensor  # (n_out, n_in), for the dense fallback
     activation: int
-    z_tiles: np.ndarray | None = None  # learned policy: (n_in_blocks, bs_in, n_blocks)
+    z_tiles: np.ndarray | None = None  # learned policy: (n_in_blocks, bs_in, n_blocks), batch-1 kernel
+    z: torch.Tensor | None = None  # the same Z, (n_blocks, n_in), for the batched path
     d: np.ndarray | None = None
     tau: float | None = None  # uniform policy (bdNN)
     # work fraction (active input x active output fraction) above which the dense product is faster,
@@ -81,6 +82,7 @@ class Engine:
             if index < len(model.hidden) and model.cfg.kind == "condnet":
                 policy = model.policies[index]
                 layer.z_tiles = policy_tiles(policy.Z, bs_in)
+                layer.z = policy.Z.detach().to(torch.float32).contiguous()
                 layer.d = policy.d.detach().to(torch.float32).numpy().copy()
             elif index < len(model.hidden) and model.cfg.kind == "bdnn":
                 layer.tau = model.cfg.tau[index]
@@ -179,8 +181,8 @@ class Engine:
             # one small dense GEMM over all inputs (inactive ones are exact zeros): at batch > 1 BLAS
             # beats reading only the active blocks, whose rows differ from example to example
             with torch.inference_mode():
-                z = torch.from_numpy(layer.z_tiles.reshape(-1, k))
-                logits = torch.addmm(torch.from_numpy(layer.d), torch.from_numpy(h), z)
+                # F.linear with Z as (k, n_in): twice as fast here as addmm with Z^T for k ~ 10
+                logits = torch.nn.functional.linear(torch.from_numpy(h), layer.z, torch.from_numpy(layer.d))
                 sigma = (self.p_min + (self.p_max - self.p_min) * torch.sigmoid(logits)).numpy()
         elif layer.tau is not None:
             sigma = np.full((batch, k), layer.tau, np.float32)
