@@ -20,9 +20,6 @@ from condnet.train.checkpoint import load_checkpoint, save_checkpoint
 from condnet.train.evaluate import class_specificity, evaluate
 from condnet.train.loop import EpochRecord, train
 
-METRICS_KEYS = ("test_error", "activation_rate", "macs", "dense_macs", "epochs", "train_seconds", "seed")
-
-
 def prepare_run_dir(out: str | Path, force: bool = False) -> Path:
     """Create RUN_DIR; refuse to overwrite a finished or started run unless force."""
     out = Path(out)
@@ -94,18 +91,6 @@ def run_training(
         if sigma is not None:
             policy_figure(sigma, splits.y_test, layer, out / f"policy_layer{layer + 1}.png")
     return metrics
-
-
-def read_metrics(run_dir: str | Path) -> dict:
-    path = Path(run_dir) / "metrics.json"
-    if not path.is_file():
-        raise CondnetError(
-            f"{path} is missing: {run_dir} is not a finished run (train it with condnet train)"
-        )
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise CondnetError(f"{path} is corrupt: {exc}") from None
 
 
 def engine_threshold_error(run_dir: str | Path, batch_size: int = 500) -> float:
