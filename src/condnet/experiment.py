@@ -20,6 +20,7 @@ from condnet.train.checkpoint import load_checkpoint, save_checkpoint
 from condnet.train.evaluate import class_specificity, evaluate
 from condnet.train.loop import EpochRecord, train
 
+
 def prepare_run_dir(out: str | Path, force: bool = False) -> Path:
     """Create RUN_DIR; refuse to overwrite a finished or started run unless force."""
     out = Path(out)
