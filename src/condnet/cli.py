@@ -61,6 +61,8 @@ def cmd_eval(args) -> None:
     from condnet.experiment import evaluate_run
 
     modes = [args.mode] if args.mode else ["sample", "threshold"]
+    if not args.mode and load_config(args.run_dir / "config.toml").model.kind == "bdnn":
+        modes = ["sample"]  # bdNN's constant policy has no threshold mode
     for mode in modes:
         result = evaluate_run(args.run_dir, mode, args.seed)
         rates = ", ".join(f"{r:.4f}" for r in result.activation_rate)
