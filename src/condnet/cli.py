@@ -160,12 +160,9 @@ def cmd_bench(args) -> None:
     if (args.run_dir is None) == (args.arch is None):
         raise CondnetError("give either RUN_DIR (a trained run) or --arch (a synthetic model), not both")
     if args.run_dir is not None:
-        from condnet.config import load_config
-        from condnet.data.splits import load_splits
-        from condnet.train.checkpoint import load_checkpoint
+        from condnet.experiment import load_run
 
-        model = load_checkpoint(args.run_dir)
-        splits = load_splits(load_config(args.run_dir / "config.toml").data)
+        _, model, splits = load_run(args.run_dir)
         inputs = splits.x_test.numpy()
     else:
         if len(args.arch) < 3:

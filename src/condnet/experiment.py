@@ -94,13 +94,25 @@ def run_training(
     return metrics
 
 
+def load_run(run_dir: str | Path):
+    """A finished run's config, model (from its checkpoint) and data splits, checked to fit together."""
+    run_dir = Path(run_dir)
+    cfg = load_config(run_dir / "config.toml")
+    model = load_checkpoint(run_dir)
+    splits = load_splits(cfg.data)
+    if splits.input_dim != model.input_dim:
+        raise CondnetError(
+            f"the data has {splits.input_dim} inputs, the checkpoint expects {model.input_dim}"
+        )
+    return cfg, model, splits
+
+
 def engine_threshold_error(run_dir: str | Path, batch_size: int = 500) -> float:
     """The test error of the run's checkpoint computed by the inference engine, threshold mode."""
     from condnet.engine import Engine
 
-    cfg = load_config(Path(run_dir) / "config.toml")
-    splits = load_splits(cfg.data)
-    engine = Engine.from_run(run_dir)
+    _, model, splits = load_run(run_dir)
+    engine = Engine(model)
     x, y = splits.x_test.numpy(), splits.y_test.numpy()
     wrong = sum(int((engine.forward(x[i : i + batch_size])[0].argmax(1) != y[i : i + batch_size]).sum())
                 for i in range(0, len(x), batch_size))  # fmt: skip
@@ -109,17 +121,10 @@ def engine_threshold_error(run_dir: str | Path, batch_size: int = 500) -> float:
 
 def evaluate_run(run_dir: str | Path, mode: str, seed: int | None = None):
     """Recompute the test metrics of a finished run from its checkpoint and config."""
-    run_dir = Path(run_dir)
-    cfg = load_config(run_dir / "config.toml")
-    model = load_checkpoint(run_dir)
+    cfg, model, splits = load_run(run_dir)
     if mode == "threshold" and cfg.model.kind == "bdnn":
         raise CondnetError(
             "bdNN has no threshold mode: its uniform policy (rate tau) has no input to threshold"
-        )
-    splits = load_splits(cfg.data)
-    if splits.input_dim != model.input_dim:
-        raise CondnetError(
-            f"the data has {splits.input_dim} inputs, the checkpoint expects {model.input_dim}"
         )
     seed = cfg.seed if seed is None else seed
     return evaluate(model, splits.x_test, splits.y_test, mode, cfg.train.eval_batch_size, seed)

@@ -41,9 +41,9 @@ class EngineLayer:
     z: torch.Tensor | None = None  # the same Z, (n_blocks, n_in), for the batched path
     d: np.ndarray | None = None
     tau: float | None = None  # uniform policy (bdNN)
-    # work fraction (active input x active output fraction) above which the dense product is faster,
-    # for batch 1 and for larger batches; measured by Engine.calibrate (> 1: never fall back)
-    crossover: tuple[float, float] = (1.01, 1.01)
+    # work fraction (active input x active output fraction) above which the dense product is faster
+    # at batch > 1 (batch 1 runs the fused kernel); measured by Engine.calibrate (> 1: never fall back)
+    crossover: float = 1.01
 
     @property
     def n_out_blocks(self) -> int:
@@ -192,7 +192,7 @@ class Engine:
             return (sigma > 0.5).astype(np.uint8)
         return (rng.random((batch, k), dtype=np.float32) < sigma).astype(np.uint8)
 
-    def calibrate(self, densities=(0.3, 0.45, 0.6, 0.75, 0.9, 1.0), batches=(1, 64), repeats=7) -> None:
+    def calibrate(self, densities=(0.3, 0.45, 0.6, 0.75, 0.9, 1.0), batch=64, repeats=7) -> None:
         """Measure, per layer and on this machine, where the dense product overtakes the block kernel.
 
         For each density d, random masks at rate d (the first layer's input and the output layer's
@@ -203,34 +203,29 @@ class Engine:
         last = len(self.layers) - 1
         for index, layer in enumerate(self.layers):
             n_in_blocks, bs_in = layer.tiles.shape[1], layer.tiles.shape[2]
-            found = []
-            for batch in batches:
-                crossover = 1.01
-                for density in densities:
-                    in_mask = (rng.random((batch, n_in_blocks)) < (1.0 if index == 0 else density)).astype(
-                        np.uint8
-                    )
-                    out_mask = rng.random((batch, layer.n_out_blocks)) < (1.0 if index == last else density)
-                    out_mask = out_mask.astype(np.uint8)
-                    h = rng.random((batch, n_in_blocks * bs_in), dtype=np.float32)
-                    h *= np.repeat(in_mask, bs_in, axis=1)
-                    times = interleaved_medians(
-                        {
-                            "dense": partial(self._dense_product, layer, h, out_mask),
-                            "block": partial(self._block_product, layer, h, in_mask, out_mask),
-                        },
-                        repeats,
-                        warmup=2,
-                    )
-                    if times["dense"] <= times["block"]:
-                        crossover = in_mask.mean() * out_mask.mean()
-                        break
-                found.append(float(crossover))
-            layer.crossover = (found[0], found[-1])
+            layer.crossover = 1.01
+            for density in densities:
+                in_mask = (rng.random((batch, n_in_blocks)) < (1.0 if index == 0 else density)).astype(
+                    np.uint8
+                )
+                out_mask = rng.random((batch, layer.n_out_blocks)) < (1.0 if index == last else density)
+                out_mask = out_mask.astype(np.uint8)
+                h = rng.random((batch, n_in_blocks * bs_in), dtype=np.float32)
+                h *= np.repeat(in_mask, bs_in, axis=1)
+                times = interleaved_medians(
+                    {
+                        "dense": partial(self._dense_product, layer, h, out_mask),
+                        "block": partial(self._block_product, layer, h, in_mask, out_mask),
+                    },
+                    repeats,
+                    warmup=2,
+                )
+                if times["dense"] <= times["block"]:
+                    layer.crossover = float(in_mask.mean() * out_mask.mean())
+                    break
 
     def _product(self, layer: EngineLayer, h, in_mask, out_mask) -> np.ndarray:
-        work = in_mask.mean() * out_mask.mean()
-        if work >= layer.crossover[0 if h.shape[0] == 1 else 1]:
+        if in_mask.mean() * out_mask.mean() >= layer.crossover:
             return self._dense_product(layer, h, out_mask)
         return self._block_product(layer, h, in_mask, out_mask)
 
