@@ -9,12 +9,12 @@ import tarfile
 import numpy as np
 import pytest
 import torch
-from conftest import write_cifar10, write_svhn
 
 from condnet.config import DataConfig
 from condnet.data import cifar10, svhn
 from condnet.data.splits import load_splits
 from condnet.errors import DataError
+from conftest import write_cifar10, write_svhn
 
 
 def test_cifar10_splits_keep_the_stored_pixel_order(tmp_path):

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import gzip
-import io
 import pickle
 
 import numpy as np
 import pytest
 
 from condnet.data import mnist
-from condnet.data.safe_pickle import load_arrays
 from condnet.data.idx import encode_idx, parse_idx, read_idx, write_idx
+from condnet.data.safe_pickle import load_arrays
 from condnet.data.splits import load_idx_splits
 from condnet.errors import DataError
 

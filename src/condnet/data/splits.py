@@ -78,7 +78,9 @@ def splits_from_arrays(x_train, y_train, x_test, y_test, valid_size: int, source
     """uint8 images (N, pixels) and integer labels -> float splits; the last `valid_size` training
     examples become the validation split."""
     if x_train.shape[1] != x_test.shape[1]:
-        raise DataError(f"{source}: train images have {x_train.shape[1]} pixels, test images {x_test.shape[1]}")
+        raise DataError(
+            f"{source}: train images have {x_train.shape[1]} pixels, test images {x_test.shape[1]}"
+        )
     if valid_size >= len(x_train):
         raise DataError(
             f"data.valid_size = {valid_size} leaves no training data ({len(x_train)} training examples); "
