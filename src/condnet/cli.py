@@ -189,6 +189,56 @@ def cmd_bench(args) -> None:
         )
 
 
+def _run_table(args, table) -> None:
+    from condnet.reproduce.command import run_table
+
+    outputs = run_table(
+        table,
+        args.seeds,
+        args.out or Path("runs") / args.command / table.name,
+        args.report,
+        args.workers,
+        args.threads,
+        args.set or [],
+        args.data_dir,
+        args.timing_repeats,
+        args.retime,
+        args.configs,
+        command="condnet " + " ".join(sys.argv[1:]),
+    )
+    print(outputs.markdown.read_text())
+    print(f"wrote {outputs.csv}, {outputs.markdown}, {outputs.figure}")
+    if outputs.failures:
+        raise CondnetError(f"{len(outputs.failures)} run(s) failed; see {outputs.markdown}")
+
+
+def cmd_reproduce(args) -> None:
+    from condnet.reproduce.tables import TABLES
+
+    _run_table(args, TABLES[args.table])
+
+
+def cmd_ablate(args) -> None:
+    from condnet.reproduce.tables import ABLATIONS
+
+    _run_table(args, ABLATIONS[args.ablation])
+
+
+def _table_options(p: argparse.ArgumentParser) -> None:
+    from condnet.reproduce.tables import CONFIG_DIR
+
+    p.add_argument("--seeds", type=int, default=3, help="seeds per row (0 .. N-1)")
+    p.add_argument("--out", type=Path, help="run directories (default: runs/<command>/<name>)")
+    p.add_argument("--report", type=Path, help="where the CSV, markdown and figure go (default: --out)")
+    p.add_argument("--workers", type=int, default=1, help="runs trained in parallel")
+    p.add_argument("--threads", type=int, help="cores per worker (default: all cores / workers)")
+    p.add_argument("--data-dir", help="local directory with the dataset's files (sets data.dir)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override every row's config")
+    p.add_argument("--timing-repeats", type=int, default=15, help="timed repeats per run (median)")
+    p.add_argument("--retime", action="store_true", help="time finished runs again")
+    p.add_argument("--configs", type=Path, default=CONFIG_DIR, help="the configs/ directory")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="condnet", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -224,6 +274,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help='print {"records": [...]} instead of a table')
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("reproduce", help="run a paper table for several seeds; CSV, markdown and Pareto plot")
+    p.add_argument("table", choices=["mnist", "cifar10", "svhn"])
+    _table_options(p)
+    p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("ablate", help="run one of the paper's ablations for several seeds, with its plot")
+    p.add_argument("ablation", choices=["no-regularizers", "lambda-v", "lambda-s"])
+    _table_options(p)
+    p.set_defaults(func=cmd_ablate)
 
     p = sub.add_parser("summary", help="print a table comparing finished runs")
     p.add_argument("run_dirs", nargs="+", type=Path)

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Everything behind docs/reproduce/ and section 4 of docs/RESULTS.md, from scratch, on MNIST (the only
+# dataset on these machines). Resumable: rerun it after an interruption. About 2 hours on 2 cores.
+# Budget choices: at most 30 epochs (patience 8) for MNIST rows and ablations, 15 (patience 5) for the
+# CIFAR-10 / SVHN architectures; two training workers of one core each; timing afterwards on one core.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+C=.venv/bin/condnet
+R=docs/reproduce
+$C reproduce mnist --seeds 5 --workers 2 --threads 1 --report $R \
+  --set train.max_epochs=30 --set train.patience=8
+for table in cifar10 svhn; do
+  $C reproduce $table --seeds 3 --workers 2 --threads 1 --report $R/$table-on-mnist \
+    --out runs/reproduce/$table-on-mnist --set data.name=mnist --set data.valid_size=10000 \
+    --set train.max_epochs=15 --set train.patience=5
+done
+$C ablate no-regularizers --seeds 3 --workers 2 --threads 1 --report $R --set train.max_epochs=30 --set train.patience=8
+$C ablate lambda-v --seeds 3 --workers 2 --threads 1 --report $R
+$C ablate lambda-s --seeds 2 --workers 2 --threads 1 --report $R --set train.max_epochs=30 --set train.patience=8

@@ -1,0 +1,80 @@
+"""`condnet reproduce TABLE` and `condnet ablate NAME`: plan, train, time, report."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from condnet.reproduce import figures
+from condnet.reproduce.report import markdown_table, pareto_verdicts, run_record, summarize, write_csv
+from condnet.reproduce.runner import machine, plan, time_all, train_all
+from condnet.reproduce.tables import CONFIG_DIR, Table
+
+
+@dataclass
+class Outputs:
+    csv: Path
+    markdown: Path
+    figure: Path
+    failures: list[str]
+
+
+def run_table(
+    table: Table,
+    seeds: int,
+    out: Path,
+    report_dir: Path | None = None,
+    workers: int = 1,
+    threads: int | None = None,
+    overrides: list[str] = (),
+    data_dir: str | None = None,
+    timing_repeats: int = 15,
+    retime: bool = False,
+    config_dir: Path = CONFIG_DIR,
+    command: str = "",
+    log=print,
+) -> Outputs:
+    """Every row for `seeds` seeds into OUT/<row>/seed-<n>, then the CSV, markdown and figure into
+    REPORT_DIR (default OUT) as <table>.csv, <table>.md and <table>.png."""
+    if workers < 1:
+        from condnet.errors import CondnetError
+
+        raise CondnetError(f"--workers must be at least 1, got {workers}")
+    threads = threads or max(1, (os.cpu_count() or 1) // workers)
+    overrides = [*overrides, *([f'data.dir="{data_dir}"'] if data_dir else [])]
+    jobs = plan(table, seeds, out, overrides, config_dir)
+    failures = train_all(jobs, workers, threads, log)
+    time_all(jobs, timing_repeats, retime, log)
+
+    report_dir = report_dir or out
+    report_dir.mkdir(parents=True, exist_ok=True)
+    records = [run_record(job) for job in jobs]
+    summaries = summarize(table, records)
+    outputs = Outputs(report_dir / f"{table.name}.csv", report_dir / f"{table.name}.md",
+                      report_dir / f"{table.name}.png", failures)  # fmt: skip
+    write_csv(records, outputs.csv)
+    data = jobs[0].cfg.data.name
+    title = f"{table.name}" + ("" if data == table.dataset else f" architectures trained on {data}")
+    if table.plot == "pareto":
+        figures.pareto(summaries, records, title, outputs.figure)
+    elif table.plot == "curves":
+        figures.curves(jobs, [row.name for row in table.rows], title, outputs.figure)
+    else:
+        figures.tradeoff(summaries, title, outputs.figure)
+    lines = [f"# {title}: {seeds} seed(s) per row", ""]
+    if command:
+        lines += [f"Command: `{command}`", ""]
+    lines += [f"Timed on: {machine()}, using one core, after training (no training running).", ""]
+    if data != table.dataset:
+        lines += [f"The paper's numbers are on {table.dataset}; ours on {data}: compare the method, not "
+                  "the numbers.", ""]  # fmt: skip
+    lines.append(markdown_table(summaries))
+    if table.plot == "pareto":
+        lines += ["Error-latency front at batch 1 (a gated row is on it when no dense net at most as "
+                  "slow has a lower mean error):", ""]  # fmt: skip
+        lines += [f"- {verdict}" for verdict in pareto_verdicts(summaries)]
+    if failures:
+        lines += ["", "Failed runs:", ""] + [f"- {f}" for f in failures]
+    outputs.markdown.write_text("\n".join(lines) + "\n")
+    return outputs

@@ -1,0 +1,89 @@
+"""The figures of `condnet reproduce` and `condnet ablate`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from condnet.report.plots import plt
+from condnet.reproduce.report import RowSummary
+from condnet.reproduce.runner import Job, is_finished
+
+COLORS = {"condnet": "tab:red", "nn": "tab:blue", "bdnn": "tab:green"}
+
+
+def pareto(summaries: list[RowSummary], records: list[dict], title: str, path: Path) -> None:
+    """Test error against batch-1 latency (the paper's Figure 3): every run faded, row means with std."""
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    for s in summaries:
+        if s.latency is None or s.error is None:
+            continue
+        runs = [r for r in records if r["row"] == s.name and r.get("batch1_engine_ms") is not None]
+        latency = (lambda r: min(r["batch1_dense_ms"], r["batch1_engine_ms"])) if s.kind == "nn" else (
+            lambda r: r["batch1_engine_ms"])  # fmt: skip
+        color = COLORS.get(s.kind, "black")
+        ax.scatter([latency(r) for r in runs], [100 * r["test_error_sample"] for r in runs], s=10,
+                   color=color, alpha=0.35)  # fmt: skip
+        ax.errorbar(s.latency, s.error[0], yerr=s.error[1], fmt="o" if s.kind != "nn" else "s", color=color,
+                    capsize=3)  # fmt: skip
+        ax.annotate(s.name, (s.latency, s.error[0]), textcoords="offset points", xytext=(5, 4), fontsize=7)
+    dense = [s for s in summaries if s.kind == "nn" and s.latency and s.error]
+    dense.sort(key=lambda s: s.latency)
+    ax.plot([s.latency for s in dense], [s.error[0] for s in dense], color=COLORS["nn"], alpha=0.4, lw=1)
+    for kind, label in (("condnet", "condnet (engine)"), ("nn", "dense NN (faster of PyTorch and engine)"),
+                        ("bdnn", "bdNN (engine)")):  # fmt: skip
+        ax.scatter([], [], color=COLORS[kind], label=label)
+    ax.set(xscale="log", yscale="log", xlabel="batch-1 latency, one core (ms)", ylabel="test error (%)",
+           title=title)  # fmt: skip
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _histories(jobs: list[Job], row: str) -> list[list[dict]]:
+    return [
+        [json.loads(line) for line in (j.run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+        for j in jobs
+        if j.row.name == row and is_finished(j.run_dir)
+    ]
+
+
+def curves(jobs: list[Job], rows: list[str], title: str, path: Path) -> None:
+    """Validation error and activation rate per epoch, one line per run, one color per row."""
+    fig, (ax_err, ax_rate) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for index, row in enumerate(rows):
+        color = f"C{index}"
+        for n, history in enumerate(_histories(jobs, row)):
+            epochs = [h["epoch"] for h in history]
+            label = row if n == 0 else None
+            error = [100 * h["valid_error"] for h in history]
+            ax_err.plot(epochs, error, color=color, alpha=0.7, label=label)
+            rate = [sum(h["activation_rate"]) / len(h["activation_rate"]) for h in history]
+            ax_rate.plot(epochs, rate, color=color, alpha=0.7, label=label)
+    ax_err.set(xlabel="epoch", ylabel="validation error, sample mode (%)", yscale="log", title=title)
+    ax_rate.set(xlabel="epoch", ylabel="fraction of blocks active (validation)", title="activation rate")
+    for ax in (ax_err, ax_rate):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def tradeoff(summaries: list[RowSummary], title: str, path: Path) -> None:
+    """Test error against the engine's batch-1 latency, one point per row (the paper's Figure 5a)."""
+    fig, ax = plt.subplots(figsize=(7, 5))
+    points = [s for s in summaries if s.latency is not None and s.error is not None]
+    ax.errorbar([s.latency for s in points], [s.error[0] for s in points], yerr=[s.error[1] for s in points],
+                fmt="o-", capsize=3, color=COLORS["condnet"])  # fmt: skip
+    for s in points:
+        rate = sum(m for m, _ in s.rates) / max(1, len(s.rates))
+        ax.annotate(f"{s.name}\nrate {rate:.3f}", (s.latency, s.error[0]), textcoords="offset points",
+                    xytext=(5, 4), fontsize=7)  # fmt: skip
+    ax.set(xlabel="batch-1 latency, engine, one core (ms)", ylabel="test error, sample mode (%)", title=title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,156 @@
+"""A table's results: a CSV with every run, a markdown table with one line per row, and its figure."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from condnet.report.summary import mean_std
+from condnet.reproduce.runner import Job, is_finished
+from condnet.reproduce.tables import Table
+
+CSV_FIELDS = [
+    "row", "kind", "seed", "status", "test_error_sample", "test_error_threshold", "activation_rate",
+    "macs_fraction", "epochs", "train_seconds", "batch1_dense_ms", "batch1_engine_ms",
+    "test_pass_dense_s", "test_pass_engine_s", "run_dir",
+]  # fmt: skip
+
+
+def run_record(job: Job) -> dict:
+    """One CSV line: the run's metrics and timing, or its status when it has none."""
+    record = {"row": job.row.name, "kind": job.cfg.model.kind, "seed": job.seed, "run_dir": str(job.run_dir)}
+    if not is_finished(job.run_dir):
+        failed = job.run_dir / "failed.txt"
+        record["status"] = "failed: " + failed.read_text().strip() if failed.is_file() else "not run"
+        return record
+    metrics = json.loads((job.run_dir / "metrics.json").read_text())
+    timing_path = job.run_dir / "timing.json"
+    timing = json.loads(timing_path.read_text()) if timing_path.is_file() else {}
+    record.update(
+        status="finished" if timing else "finished, not timed",
+        test_error_sample=metrics["test_error"]["sample"],
+        test_error_threshold=metrics["test_error"]["threshold"],
+        activation_rate="/".join(f"{r:.4f}" for r in metrics["activation_rate"]),
+        macs_fraction=metrics["macs"] / metrics["dense_macs"],
+        epochs=metrics["epochs"],
+        train_seconds=metrics["train_seconds"],
+        **{k: timing.get(k) for k in CSV_FIELDS if k in timing},
+    )
+    return record
+
+
+def write_csv(records: list[dict], path: Path) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, CSV_FIELDS)
+        writer.writeheader()
+        writer.writerows(records)
+
+
+@dataclass
+class RowSummary:
+    name: str
+    kind: str
+    sweep: bool
+    n: int
+    error: tuple[float, float] | None  # percent, mean and std over seeds (sample mode)
+    threshold: tuple[float, float] | None
+    rates: list[tuple[float, float]]  # per hidden layer
+    pass_dense: float | None  # mean seconds of one test pass at batch 50
+    pass_engine: float | None
+    latency_dense: float | None  # mean batch-1 ms
+    latency_engine: float | None
+    paper_error: float | None
+    paper_speedup: float | None
+
+    @property
+    def latency(self) -> float | None:
+        """The batch-1 latency this row can have: the engine for gated nets; for dense nets the faster of
+        PyTorch and the engine (so a gated net is never credited with PyTorch's overhead)."""
+        if self.latency_engine is None:
+            return None
+        if self.kind == "nn":
+            return min(self.latency_dense, self.latency_engine)
+        return self.latency_engine
+
+
+def summarize(table: Table, records: list[dict]) -> list[RowSummary]:
+    summaries = []
+    for row in table.rows:
+        done = [r for r in records if r["row"] == row.name and r["status"].startswith("finished")]
+        timed = [r for r in done if r.get("batch1_engine_ms") is not None]
+
+        def spread(key, runs, scale=1.0):
+            values = [scale * r[key] for r in runs if r.get(key) is not None]
+            return mean_std(values) if values else None
+
+        def mean(key, runs=timed):
+            value = spread(key, runs)
+            return None if value is None else value[0]
+
+        n_layers = len(done[0]["activation_rate"].split("/")) if done else 0
+        rates = [mean_std([float(r["activation_rate"].split("/")[i]) for r in done]) for i in range(n_layers)]
+        summaries.append(
+            RowSummary(
+                row.name, done[0]["kind"] if done else "?", row.sweep, len(done),
+                spread("test_error_sample", done, 100), spread("test_error_threshold", done, 100), rates,
+                mean("test_pass_dense_s"), mean("test_pass_engine_s"), mean("batch1_dense_ms"),
+                mean("batch1_engine_ms"), row.paper_error, row.paper_speedup,
+            )
+        )  # fmt: skip
+    return summaries
+
+
+def _pm(value, digits=2) -> str:
+    return "—" if value is None else f"{value[0]:.{digits}f} ± {value[1]:.{digits}f}"
+
+
+def _num(value, fmt="{:.3f}") -> str:
+    return "—" if value is None else fmt.format(value)
+
+
+def markdown_table(summaries: list[RowSummary]) -> str:
+    lines = [
+        "| row | paper's test error % | ours, test error % (sample), mean ± std (n) | threshold % | "
+        "activation rate | test pass at batch 50, dense s | engine s | speedup | paper's speedup | "
+        "batch-1 dense ms | engine ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in summaries:
+        rate = "1 (dense)" if s.kind == "nn" else "/".join(f"{m:.3f} ± {d:.3f}" for m, d in s.rates) or "—"
+        speedup = None if s.pass_engine is None else s.pass_dense / s.pass_engine
+        lines.append(
+            f"| {s.name}{' (sweep)' if s.sweep else ''} | {_num(s.paper_error, '{:.1f}')} | "
+            f"{_pm(s.error)} ({s.n}) | {_pm(s.threshold) if s.kind != 'bdnn' else 'n/a'} | {rate} | "
+            f"{_num(s.pass_dense)} | {_num(s.pass_engine)} | {_num(speedup, '{:.2f}x')} | "
+            f"{_num(s.paper_speedup, '{:.1f}x')} | {_num(s.latency_dense, '{:.4f}')} | "
+            f"{_num(s.latency_engine, '{:.4f}')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def pareto_verdicts(summaries: list[RowSummary]) -> list[str]:
+    """For each gated row: is it on the error-latency front against the dense nets, and by how much."""
+    dense = [s for s in summaries if s.kind == "nn" and s.latency is not None and s.error is not None]
+    verdicts = []
+    for s in summaries:
+        if s.kind == "nn" or s.latency is None or s.error is None:
+            continue
+        as_fast = [d for d in dense if d.latency <= s.latency]
+        if not as_fast:
+            fastest = min(dense, key=lambda d: d.latency, default=None)
+            extra = f" (the fastest, {fastest.name}, takes {fastest.latency:.4f} ms)" if fastest else ""
+            verdicts.append(
+                f"{s.name}: ON the front: no dense net is as fast as its {s.latency:.4f} ms{extra}."
+            )
+            continue
+        best = min(as_fast, key=lambda d: d.error[0])
+        gap = s.error[0] - best.error[0]
+        where = "ON the front" if gap < 0 else "NOT on the front"
+        verdicts.append(
+            f"{s.name}: {where}: {s.error[0]:.2f} % at {s.latency:.4f} ms; the best dense net at most as "
+            f"slow, {best.name}, has {best.error[0]:.2f} % at {best.latency:.4f} ms "
+            f"({'better' if gap < 0 else 'misses'} by {abs(gap):.2f} points)."
+        )
+    return verdicts

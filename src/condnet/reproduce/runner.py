@@ -1,0 +1,159 @@
+"""Run every row of a table for N seeds (resumable, W in parallel), then time every finished run.
+
+Layout: OUT/<row>/seed-<n>/ is an ordinary run directory (`condnet train`'s), plus timing.json.
+- A run with metrics.json is finished and never redone; a directory without it (an interrupted or
+  failed run) is deleted and the run starts again from nothing.
+- Training runs in W worker processes with `threads` cores each. Timing runs afterwards, one run at
+  a time in this process, on one core, so that no training disturbs it.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import platform
+import shutil
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from condnet.config import Config, load_config
+from condnet.errors import CondnetError
+from condnet.reproduce.tables import CONFIG_DIR, Row, Table, config_path
+
+TEST_BATCH = 50  # the paper's test batch: one pass over the test set is timed at this batch size
+
+
+@dataclass
+class Job:
+    row: Row
+    seed: int
+    run_dir: Path
+    cfg: Config
+
+
+def plan(table: Table, seeds: int, out: Path, overrides: list[str], config_dir: Path = CONFIG_DIR):
+    """Every (row, seed) of the table with its resolved config; configs are checked before any run."""
+    if seeds < 1:
+        raise CondnetError(f"--seeds must be at least 1, got {seeds}")
+    return [
+        Job(row, seed, out / row.name.replace("/", "_") / f"seed-{seed}",
+            load_config(config_path(row, config_dir), [*overrides, *row.overrides], seed))
+        for row in table.rows
+        for seed in range(seeds)
+    ]  # fmt: skip
+
+
+def is_finished(run_dir: Path) -> bool:
+    return (run_dir / "metrics.json").is_file()
+
+
+def _train_one(cfg: Config, run_dir: str, threads: int) -> tuple[dict | None, str]:
+    """Worker: one training run. Returns (metrics, "") or (None, the error)."""
+    from condnet.experiment import run_training
+
+    torch.set_num_threads(threads)
+    try:
+        return run_training(cfg, run_dir, force=True), ""
+    except CondnetError as exc:
+        (Path(run_dir) / "failed.txt").write_text(f"{exc}\n")
+        return None, str(exc)
+
+
+def train_all(jobs: list[Job], workers: int, threads: int, log=print) -> list[str]:
+    """Train every unfinished job; returns the failures (the others keep going when one fails)."""
+    todo = [job for job in jobs if not is_finished(job.run_dir)]
+    log(f"{len(jobs) - len(todo)} of {len(jobs)} runs already finished; {len(todo)} to train")
+    if not todo:
+        return []
+    from condnet.data.splits import load_splits
+
+    for data in {json.dumps(job.cfg.data.__dict__, sort_keys=True): job.cfg.data for job in todo}.values():
+        load_splits(data)  # fetch once, here, and fail before any run when the data is missing
+    for job in todo:
+        if job.run_dir.exists():  # interrupted or failed: start again cleanly
+            shutil.rmtree(job.run_dir)
+    failures, start = [], time.perf_counter()
+    context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch thread pools
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        futures = {pool.submit(_train_one, job.cfg, str(job.run_dir), threads): job for job in todo}
+        try:
+            for done, future in enumerate(as_completed(futures), 1):
+                job = futures[future]
+                metrics, error = future.result()
+                name = f"{job.row.name} seed {job.seed}"
+                if metrics is None:
+                    failures.append(f"{name}: {error}")
+                    log(f"[{done}/{len(todo)}] {name}: FAILED: {error}")
+                else:
+                    error = 100 * metrics["test_error"]["sample"]
+                    log(
+                        f"[{done}/{len(todo)}] {name}: test error {error:.2f}% after {metrics['epochs']} "
+                        f"epochs ({time.perf_counter() - start:.0f}s elapsed)"
+                    )
+        except KeyboardInterrupt:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+    return failures
+
+
+def time_run(run_dir: Path, repeats: int) -> dict:
+    """Batch-1 latency and one test-set pass at batch 50, dense PyTorch against the engine, one core."""
+    from condnet.bench.compare import bench, dense_forward
+    from condnet.engine import Engine
+    from condnet.engine.timing import interleaved_medians
+    from condnet.experiment import load_run
+
+    _, model, splits = load_run(run_dir)
+    x = splits.x_test.numpy()
+    latency = bench(model, x, [1], [1], "sample", repeats)[0]
+    engine = Engine(model, threads=1)
+    engine.calibrate()
+    dense = dense_forward(model)
+    chunks = [x[i : i + TEST_BATCH] for i in range(0, len(x), TEST_BATCH)]
+    tensors = [torch.from_numpy(c) for c in chunks]
+    rng = np.random.default_rng(0)
+    seconds = interleaved_medians(
+        {
+            "dense": lambda: [dense(t) for t in tensors],
+            "engine": lambda: [engine.forward(c, "sample", seed=rng) for c in chunks],
+        },
+        repeats=max(1, repeats // 3),
+        warmup=1,
+    )
+    return {
+        "batch1_dense_ms": latency.dense_ms,
+        "batch1_engine_ms": latency.engine_ms,
+        "test_pass_dense_s": seconds["dense"],
+        "test_pass_engine_s": seconds["engine"],
+        "test_examples": len(x),
+        "threads": 1,
+        "machine": machine(),
+    }
+
+
+def machine() -> str:
+    """The CPU's name and core count (timings mean little without them)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+             if line.startswith("model name")] if cpuinfo.is_file() else []  # fmt: skip
+    return f"{names[0] if names else platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
+
+
+def time_all(jobs: list[Job], repeats: int, retime: bool = False, log=print) -> None:
+    """Time every finished run that has no timing.json yet (all of them with retime)."""
+    untimed = [j for j in jobs if is_finished(j.run_dir) and not (j.run_dir / "timing.json").exists()]
+    todo = [j for j in jobs if is_finished(j.run_dir)] if retime else untimed
+    log(f"timing {len(todo)} runs on one core")
+    for index, job in enumerate(todo, 1):
+        timing = time_run(job.run_dir, repeats)
+        (job.run_dir / "timing.json").write_text(json.dumps(timing, indent=2) + "\n")
+        log(
+            f"[{index}/{len(todo)}] {job.row.name} seed {job.seed}: batch 1 "
+            f"{timing['batch1_dense_ms']:.3f} ms dense, {timing['batch1_engine_ms']:.3f} ms engine"
+        )

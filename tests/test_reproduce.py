@@ -1,0 +1,99 @@
+"""`condnet reproduce` and `condnet ablate` end to end on generated files; the Pareto verdicts by hand."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from condnet.cli import main
+from condnet.reproduce.report import RowSummary, pareto_verdicts
+from condnet.reproduce.runner import plan
+from condnet.reproduce.tables import ABLATIONS, TABLES
+
+QUICK = ["--seeds", "1", "--timing-repeats", "1", "--set", "train.max_epochs=1"]
+
+
+def summary(name, kind, latency, error):
+    return RowSummary(name, kind, False, 3, (error, 0.1), None, [], None, None, latency, latency, None, None)
+
+
+def test_pareto_verdicts_against_hand_made_points():
+    rows = [
+        summary("dense-fast", "nn", 1.0, 3.0),
+        summary("dense-slow", "nn", 2.0, 2.0),
+        summary("between", "condnet", 1.5, 2.5),  # beats dense-fast, the only dense net as fast
+        summary("dominated", "condnet", 2.5, 2.1),  # dense-slow is faster and better by 0.1
+        summary("fastest", "bdnn", 0.5, 9.0),  # no dense net is as fast
+    ]
+    verdicts = dict(v.split(": ", 1) for v in pareto_verdicts(rows))
+    assert verdicts["between"].startswith("ON the front") and "better by 0.50 points" in verdicts["between"]
+    assert (
+        verdicts["dominated"].startswith("NOT on the front")
+        and "misses by 0.10 points" in verdicts["dominated"]
+    )
+    assert "dense-slow" in verdicts["dominated"]
+    assert verdicts["fastest"].startswith("ON the front: no dense net is as fast")
+    assert "dense-fast" not in verdicts and "dense-slow" not in verdicts
+
+
+def test_row_overrides_win_over_the_command_line(tmp_path):
+    jobs = plan(ABLATIONS["lambda-v"], 2, tmp_path, ["train.max_epochs=30", "train.lambda_v=99.0"])
+    assert len(jobs) == 6 and {j.seed for j in jobs} == {0, 1}
+    assert all(j.cfg.train.max_epochs == 10 for j in jobs)
+    assert sorted({j.cfg.train.lambda_v for j in jobs}) == [0.0, 1.5625, 6.25]
+
+
+def _read_csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("table, fixture, valid", [("cifar10", "cifar10_dir", 40), ("svhn", "svhn_dir", 50)])
+def test_reproduce_end_to_end_on_fixture_files(table, fixture, valid, tmp_path, request, capsys):
+    data = request.getfixturevalue(fixture)
+    out, report = tmp_path / "runs", tmp_path / "report"
+    args = ["reproduce", table, *QUICK, "--workers", "2", "--out", str(out), "--report", str(report),
+            "--data-dir", str(data), "--set", f"data.valid_size={valid}"]  # fmt: skip
+    assert main(args) == 0
+    rows = _read_csv(report / f"{table}.csv")
+    assert [r["row"] for r in rows] == [row.name for row in TABLES[table].rows]
+    assert all(r["status"] == "finished" and float(r["test_pass_engine_s"]) > 0 for r in rows)
+    markdown = (report / f"{table}.md").read_text()
+    assert all(row.name in markdown for row in TABLES[table].rows) and "front" in markdown
+    assert (report / f"{table}.png").stat().st_size > 10_000
+
+    if table != "svhn":
+        return
+    # resumable: a finished run is kept; an interrupted one (no metrics.json) restarts from nothing
+    kept = out / "nn-208-128" / "seed-0" / "metrics.json"
+    interrupted = out / "condnet-208-128-b16" / "seed-0"
+    kept_mtime = kept.stat().st_mtime_ns
+    (interrupted / "metrics.json").unlink()
+    (interrupted / "leftover.txt").write_text("half-written")
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "5 of 6 runs already finished; 1 to train" in capsys.readouterr().out
+    assert kept.stat().st_mtime_ns == kept_mtime
+    assert (interrupted / "metrics.json").is_file() and not (interrupted / "leftover.txt").exists()
+
+
+@pytest.mark.parametrize("ablation", ["lambda-v", "lambda-s"])
+def test_ablations_end_to_end(ablation, idx_dir, tmp_path):
+    report = tmp_path / "report"
+    args = ["ablate", ablation, *QUICK, "--out", str(tmp_path / "runs"), "--report", str(report),
+            "--set", "data.name=idx", "--data-dir", str(idx_dir), "--set", "data.valid_size=200"]  # fmt: skip
+    assert main(args) == 0
+    rows = _read_csv(report / f"{ablation}.csv")
+    assert [r["row"] for r in rows] == [row.name for row in ABLATIONS[ablation].rows]
+    expected_epochs = "10" if ablation == "lambda-v" else "1"
+    assert all(r["status"] == "finished" and r["epochs"] == expected_epochs for r in rows)
+    assert (report / f"{ablation}.png").stat().st_size > 10_000
+
+
+def test_bad_settings_fail_before_any_run(tmp_path, capsys):
+    assert main(["reproduce", "mnist", "--seeds", "0", "--out", str(tmp_path)]) == 2
+    assert "--seeds must be at least 1" in capsys.readouterr().err
+    assert main(["reproduce", "mnist", "--set", "train.nope=1", "--out", str(tmp_path)]) == 2
+    assert "unknown key 'train.nope'" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
