@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from matplotlib.ticker import ScalarFormatter
+
 from condnet.report.plots import plt
 from condnet.reproduce.report import RowSummary
 from condnet.reproduce.runner import Job, is_finished
@@ -35,6 +37,10 @@ def pareto(summaries: list[RowSummary], records: list[dict], title: str, path: P
         ax.scatter([], [], color=COLORS[kind], label=label)
     ax.set(xscale="log", yscale="log", xlabel="batch-1 latency, one core (ms)", ylabel="test error (%)",
            title=title)  # fmt: skip
+    for axis in (ax.xaxis, ax.yaxis):  # plain numbers, not powers of ten, on the log axes
+        axis.set_major_formatter(ScalarFormatter())
+        axis.set_minor_formatter(ScalarFormatter())
+    ax.tick_params(which="minor", labelsize=7)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     fig.tight_layout()
