@@ -24,7 +24,7 @@ from condnet.errors import ConfigError
         ("model.tau=[0.1, 0.2]", "model.tau", "one per hidden layer"),
         ("model.p_max=1.0", "model.p_max", "\\(0.5, 1\\)"),
         ("train.lambda_s=nan", "train.lambda_s", "finite"),
-        ("data.name=cifar", "data.name", "mnist, idx"),
+        ("data.name=cifar", "data.name", "mnist, cifar10, svhn, idx"),
         ("data.name=idx", "data.dir", "IDX files"),
         ("seed=-3", "seed", ">= 0"),
     ],

@@ -78,7 +78,7 @@ def test_reproduce_end_to_end_on_fixture_files(table, fixture, valid, tmp_path, 
     assert (interrupted / "metrics.json").is_file() and not (interrupted / "leftover.txt").exists()
 
 
-@pytest.mark.parametrize("ablation", ["lambda-v", "lambda-s"])
+@pytest.mark.parametrize("ablation", ["no-regularizers", "lambda-s"])  # lambda-v: see the override test
 def test_ablations_end_to_end(ablation, idx_dir, tmp_path):
     report = tmp_path / "report"
     args = ["ablate", ablation, *QUICK, "--out", str(tmp_path / "runs"), "--report", str(report),
@@ -86,8 +86,7 @@ def test_ablations_end_to_end(ablation, idx_dir, tmp_path):
     assert main(args) == 0
     rows = _read_csv(report / f"{ablation}.csv")
     assert [r["row"] for r in rows] == [row.name for row in ABLATIONS[ablation].rows]
-    expected_epochs = "10" if ablation == "lambda-v" else "1"
-    assert all(r["status"] == "finished" and r["epochs"] == expected_epochs for r in rows)
+    assert all(r["status"] == "finished" and r["epochs"] == "1" for r in rows)
     assert (report / f"{ablation}.png").stat().st_size > 10_000
 
 
