@@ -76,6 +76,9 @@ def test_reproduce_end_to_end_on_fixture_files(table, fixture, valid, tmp_path, 
     assert "5 of 6 runs already finished; 1 to train" in capsys.readouterr().out
     assert kept.stat().st_mtime_ns == kept_mtime
     assert (interrupted / "metrics.json").is_file() and not (interrupted / "leftover.txt").exists()
+    # a finished run is not silently reused for another config
+    assert main([*args, "--set", "train.lambda_l2=0.5"]) == 2
+    assert "was trained with another config" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("ablation", ["no-regularizers", "lambda-s"])  # lambda-v: see the override test

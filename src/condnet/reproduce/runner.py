@@ -1,8 +1,9 @@
 """Run every row of a table for N seeds (resumable, W in parallel), then time every finished run.
 
 Layout: OUT/<row>/seed-<n>/ is an ordinary run directory (`condnet train`'s), plus timing.json.
-- A run with metrics.json is finished and never redone; a directory without it (an interrupted or
-  failed run) is deleted and the run starts again from nothing.
+- A run with metrics.json is finished and never redone (if its config.toml is the one asked for;
+  otherwise the command stops); a directory without it (an interrupted or failed run) is deleted and
+  the run starts again from nothing.
 - Training runs in W worker processes with `threads` cores each. Timing runs afterwards, one run at
   a time in this process, on one core, so that no training disturbs it.
 """
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from condnet.config import Config, load_config
+from condnet.config import Config, load_config, to_toml
 from condnet.errors import CondnetError
 from condnet.reproduce.tables import CONFIG_DIR, Row, Table, config_path
 
@@ -65,8 +66,19 @@ def _train_one(cfg: Config, run_dir: str, threads: int) -> tuple[dict | None, st
         return None, str(exc)
 
 
+def check_same_config(jobs: list[Job]) -> None:
+    """A finished run is only reused for the config it was trained with."""
+    for job in jobs:
+        if is_finished(job.run_dir) and (job.run_dir / "config.toml").read_text() != to_toml(job.cfg):
+            raise CondnetError(
+                f"{job.run_dir} was trained with another config than this command gives it (a different "
+                "--set?); use another --out, or delete that directory to train it again"
+            )
+
+
 def train_all(jobs: list[Job], workers: int, threads: int, log=print) -> list[str]:
     """Train every unfinished job; returns the failures (the others keep going when one fails)."""
+    check_same_config(jobs)
     todo = [job for job in jobs if not is_finished(job.run_dir)]
     log(f"{len(jobs) - len(todo)} of {len(jobs)} runs already finished; {len(todo)} to train")
     if not todo:
