@@ -157,3 +157,32 @@ def test_divergence_is_reported_with_what_to_change(idx_dir, tmp_path, capsys):
     )
     err = capsys.readouterr().err
     assert "train.lr_net" in err and "Traceback" not in err
+
+
+def test_lambda_s_warmup_scales_the_rate_terms_linearly(idx_dir):
+    """With a warm-up of 4 epochs, the loss at progress p equals the loss with lambda_s * p / 4."""
+    from condnet.nn.condnet import CondNet
+    from condnet.train.loop import training_loss
+    from condnet.train.objective import Baseline, block_balance, example_balance
+
+    cfg = small_config(idx_dir, "train.lambda_s=3.0", "train.lambda_s_warmup=4")
+    splits = load_idx_splits(idx_dir, 200)
+    torch.manual_seed(0)
+    model = CondNet(splits.input_dim, splits.n_classes, cfg.model)
+    out = model(splits.x_train[:16], generator=torch.Generator().manual_seed(0))
+    y = splits.y_train[:16]
+    tau = cfg.model.tau[0]
+    rate_terms = sum(block_balance(t.sigma, tau) + example_balance(t.sigma, tau) for t in out.layers)
+    full, _ = training_loss(model, out, y, cfg, Baseline(), progress=4.0)
+    for progress, fraction in ((0.0, 0.0), (1.0, 0.25), (3.0, 0.75), (9.0, 1.0)):
+        loss, _ = training_loss(model, out, y, cfg, Baseline(), progress=progress)
+        expected = full - 3.0 * (1 - fraction) * rate_terms
+        assert torch.allclose(loss, expected, rtol=1e-5, atol=1e-6), progress
+
+
+def test_early_stopping_ignores_the_warmup_epochs(idx_dir):
+    cfg = small_config(idx_dir, "train.lambda_s_warmup=3", "train.max_epochs=4", "train.patience=5")
+    result = train(cfg, load_idx_splits(idx_dir, 200))
+    assert len(result.history) == 4 and result.best_epoch >= 3
+    cfg = small_config(idx_dir, "train.lambda_s_warmup=9", "train.max_epochs=2")  # longer than training
+    assert train(cfg, load_idx_splits(idx_dir, 200)).best_epoch == 2

@@ -45,6 +45,9 @@ class TrainConfig:
     batch_size: int = 128
     loss_reduction: str = "sum"  # sum: the authors' code (per-example terms summed over the batch)
     lambda_s: float = 200.0  # weight of L_b + L_e (eqs. 5, 6)
+    # not in the paper: lambda_s rises linearly from 0 over this many epochs (0 = off), so that the
+    # policies become input-dependent before the rate is pulled down to tau
+    lambda_s_warmup: float = 0.0
     lambda_v: float = 200.0  # weight of L_v (eq. 7)
     lambda_l2: float = 0.005
     baseline: str = "none"  # REINFORCE baseline b (eq. 4): none is the paper
@@ -220,7 +223,7 @@ def validate(cfg: Config) -> Config:
     t.lr_net = _number("train.lr_net", t.lr_net, float)
     _check("train.lr_net", t.lr_net, t.lr_net > 0, "a number > 0")
     _check("train.lr_policy", t.lr_policy, all(lr >= 0 for lr in t.lr_policy), "numbers >= 0")
-    for name in ("lambda_s", "lambda_v", "lambda_l2"):
+    for name in ("lambda_s", "lambda_v", "lambda_l2", "lambda_s_warmup"):
         value = _number(f"train.{name}", getattr(t, name), float)
         _check(f"train.{name}", value, value >= 0, "a number >= 0")
         setattr(t, name, value)

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from condnet.config import Config, load_config, to_toml
+from condnet.config import Config, load_config
 from condnet.errors import CondnetError
 from condnet.reproduce.tables import CONFIG_DIR, Row, Table, config_path
 
@@ -69,7 +69,8 @@ def _train_one(cfg: Config, run_dir: str, threads: int) -> tuple[dict | None, st
 def check_same_config(jobs: list[Job]) -> None:
     """A finished run is only reused for the config it was trained with."""
     for job in jobs:
-        if is_finished(job.run_dir) and (job.run_dir / "config.toml").read_text() != to_toml(job.cfg):
+        # parsed, not as text: a field added since the run was trained takes its default on both sides
+        if is_finished(job.run_dir) and load_config(job.run_dir / "config.toml") != job.cfg:
             raise CondnetError(
                 f"{job.run_dir} was trained with another config than this command gives it (a different "
                 "--set?); use another --out, or delete that directory to train it again"

@@ -1,7 +1,7 @@
 """The training loop: network weights by backprop, policies by REINFORCE, at the same time.
 
 Early stopping on the validation error (sample mode, the paper's inference): the weights of the best
-epoch are kept and restored at the end.
+epoch are kept and restored at the end; with a lambda_s warm-up, only epochs from its end on count.
 """
 
 from __future__ import annotations
@@ -61,10 +61,12 @@ def make_optimizer(model: CondNet, cfg: Config) -> torch.optim.Optimizer:
     return torch.optim.SGD(groups)
 
 
-def training_loss(model: CondNet, out, y: torch.Tensor, cfg: Config, baseline: Baseline):
+def training_loss(model: CondNet, out, y: torch.Tensor, cfg: Config, baseline: Baseline, progress=1.0):
     """The scalar whose gradient updates every parameter (see condnet.train.objective for which part
-    reaches which parameters). Returns (loss, per-example NLL)."""
+    reaches which parameters). `progress`: epochs done so far (fractional), for the lambda_s warm-up.
+    Returns (loss, per-example NLL)."""
     t = cfg.train
+    lambda_s = t.lambda_s * min(1.0, progress / t.lambda_s_warmup) if t.lambda_s_warmup > 0 else t.lambda_s
     nll = F.cross_entropy(out.logits, y, reduction="none")
     reduce = torch.sum if t.loss_reduction == "sum" else torch.mean
     loss = reduce(nll) + t.lambda_l2 * squared_norm(model.network_parameters())
@@ -72,7 +74,7 @@ def training_loss(model: CondNet, out, y: torch.Tensor, cfg: Config, baseline: B
         b = baseline(nll)
         for index, (trace, tau) in enumerate(zip(out.layers, model.cfg.tau, strict=True)):
             loss = loss + reduce(reinforce_surrogate(trace.sigma, trace.mask, nll, b))
-            loss = loss + t.lambda_s * (block_balance(trace.sigma, tau) + example_balance(trace.sigma, tau))
+            loss = loss + lambda_s * (block_balance(trace.sigma, tau) + example_balance(trace.sigma, tau))
             loss = loss + t.lambda_v * variance_reward(trace.sigma)
             loss = loss + t.lambda_l2 * squared_norm(model.policy_parameters(index))
     return loss, nll
@@ -104,7 +106,7 @@ def train(
             idx = order[start : start + bs]
             x, y = splits.x_train[idx], splits.y_train[idx]
             out = model(x, mode="sample", generator=masks_rng)
-            loss, nll = training_loss(model, out, y, cfg, baseline)
+            loss, nll = training_loss(model, out, y, cfg, baseline, epoch - 1 + batch / n_batches)
             if not torch.isfinite(loss):
                 raise TrainingError(
                     f"the training loss became {loss.item()} at epoch {epoch}, batch {batch}; "
@@ -133,6 +135,8 @@ def train(
         result.history.append(record)
         if on_epoch:
             on_epoch(record)
+        if epoch < min(cfg.train.lambda_s_warmup, cfg.train.max_epochs):
+            continue  # during the warm-up the rate is not yet pulled to tau: not a model to keep
         if valid.error < best_error:
             best_error, best_state, stale, result.best_epoch = (
                 valid.error,
