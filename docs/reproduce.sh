@@ -17,3 +17,8 @@ done
 $C ablate no-regularizers --seeds 3 --workers 2 --threads 1 --report $R --set train.max_epochs=30 --set train.patience=8
 $C ablate lambda-v --seeds 3 --workers 2 --threads 1 --report $R
 $C ablate lambda-s --seeds 2 --workers 2 --threads 1 --report $R --set train.max_epochs=30 --set train.patience=8
+# The SVHN architectures again with the lambda_s warm-up (train.lambda_s_warmup, not in the paper):
+# the rows that collapse above train when the rate is pulled to tau only after 5 epochs.
+$C reproduce svhn --seeds 3 --workers 2 --threads 1 --report $R/svhn-on-mnist-warmup \
+  --out runs/reproduce/svhn-on-mnist-warmup --set data.name=mnist --set data.valid_size=10000 \
+  --set train.max_epochs=15 --set train.patience=5 --set train.lambda_s_warmup=5
