@@ -22,3 +22,8 @@ $C ablate lambda-s --seeds 2 --workers 2 --threads 1 --report $R --set train.max
 $C reproduce svhn --seeds 3 --workers 2 --threads 1 --report $R/svhn-on-mnist-warmup \
   --out runs/reproduce/svhn-on-mnist-warmup --set data.name=mnist --set data.valid_size=10000 \
   --set train.max_epochs=15 --set train.patience=5 --set train.lambda_s_warmup=5
+# The CIFAR-10 condnet rows again with the warm-up (the bdNN and NN rows do not depend on it).
+$C reproduce cifar10 --rows condnet-1536x2-b64,condnet-256-512-b16,condnet-640x2-b64 --seeds 3 --workers 2 \
+  --threads 1 --report $R/cifar10-on-mnist-warmup --out runs/reproduce/cifar10-on-mnist-warmup \
+  --set data.name=mnist --set data.valid_size=10000 --set train.max_epochs=15 --set train.patience=5 \
+  --set train.lambda_s_warmup=5

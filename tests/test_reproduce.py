@@ -98,4 +98,6 @@ def test_bad_settings_fail_before_any_run(tmp_path, capsys):
     assert "--seeds must be at least 1" in capsys.readouterr().err
     assert main(["reproduce", "mnist", "--set", "train.nope=1", "--out", str(tmp_path)]) == 2
     assert "unknown key 'train.nope'" in capsys.readouterr().err
+    assert main(["reproduce", "svhn", "--rows", "nn-1,nn-208-128", "--out", str(tmp_path)]) == 2
+    assert "no row nn-1 in table svhn; its rows: condnet-208-128-b16" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())

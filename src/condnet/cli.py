@@ -191,7 +191,9 @@ def cmd_bench(args) -> None:
 
 def _run_table(args, table) -> None:
     from condnet.reproduce.command import run_table
+    from condnet.reproduce.tables import select_rows
 
+    table = select_rows(table, args.rows)
     outputs = run_table(
         table,
         args.seeds,
@@ -228,6 +230,7 @@ def _table_options(p: argparse.ArgumentParser) -> None:
     from condnet.reproduce.tables import CONFIG_DIR
 
     p.add_argument("--seeds", type=int, default=3, help="seeds per row (0 .. N-1)")
+    p.add_argument("--rows", type=lambda text: text.split(","), help="only these rows (comma-separated)")
     p.add_argument("--out", type=Path, help="run directories (default: runs/<command>/<name>)")
     p.add_argument("--report", type=Path, help="where the CSV, markdown and figure go (default: --out)")
     p.add_argument("--workers", type=int, default=1, help="runs trained in parallel")

@@ -122,6 +122,17 @@ ABLATIONS = {
 }
 
 
+def select_rows(table: Table, names: list[str] | None) -> Table:
+    """The table restricted to the named rows (all of them when names is None)."""
+    if not names:
+        return table
+    known = [row.name for row in table.rows]
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise CondnetError(f"no row {', '.join(unknown)} in table {table.name}; its rows: {', '.join(known)}")
+    return Table(table.name, table.dataset, tuple(r for r in table.rows if r.name in names), table.plot)
+
+
 def config_path(row: Row, config_dir: Path = CONFIG_DIR) -> Path:
     path = config_dir / row.config
     if not path.is_file():
