@@ -59,16 +59,19 @@ def _histories(jobs: list[Job], row: str) -> list[list[dict]]:
 def curves(jobs: list[Job], rows: list[str], title: str, path: Path) -> None:
     """Validation error and activation rate per epoch, one line per run, one color per row."""
     fig, (ax_err, ax_rate) = plt.subplots(1, 2, figsize=(11, 4.2))
+    lowest = float("inf")
     for index, row in enumerate(rows):
         color = f"C{index}"
         for n, history in enumerate(_histories(jobs, row)):
             epochs = [h["epoch"] for h in history]
             label = row if n == 0 else None
             error = [100 * h["valid_error"] for h in history]
+            lowest = min([lowest, *error])
             ax_err.plot(epochs, error, color=color, alpha=0.7, label=label)
             rate = [sum(h["activation_rate"]) / len(h["activation_rate"]) for h in history]
             ax_rate.plot(epochs, rate, color=color, alpha=0.7, label=label)
-    ax_err.set(xlabel="epoch", ylabel="validation error, sample mode (%)", yscale="log", title=title)
+    scale = "log" if lowest > 0 else "linear"  # a 0 % error (tiny test data) cannot be log-scaled
+    ax_err.set(xlabel="epoch", ylabel="validation error, sample mode (%)", yscale=scale, title=title)
     ax_rate.set(xlabel="epoch", ylabel="fraction of blocks active (validation)", title="activation rate")
     for ax in (ax_err, ax_rate):
         ax.grid(alpha=0.3)
