@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from condnet.errors import CondnetError
 from condnet.reproduce import figures
 from condnet.reproduce.report import markdown_table, pareto_verdicts, run_record, summarize, write_csv
 from condnet.reproduce.runner import machine, plan, time_all, train_all
@@ -38,8 +39,6 @@ def run_table(
     """Every row for `seeds` seeds into OUT/<row>/seed-<n>, then the CSV, markdown and figure into
     REPORT_DIR (default OUT) as <table>.csv, <table>.md and <table>.png."""
     if workers < 1:
-        from condnet.errors import CondnetError
-
         raise CondnetError(f"--workers must be at least 1, got {workers}")
     threads = threads or max(1, (os.cpu_count() or 1) // workers)
     overrides = [*overrides, *([f'data.dir="{data_dir}"'] if data_dir else [])]

@@ -112,7 +112,7 @@ def _num(value, fmt="{:.3f}") -> str:
 
 def markdown_table(summaries: list[RowSummary]) -> str:
     lines = [
-        "| row | paper's test error % | ours, test error % (sample), mean ± std (n) | threshold % | "
+        "| row | paper's test error % | ours, test error % (sample), mean ± sample std (n) | threshold % | "
         "activation rate | test pass at batch 50, dense s | engine s | speedup | paper's speedup | "
         "batch-1 dense ms | engine ms |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
