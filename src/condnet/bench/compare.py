@@ -78,9 +78,11 @@ def bench(
     mode: str = "sample",
     repeats: int = 15,
     seed: int = 0,
+    engine: Engine | None = None,
 ) -> list[BenchRecord]:
-    """Time dense PyTorch and the engine on the same weights and inputs, for every (batch, threads)."""
-    engine = Engine(model)
+    """Time dense PyTorch and the engine on the same weights and inputs, for every (batch, threads).
+    `engine`: the model's engine when the caller has one (it is calibrated here, per thread count)."""
+    engine = engine or Engine(model)
     dense = dense_forward(model)
     full = dense_macs(model.input_dim, model.cfg.widths, model.n_classes)
     records = []

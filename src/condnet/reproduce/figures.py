@@ -8,7 +8,7 @@ from pathlib import Path
 from matplotlib.ticker import ScalarFormatter
 
 from condnet.report.plots import plt
-from condnet.reproduce.report import RowSummary
+from condnet.reproduce.report import RowSummary, best_latency
 from condnet.reproduce.runner import Job, is_finished
 
 COLORS = {"condnet": "tab:red", "nn": "tab:blue", "bdnn": "tab:green"}
@@ -21,10 +21,9 @@ def pareto(summaries: list[RowSummary], records: list[dict], title: str, path: P
         if s.latency is None or s.error is None:
             continue
         runs = [r for r in records if r["row"] == s.name and r.get("batch1_engine_ms") is not None]
-        latency = (lambda r: min(r["batch1_dense_ms"], r["batch1_engine_ms"])) if s.kind == "nn" else (
-            lambda r: r["batch1_engine_ms"])  # fmt: skip
         color = COLORS.get(s.kind, "black")
-        ax.scatter([latency(r) for r in runs], [100 * r["test_error_sample"] for r in runs], s=10,
+        latencies = [best_latency(s.kind, r["batch1_dense_ms"], r["batch1_engine_ms"]) for r in runs]
+        ax.scatter(latencies, [100 * r["test_error_sample"] for r in runs], s=10,
                    color=color, alpha=0.35)  # fmt: skip
         ax.errorbar(s.latency, s.error[0], yerr=s.error[1], fmt="o" if s.kind != "nn" else "s", color=color,
                     capsize=3)  # fmt: skip

@@ -48,6 +48,12 @@ def write_csv(records: list[dict], path: Path) -> None:
         writer.writerows(records)
 
 
+def best_latency(kind: str, dense_ms: float, engine_ms: float) -> float:
+    """The batch-1 latency a model can have: the engine for gated nets; for dense nets the faster of
+    PyTorch and the engine (so a gated net is never credited with PyTorch's overhead)."""
+    return min(dense_ms, engine_ms) if kind == "nn" else engine_ms
+
+
 @dataclass
 class RowSummary:
     name: str
@@ -66,13 +72,9 @@ class RowSummary:
 
     @property
     def latency(self) -> float | None:
-        """The batch-1 latency this row can have: the engine for gated nets; for dense nets the faster of
-        PyTorch and the engine (so a gated net is never credited with PyTorch's overhead)."""
         if self.latency_engine is None:
             return None
-        if self.kind == "nn":
-            return min(self.latency_dense, self.latency_engine)
-        return self.latency_engine
+        return best_latency(self.kind, self.latency_dense, self.latency_engine)
 
 
 def summarize(table: Table, records: list[dict]) -> list[RowSummary]:
