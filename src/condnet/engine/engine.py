@@ -5,9 +5,10 @@ Per hidden layer the engine evaluates the policy, decides the mask (threshold or
 the PyTorch model does), and computes only the active output blocks from the active input blocks.
 - Batch 1 (latency): one fused numba call runs the whole network, policies included, reading only
   active blocks. It never falls back to a dense product.
-- Batch > 1: layer by layer; the policy is one small BLAS product, the layer product groups the
-  examples by output block (`kernels.block_layer`), and a layer whose work fraction is above its
-  measured crossover (`Engine.calibrate`) takes PyTorch's dense product, then the mask.
+- Batch > 1: layer by layer; the policy and the layer product are block kernels that group the
+  examples by output block (`kernels.block_layer`; the policy is one output block, always on), and a
+  layer whose work fraction is above its measured crossover (`Engine.calibrate`) takes PyTorch's dense
+  product, then the mask.
 """
 
 from __future__ import annotations
@@ -33,12 +34,11 @@ ACTIVATIONS = {"tanh": kernels.TANH, "relu": kernels.RELU}
 class EngineLayer:
     """One layer, laid out for the kernels. Dense input/output = one block that is always on."""
 
-    tiles: np.ndarray  # (n_out_blocks, n_in_blocks, bs_in, bs_out)
+    tiles: np.ndarray  # (n_out_blocks, n_in_blocks, bs_out, bs_in)
     bias: np.ndarray  # (n_out,)
     weight: torch.Tensor  # (n_out, n_in), for the dense fallback
     activation: int
-    z_tiles: np.ndarray | None = None  # learned policy: (n_in_blocks, bs_in, n_blocks), batch-1 kernel
-    z: torch.Tensor | None = None  # the same Z, (n_blocks, n_in), for the batched path
+    z_tiles: np.ndarray | None = None  # learned policy: Z cut by input block, (n_in_blocks, n_blocks, bs_in)
     d: np.ndarray | None = None
     tau: float | None = None  # uniform policy (bdNN)
     # work fraction (active input x active output fraction) above which the dense product is faster
@@ -51,7 +51,7 @@ class EngineLayer:
 
     @property
     def bs_out(self) -> int:
-        return self.tiles.shape[3]
+        return self.tiles.shape[2]
 
 
 class Engine:
@@ -82,7 +82,6 @@ class Engine:
             if index < len(model.hidden) and model.cfg.kind == "condnet":
                 policy = model.policies[index]
                 layer.z_tiles = policy_tiles(policy.Z, bs_in)
-                layer.z = policy.Z.detach().to(torch.float32).contiguous()
                 layer.d = policy.d.detach().to(torch.float32).numpy().copy()
             elif index < len(model.hidden) and model.cfg.kind == "bdnn":
                 layer.tau = model.cfg.tau[index]
@@ -133,7 +132,7 @@ class Engine:
         h, in_mask, drawn = x, np.ones((batch, 1), np.uint8), []
         for index, layer in enumerate(self.layers):
             if index < len(self.hidden):
-                out_mask = self._decide(index, layer, h, mode, masks, rng)
+                out_mask = self._decide(index, layer, h, in_mask, mode, masks, rng)
                 drawn.append(out_mask)
             else:
                 out_mask = np.ones((batch, 1), np.uint8)
@@ -173,17 +172,18 @@ class Engine:
             raise ValueError("the input contains NaN or infinite (or float32-overflowing) values")
         return x
 
-    def _decide(self, index, layer, h, mode, masks, rng) -> np.ndarray:
+    def _decide(self, index, layer, h, in_mask, mode, masks, rng) -> np.ndarray:
         batch, k = h.shape[0], layer.n_out_blocks
         if masks is not None:
             return self._given_mask(index, masks, batch, k)
         if layer.z_tiles is not None:
-            # one small dense GEMM over all inputs (inactive ones are exact zeros): at batch > 1 BLAS
-            # beats reading only the active blocks, whose rows differ from example to example
-            with torch.inference_mode():
-                # F.linear with Z as (k, n_in): twice as fast here as addmm with Z^T for k ~ 10
-                logits = torch.nn.functional.linear(torch.from_numpy(h), layer.z, torch.from_numpy(layer.d))
-                sigma = (self.p_min + (self.p_max - self.p_min) * torch.sigmoid(logits)).numpy()
+            # the policy is a layer with one output block, always on: the block kernel reads only the
+            # active input blocks (3072-640-640-10 at batch 50, density 0.18: both policies took
+            # 0.35 ms as PyTorch's dense product, 0.11 ms this way)
+            logits = np.empty((batch, k), np.float32)
+            always_on = np.ones((batch, 1), np.uint8)
+            self._layer_kernel(h, in_mask, layer.z_tiles[None], layer.d, always_on, kernels.IDENTITY, logits)
+            sigma = self.p_min + (self.p_max - self.p_min) / (np.float32(1.0) + np.exp(-logits))
         elif layer.tau is not None:
             sigma = np.full((batch, k), layer.tau, np.float32)
         else:
@@ -202,7 +202,7 @@ class Engine:
         rng = np.random.default_rng(0)
         last = len(self.layers) - 1
         for index, layer in enumerate(self.layers):
-            n_in_blocks, bs_in = layer.tiles.shape[1], layer.tiles.shape[2]
+            n_in_blocks, bs_in = layer.tiles.shape[1], layer.tiles.shape[3]
             layer.crossover = 1.01
             for density in densities:
                 in_mask = (rng.random((batch, n_in_blocks)) < (1.0 if index == 0 else density)).astype(

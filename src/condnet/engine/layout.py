@@ -7,18 +7,19 @@ import torch
 
 
 def to_tiles(weight: torch.Tensor, bs_in: int, bs_out: int) -> np.ndarray:
-    """W (n_out, n_in) -> tiles (n_out_blocks, n_in_blocks, bs_in, bs_out), tiles[j, i] = W[j, i]^T."""
+    """W (n_out, n_in) -> tiles (n_out_blocks, n_in_blocks, bs_out, bs_in): tiles[j, i] is W's
+    (output block j, input block i) sub-matrix, contiguous."""
     n_out, n_in = weight.shape
     w = weight.detach().to(torch.float32).numpy()
-    tiles = w.reshape(n_out // bs_out, bs_out, n_in // bs_in, bs_in).transpose(0, 2, 3, 1)
+    tiles = w.reshape(n_out // bs_out, bs_out, n_in // bs_in, bs_in).transpose(0, 2, 1, 3)
     return np.ascontiguousarray(tiles)
 
 
 def policy_tiles(z: torch.Tensor, bs_in: int) -> np.ndarray:
-    """Z (n_blocks, n_in) -> (n_in_blocks, bs_in, n_blocks): Z^T cut by input block."""
+    """Z (n_blocks, n_in) -> (n_in_blocks, n_blocks, bs_in): Z cut by input block."""
     k, n_in = z.shape
-    zt = z.detach().to(torch.float32).numpy().T
-    return np.ascontiguousarray(zt.reshape(n_in // bs_in, bs_in, k))
+    zt = z.detach().to(torch.float32).numpy()
+    return np.ascontiguousarray(zt.reshape(k, n_in // bs_in, bs_in).transpose(1, 0, 2))
 
 
 def pack(layers) -> tuple[np.ndarray, np.ndarray]:
@@ -36,7 +37,7 @@ def pack(layers) -> tuple[np.ndarray, np.ndarray]:
         return start
 
     for layer in layers:
-        n_out_blocks, n_in_blocks, bs_in, bs_out = layer.tiles.shape
+        n_out_blocks, n_in_blocks, bs_out, bs_in = layer.tiles.shape
         row = [n_in_blocks, bs_in, n_out_blocks, bs_out, put(layer.tiles), put(layer.bias), -1, -1]
         if layer.z_tiles is not None:
             row[kernels.M_Z], row[kernels.M_D] = put(layer.z_tiles), put(layer.d)
