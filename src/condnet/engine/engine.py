@@ -109,7 +109,9 @@ class Engine:
         numba.set_num_threads(threads)
         torch.set_num_threads(threads)
         parallel = threads > 1
-        self._layer_kernel = kernels.block_layer_parallel if parallel else kernels.block_layer
+        self._layer_kernel = (
+            partial(kernels.block_layer_parallel, threads=threads) if parallel else kernels.block_layer
+        )
 
     @property
     def hidden(self) -> list[EngineLayer]:
@@ -168,7 +170,8 @@ class Engine:
         if x.ndim != 2 or x.shape[1] != self.input_dim:
             raise ValueError(f"expected input of shape (batch, {self.input_dim}), got {x.shape}")
         x = np.ascontiguousarray(x, dtype=np.float32)
-        if not np.isfinite(x.sum()):  # NaN and inf propagate into the sum: one pass, no temporary
+        # NaN and inf propagate into the sum: one pass, no temporary (torch's sum: 2x numpy's here)
+        if not torch.isfinite(torch.from_numpy(x).sum()):
             raise ValueError("the input contains NaN or infinite (or float32-overflowing) values")
         return x
 

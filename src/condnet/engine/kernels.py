@@ -165,14 +165,16 @@ def block_layer(x, in_mask, tiles, bias, out_mask, activation, out):
 
 
 @njit(fastmath=True, parallel=True, cache=True)
-def block_layer_parallel(x, in_mask, tiles, bias, out_mask, activation, out):
-    """block_layer with the output blocks shared among threads (each writes its own columns)."""
+def block_layer_parallel(x, in_mask, tiles, bias, out_mask, activation, out, threads):
+    """block_layer with the batch cut into one slice of consecutive examples per thread.
+
+    Slices of examples, not of output blocks: the policy is a single output block, and layers with
+    few output blocks would leave threads idle.
+    """
     batch = x.shape[0]
-    for j in prange(tiles.shape[0]):
-        rows = np.empty(batch, np.int64)
-        gathered = np.empty(batch, np.int64)
-        acc = np.empty((batch, tiles.shape[2]), np.float32)
-        _output_block(x, in_mask, tiles, bias, out_mask, activation, out, j, rows, gathered, acc)
+    for t in prange(threads):
+        lo, hi = t * batch // threads, (t + 1) * batch // threads
+        block_layer(x[lo:hi], in_mask[lo:hi], tiles, bias, out_mask[lo:hi], activation, out[lo:hi])
 
 
 # Batch 1 (latency): the whole network in one call, so no Python runs between layers.
