@@ -13,7 +13,6 @@ the PyTorch model does), and computes only the active output blocks from the act
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -171,11 +170,8 @@ class Engine:
         if x.ndim != 2 or x.shape[1] != self.input_dim:
             raise ValueError(f"expected input of shape (batch, {self.input_dim}), got {x.shape}")
         x = np.ascontiguousarray(x, dtype=np.float32)
-        # NaN and inf propagate into the sum: one pass, no temporary. numpy's sum costs less to call
-        # (batch 1: 3 us against 8), torch's runs twice as fast on large inputs
-        total = x.sum() if x.size < 32768 else torch.from_numpy(x).sum().item()
-        if not math.isfinite(total):
-            raise ValueError("the input contains NaN or infinite (or float32-overflowing) values")
+        if kernels.count_nonfinite(x):  # one pass, no temporary; 1 us at batch 1 (numpy sum: 3 us)
+            raise ValueError("the input contains NaN or infinite values")
         return x
 
     def _decide(self, index, layer, h, in_mask, mode, masks, rng) -> np.ndarray:

@@ -24,6 +24,16 @@ from numba import njit, prange
 TANH, RELU, IDENTITY = 0, 1, 2
 
 
+@njit(cache=True)  # no fastmath: it would let the compiler assume the answer is 0
+def count_nonfinite(x):
+    """How many entries of x (2-D, float32) are NaN or infinite; an integer sum, so it vectorizes."""
+    flat = x.reshape(-1)
+    count = 0
+    for i in range(flat.shape[0]):
+        count += not abs(flat[i]) < np.inf
+    return count
+
+
 @njit(inline="always", fastmath=True)
 def _activate(value, activation):
     if activation == TANH:
