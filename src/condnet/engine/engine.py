@@ -20,6 +20,7 @@ from pathlib import Path
 import numba
 import numpy as np
 import torch
+from scipy.special import expit
 
 from condnet.engine import kernels
 from condnet.engine.layout import pack, policy_tiles, to_tiles
@@ -185,7 +186,7 @@ class Engine:
             logits = np.empty((batch, k), np.float32)
             always_on = np.ones((batch, 1), np.uint8)
             self._layer_kernel(h, in_mask, layer.z_tiles[None], layer.d, always_on, kernels.IDENTITY, logits)
-            sigma = self.p_min + (self.p_max - self.p_min) / (np.float32(1.0) + np.exp(-logits))
+            sigma = self.p_min + (self.p_max - self.p_min) * expit(logits)  # expit: no overflow warning
         elif layer.tau is not None:
             sigma = np.full((batch, k), layer.tau, np.float32)
         else:
