@@ -34,10 +34,33 @@ def count_nonfinite(x):
     return count
 
 
+# tanh(x) ~ x P(x^2) / Q(x^2) on |x| <= 9 (beyond, tanh rounds to +-1 in float32): a weighted least-squares
+# fit, max relative error 3.8e-7 in float32 (3 ulp; tests/test_engine.py checks it against numpy). It
+# vectorizes, where numba's np.tanh is a scalar libm call (~15 ns): 0.08 ms per layer of 3072-640-640-10
+# at batch 50 and density 0.18.
+TANH_P = (1.0, 0.13688358664512634, 0.003878906834870577, 2.822079841280356e-05, 3.109726520733602e-08,
+          -1.2582300652763667e-11)  # fmt: skip
+TANH_Q = (1.0, 0.47021690011024475, 0.02728455886244774, 0.0003957279841415584, 1.3022632856518612e-06)
+TANH_LIMIT = 9.0
+
+
+@njit(inline="always", fastmath=True)
+def tanh(value):
+    x = min(max(value, np.float32(-TANH_LIMIT)), np.float32(TANH_LIMIT))
+    z = x * x
+    p = np.float32(TANH_P[5])
+    for k in range(4, -1, -1):
+        p = p * z + np.float32(TANH_P[k])
+    q = np.float32(TANH_Q[4])
+    for k in range(3, -1, -1):
+        q = q * z + np.float32(TANH_Q[k])
+    return min(max(x * p / q, np.float32(-1.0)), np.float32(1.0))
+
+
 @njit(inline="always", fastmath=True)
 def _activate(value, activation):
     if activation == TANH:
-        return np.tanh(value)
+        return tanh(value)
     if activation == RELU:
         return max(value, np.float32(0.0))
     return value
@@ -81,28 +104,28 @@ def _dot_4x2(x0, x1, x2, x3, w0, w1):
 
 
 @njit(inline="always", fastmath=True)
-def _add_dots(acc, x, w):
-    """acc[c] += x . w[c] for every row c of w; x: (n,), w: (rows, n), acc: (rows,)."""
+def _add_dots(acc, x, w, a0, a1):
+    """acc[c] += x . w[c, a0:a1] for every row c of w; x: (a1 - a0,), w: (rows, n), acc: (rows,)."""
     rows = w.shape[0]
     c = 0
     while c + 4 <= rows:
-        s0, s1, s2, s3 = _dot_1x4(x, w[c], w[c + 1], w[c + 2], w[c + 3])
+        s0, s1, s2, s3 = _dot_1x4(x, w[c, a0:a1], w[c + 1, a0:a1], w[c + 2, a0:a1], w[c + 3, a0:a1])
         acc[c] += s0
         acc[c + 1] += s1
         acc[c + 2] += s2
         acc[c + 3] += s3
         c += 4
     for r in range(c, rows):
-        acc[r] += _dot(x, w[r])
+        acc[r] += _dot(x, w[r, a0:a1])
 
 
 @njit(inline="always", fastmath=True)
-def _add_dots_four(acc, e0, e1, e2, e3, x0, x1, x2, x3, w):
-    """acc[e_k, c] += x_k . w[c] for four examples k and every row c of w (the batched step)."""
+def _add_dots_four(acc, e0, e1, e2, e3, x0, x1, x2, x3, w, a0, a1):
+    """acc[e_k, c] += x_k . w[c, a0:a1] for four examples k and every row c of w (the batched step)."""
     rows = w.shape[0]
     c = 0
     while c + 2 <= rows:
-        s = _dot_4x2(x0, x1, x2, x3, w[c], w[c + 1])
+        s = _dot_4x2(x0, x1, x2, x3, w[c, a0:a1], w[c + 1, a0:a1])
         acc[e0, c] += s[0]
         acc[e0, c + 1] += s[1]
         acc[e1, c] += s[2]
@@ -113,10 +136,16 @@ def _add_dots_four(acc, e0, e1, e2, e3, x0, x1, x2, x3, w):
         acc[e3, c + 1] += s[7]
         c += 2
     if c < rows:
-        acc[e0, c] += _dot(x0, w[c])
-        acc[e1, c] += _dot(x1, w[c])
-        acc[e2, c] += _dot(x2, w[c])
-        acc[e3, c] += _dot(x3, w[c])
+        acc[e0, c] += _dot(x0, w[c, a0:a1])
+        acc[e1, c] += _dot(x1, w[c, a0:a1])
+        acc[e2, c] += _dot(x2, w[c, a0:a1])
+        acc[e3, c] += _dot(x3, w[c, a0:a1])
+
+
+# Wide input blocks (a dense first layer: 3072 inputs) are read in segments of this many inputs: the
+# segment of a 64-unit tile (256 KiB) stays in L2 while every group of four examples passes over it.
+# Measured on 3072-640-10 at batch 50 / 256, density 0.18: 1.1x faster than whole rows.
+SEGMENT = 1024
 
 
 @njit(inline="always", fastmath=True)
@@ -142,17 +171,20 @@ def _output_block(x, in_mask, tiles, bias, out_mask, activation, out, j, rows, g
                 m += 1
         if m == 0:
             continue
-        lo, hi, tile = i * bs_in, (i + 1) * bs_in, tiles[j, i]
-        g = 0
-        while g + 4 <= m:
-            e0, e1, e2, e3 = gathered[g], gathered[g + 1], gathered[g + 2], gathered[g + 3]
-            x0, x1 = x[rows[e0], lo:hi], x[rows[e1], lo:hi]
-            x2, x3 = x[rows[e2], lo:hi], x[rows[e3], lo:hi]
-            _add_dots_four(acc, e0, e1, e2, e3, x0, x1, x2, x3, tile)
-            g += 4
-        for rest in range(g, m):
-            e = gathered[rest]
-            _add_dots(acc[e], x[rows[e], lo:hi], tile)
+        tile = tiles[j, i]
+        for a0 in range(0, bs_in, SEGMENT):
+            a1 = min(a0 + SEGMENT, bs_in)
+            lo, hi = i * bs_in + a0, i * bs_in + a1
+            g = 0
+            while g + 4 <= m:
+                e0, e1, e2, e3 = gathered[g], gathered[g + 1], gathered[g + 2], gathered[g + 3]
+                x0, x1 = x[rows[e0], lo:hi], x[rows[e1], lo:hi]
+                x2, x3 = x[rows[e2], lo:hi], x[rows[e3], lo:hi]
+                _add_dots_four(acc, e0, e1, e2, e3, x0, x1, x2, x3, tile, a0, a1)
+                g += 4
+            for rest in range(g, m):
+                e = gathered[rest]
+                _add_dots(acc[e], x[rows[e], lo:hi], tile, a0, a1)
     for e in range(n):
         for c in range(bs_out):
             out[rows[e], j * bs_out + c] = _activate(acc[e, c], activation)
@@ -232,7 +264,7 @@ def forward_one(x, weights, meta, taus, p_min, p_max, activation, mode, noise, g
             sigma = weights[d0 : d0 + n_out_blocks].copy()
             for ii in range(n_active_in):
                 i = active_in[ii]
-                _add_dots(sigma, h[i * bs_in : (i + 1) * bs_in], z[i])
+                _add_dots(sigma, h[i * bs_in : (i + 1) * bs_in], z[i], 0, bs_in)
             for j in range(n_out_blocks):
                 s = p_min + (p_max - p_min) / (np.float32(1.0) + np.exp(-sigma[j]))
                 if (mode == 0 and s > 0.5) or (mode == 1 and noise[layer, j] < s):
@@ -265,7 +297,7 @@ def forward_one(x, weights, meta, taus, p_min, p_max, activation, mode, noise, g
                 acc[c] = weights[b0 + j * bs_out + c]
             for ii in range(n_active_in):
                 i = active_in[ii]
-                _add_dots(acc, h[i * bs_in : (i + 1) * bs_in], tiles[j, i])
+                _add_dots(acc, h[i * bs_in : (i + 1) * bs_in], tiles[j, i], 0, bs_in)
             for c in range(bs_out):
                 out[j * bs_out + c] = _activate(acc[c], activation if hidden else IDENTITY)
         h = out
