@@ -224,11 +224,11 @@ class Engine:
                     warmup=2,
                 )
                 if times["dense"] <= times["block"]:
-                    layer.crossover = float(in_mask.mean() * out_mask.mean())
+                    layer.crossover = _work_fraction(in_mask, out_mask)
                     break
 
     def _product(self, layer: EngineLayer, h, in_mask, out_mask) -> np.ndarray:
-        if in_mask.mean() * out_mask.mean() >= layer.crossover:
+        if _work_fraction(in_mask, out_mask) >= layer.crossover:
             return self._dense_product(layer, h, out_mask)
         return self._block_product(layer, h, in_mask, out_mask)
 
@@ -249,3 +249,8 @@ class Engine:
         out = np.zeros((h.shape[0], layer.bias.shape[0]), np.float32)
         self._layer_kernel(h, in_mask, layer.tiles, layer.bias, out_mask, layer.activation, out)
         return out
+
+
+def _work_fraction(in_mask: np.ndarray, out_mask: np.ndarray) -> float:
+    """Fraction of the dense product the block kernel would do (count_nonzero: ~1 us; mean: ~10)."""
+    return np.count_nonzero(in_mask) / in_mask.size * np.count_nonzero(out_mask) / out_mask.size
