@@ -114,7 +114,7 @@ def test_dense_fallback_gives_the_same_outputs():
     engine = Engine(model)
     sparse, _ = engine.forward(x, masks=masks)
     for layer in engine.layers:
-        layer.crossover = 0.0  # always take the dense product
+        layer.crossovers = {16: 0.0}  # always take the dense product
     dense, _ = engine.forward(x, masks=masks)
     with torch.no_grad():
         expected = model(torch.from_numpy(x), masks=[torch.from_numpy(m) for m in masks]).logits

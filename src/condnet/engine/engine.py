@@ -13,7 +13,8 @@ the PyTorch model does), and computes only the active output blocks from the act
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -42,9 +43,17 @@ class EngineLayer:
     z_tiles: np.ndarray | None = None  # learned policy: Z cut by input block, (n_in_blocks, n_blocks, bs_in)
     d: np.ndarray | None = None
     tau: float | None = None  # uniform policy (bdNN)
-    # work fraction (active input x active output fraction) above which the dense product is faster
-    # at batch > 1 (batch 1 runs the fused kernel); measured by Engine.calibrate (> 1: never fall back)
-    crossover: float = 1.01
+    # work fraction (active input x active output fraction) above which the dense product is faster,
+    # per calibrated batch size (batch 1 runs the fused kernel); measured by Engine.calibrate. Empty:
+    # never fall back.
+    crossovers: dict[int, float] = field(default_factory=dict)
+
+    def crossover(self, batch: int) -> float:
+        """The crossover measured at the calibrated batch size nearest to `batch` (in ratio)."""
+        if not self.crossovers:
+            return math.inf
+        nearest = min(self.crossovers, key=lambda b: abs(math.log(b / batch)))
+        return self.crossovers[nearest]
 
     @property
     def n_out_blocks(self) -> int:
@@ -195,8 +204,9 @@ class Engine:
             return (sigma > 0.5).astype(np.uint8)
         return (rng.random((batch, k), dtype=np.float32) < sigma).astype(np.uint8)
 
-    def calibrate(self, densities=(0.3, 0.45, 0.6, 0.75, 0.9, 1.0), batch=64, repeats=7) -> None:
-        """Measure, per layer and on this machine, where the dense product overtakes the block kernel.
+    def calibrate(self, densities=(0.3, 0.45, 0.6, 0.75, 0.9, 1.0), batches=(8, 64, 256), repeats=7) -> None:
+        """Measure, per layer, batch size and on this machine, where the dense product overtakes the
+        block kernel (it depends on the batch: PyTorch's GEMM gains more from large batches).
 
         For each density d, random masks at rate d (the first layer's input and the output layer's
         output stay dense) are timed through both paths; the crossover is the first work fraction at
@@ -206,29 +216,29 @@ class Engine:
         last = len(self.layers) - 1
         for index, layer in enumerate(self.layers):
             n_in_blocks, bs_in = layer.tiles.shape[1], layer.tiles.shape[3]
-            layer.crossover = 1.01
-            for density in densities:
-                in_mask = (rng.random((batch, n_in_blocks)) < (1.0 if index == 0 else density)).astype(
-                    np.uint8
-                )
-                out_mask = rng.random((batch, layer.n_out_blocks)) < (1.0 if index == last else density)
-                out_mask = out_mask.astype(np.uint8)
-                h = rng.random((batch, n_in_blocks * bs_in), dtype=np.float32)
-                h *= np.repeat(in_mask, bs_in, axis=1)
-                times = interleaved_medians(
-                    {
-                        "dense": partial(self._dense_product, layer, h, out_mask),
-                        "block": partial(self._block_product, layer, h, in_mask, out_mask),
-                    },
-                    repeats,
-                    warmup=2,
-                )
-                if times["dense"] <= times["block"]:
-                    layer.crossover = _work_fraction(in_mask, out_mask)
-                    break
+            layer.crossovers = {}
+            for batch in batches:
+                layer.crossovers[batch] = math.inf
+                for density in densities:
+                    in_mask = rng.random((batch, n_in_blocks)) < (1.0 if index == 0 else density)
+                    out_mask = rng.random((batch, layer.n_out_blocks)) < (1.0 if index == last else density)
+                    in_mask, out_mask = in_mask.astype(np.uint8), out_mask.astype(np.uint8)
+                    h = rng.random((batch, n_in_blocks * bs_in), dtype=np.float32)
+                    h *= np.repeat(in_mask, bs_in, axis=1)
+                    times = interleaved_medians(
+                        {
+                            "dense": partial(self._dense_product, layer, h, out_mask),
+                            "block": partial(self._block_product, layer, h, in_mask, out_mask),
+                        },
+                        repeats,
+                        warmup=2,
+                    )
+                    if times["dense"] <= times["block"]:
+                        layer.crossovers[batch] = float(_work_fraction(in_mask, out_mask))
+                        break
 
     def _product(self, layer: EngineLayer, h, in_mask, out_mask) -> np.ndarray:
-        if _work_fraction(in_mask, out_mask) >= layer.crossover:
+        if _work_fraction(in_mask, out_mask) >= layer.crossover(h.shape[0]):
             return self._dense_product(layer, h, out_mask)
         return self._block_product(layer, h, in_mask, out_mask)
 
