@@ -208,15 +208,21 @@ def block_layer(x, in_mask, tiles, bias, out_mask, activation, out):
 
 @njit(fastmath=True, parallel=True, cache=True)
 def block_layer_parallel(x, in_mask, tiles, bias, out_mask, activation, out, threads):
-    """block_layer with the batch cut into one slice of consecutive examples per thread.
-
-    Slices of examples, not of output blocks: the policy is a single output block, and layers with
-    few output blocks would leave threads idle.
+    """block_layer on `threads` threads. With many output blocks, each thread takes its share of them
+    (each group of examples stays whole, so its tiles are read once); with few (a policy is a single
+    block), each thread takes a slice of consecutive examples instead.
     """
-    batch = x.shape[0]
-    for t in prange(threads):
-        lo, hi = t * batch // threads, (t + 1) * batch // threads
-        block_layer(x[lo:hi], in_mask[lo:hi], tiles, bias, out_mask[lo:hi], activation, out[lo:hi])
+    batch, n_out_blocks = x.shape[0], tiles.shape[0]
+    if n_out_blocks >= 4 * threads:
+        for j in prange(n_out_blocks):
+            rows = np.empty(batch, np.int64)
+            gathered = np.empty(batch, np.int64)
+            acc = np.empty((batch, tiles.shape[2]), np.float32)
+            _output_block(x, in_mask, tiles, bias, out_mask, activation, out, j, rows, gathered, acc)
+    else:
+        for t in prange(threads):
+            lo, hi = t * batch // threads, (t + 1) * batch // threads
+            block_layer(x[lo:hi], in_mask[lo:hi], tiles, bias, out_mask[lo:hi], activation, out[lo:hi])
 
 
 # Batch 1 (latency): the whole network in one call, so no Python runs between layers.
