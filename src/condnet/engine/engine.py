@@ -68,11 +68,12 @@ class Engine:
     """Block-sparse inference for a trained CondNet.
 
     forward(x: (batch, input_dim) float32 array, mode, masks=None, seed=None) -> (logits, masks)
-    - mode "threshold": block on iff sigma > 0.5; "sample": Bernoulli(sigma) from numpy's generator
-      seeded with `seed` (the engine's draws are not torch's: to compare with the PyTorch model, pass
-      the same `masks`);
+    - mode "threshold": block on iff sigma > 0.5 (sigma is summed in another order than PyTorch's, so
+      a block whose sigma is within float rounding of 0.5 may be decided the other way);
+      "sample": Bernoulli(sigma) from numpy's generator seeded with `seed` (the engine's draws are
+      not torch's: to compare with the PyTorch model, pass the same `masks`);
     - masks: per hidden layer (batch, n_blocks) arrays of 0/1 that replace the policy's decision.
-    The dense fallback is off until `calibrate()` has measured this machine (about a second).
+    The dense fallback is off until `calibrate()` has measured this machine (about two seconds).
     """
 
     def __init__(self, model: CondNet, threads: int = 1):
