@@ -168,7 +168,8 @@ class Engine:
         kernels.forward_one(
             x, self._flat, self._meta, *policy, self._activation, code, noise, given, decided, logits
         )
-        return logits[None, :].copy(), [decided[i : i + 1, :k].copy() for i, k in enumerate(self._blocks)]
+        decided = decided.copy()  # one copy, then views: the buffers are reused by the next call
+        return logits[None, :].copy(), [decided[i : i + 1, :k] for i, k in enumerate(self._blocks)]
 
     def _given_mask(self, index, masks, batch, k) -> np.ndarray:
         mask = np.asarray(masks[index])
