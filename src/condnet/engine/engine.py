@@ -21,7 +21,6 @@ from pathlib import Path
 import numba
 import numpy as np
 import torch
-from scipy.special import expit
 
 from condnet.engine import kernels
 from condnet.engine.layout import pack, policy_tiles, to_tiles
@@ -200,8 +199,12 @@ class Engine:
             logits = np.empty((batch, k), np.float32)
             always_on = np.ones((batch, 1), np.uint8)
             self._layer_kernel(h, in_mask, layer.z_tiles[None], layer.d, always_on, kernels.IDENTITY, logits)
-            sigma = self.p_min + (self.p_max - self.p_min) * expit(logits)  # expit: no overflow warning
-        elif layer.tau is not None:
+            threshold = mode == "threshold"
+            noise = logits if threshold else rng.random((batch, k), dtype=np.float32)  # unread if threshold
+            decided = np.empty((batch, k), np.uint8)
+            kernels.decide(logits, self.p_min, self.p_max, threshold, noise, decided)
+            return decided
+        if layer.tau is not None:
             sigma = np.full((batch, k), layer.tau, np.float32)
         else:
             return np.ones((batch, k), np.uint8)  # dense NN

@@ -226,6 +226,24 @@ def block_layer_parallel(x, in_mask, tiles, bias, out_mask, activation, out, thr
             block_layer(x[lo:hi], in_mask[lo:hi], tiles, bias, out_mask[lo:hi], activation, out[lo:hi])
 
 
+@njit(inline="always", fastmath=True)
+def _probability(logit, p_min, p_max):
+    """sigma = sigmoid(logit) clipped to [p_min, p_max] as the model does (p_min + (p_max - p_min) s)."""
+    return p_min + (p_max - p_min) / (np.float32(1.0) + np.exp(-logit))
+
+
+@njit(cache=True)  # no fastmath: exp overflows to inf for very negative logits, which must stay inf
+def decide(logits, p_min, p_max, threshold, noise, out):
+    """out[b, j] = 1 iff block j of example b is on: sigma > 0.5 (threshold) or noise[b, j] < sigma
+    (sample), with the same float32 formula as the model's policy and the batch-1 kernel. One call
+    instead of four numpy passes (50 x 16 logits with the noise draw: 7 us, 10.5 us before).
+    """
+    for b in range(logits.shape[0]):
+        for j in range(logits.shape[1]):
+            sigma = _probability(logits[b, j], p_min, p_max)
+            out[b, j] = sigma > 0.5 if threshold else noise[b, j] < sigma
+
+
 # Batch 1 (latency): the whole network in one call, so no Python runs between layers.
 # Every layer lives in flat buffers described by one row of `meta`:
 M_IN_BLOCKS, M_BS_IN, M_OUT_BLOCKS, M_BS_OUT, M_TILES, M_BIAS, M_Z, M_D = range(8)
@@ -273,7 +291,7 @@ def forward_one(x, weights, meta, taus, p_min, p_max, activation, mode, noise, g
                 i = active_in[ii]
                 _add_dots(sigma, h[i * bs_in : (i + 1) * bs_in], z[i], 0, bs_in)
             for j in range(n_out_blocks):
-                s = p_min + (p_max - p_min) / (np.float32(1.0) + np.exp(-sigma[j]))
+                s = _probability(sigma[j], p_min, p_max)
                 if (mode == 0 and s > 0.5) or (mode == 1 and noise[layer, j] < s):
                     active_out[n_active_out] = j
                     n_active_out += 1
