@@ -182,3 +182,22 @@ def test_kernel_tanh_is_within_four_ulp_of_the_true_tanh():
     nonzero = exact != 0
     relative = np.abs(y[nonzero] - exact[nonzero]) / np.abs(exact[nonzero])
     assert relative.max() < 4 * np.finfo(np.float32).eps  # 4 ulp; measured 2.8e-7
+
+
+def test_mask_decisions_follow_the_models_formula():
+    """kernels.decide against the policy's own float32 formula in PyTorch, ties and overflow included."""
+    from condnet.engine.kernels import decide
+
+    rng = np.random.default_rng(5)
+    logits = np.concatenate(
+        [rng.standard_normal((500, 12)) * 6, np.float32([[0.0] * 6 + [200.0] * 3 + [-200.0] * 3])]
+    )
+    logits = logits.astype(np.float32)
+    p_min, p_max = np.float32(0.01), np.float32(0.99)
+    sigma = (p_min + (p_max - p_min) * torch.sigmoid(torch.from_numpy(logits))).numpy()
+    noise = rng.random(logits.shape, dtype=np.float32)
+    out = np.empty(logits.shape, np.uint8)
+    decide(logits, p_min, p_max, True, noise, out)
+    np.testing.assert_array_equal(out, sigma > 0.5)
+    decide(logits, p_min, p_max, False, noise, out)
+    np.testing.assert_array_equal(out, noise < sigma)
