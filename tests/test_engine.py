@@ -186,7 +186,7 @@ def test_kernel_tanh_is_within_four_ulp_of_the_true_tanh():
 
 def test_mask_decisions_follow_the_models_formula():
     """kernels.decide against the policy's own float32 formula in PyTorch, ties and overflow included."""
-    from condnet.engine.kernels import decide
+    from condnet.engine.kernels import SAMPLE, THRESHOLD, decide
 
     rng = np.random.default_rng(5)
     logits = np.concatenate(
@@ -197,7 +197,7 @@ def test_mask_decisions_follow_the_models_formula():
     sigma = (p_min + (p_max - p_min) * torch.sigmoid(torch.from_numpy(logits))).numpy()
     noise = rng.random(logits.shape, dtype=np.float32)
     out = np.empty(logits.shape, np.uint8)
-    decide(logits, p_min, p_max, True, noise, out)
+    decide(logits, p_min, p_max, THRESHOLD, noise, out)
     np.testing.assert_array_equal(out, sigma > 0.5)
-    decide(logits, p_min, p_max, False, noise, out)
+    decide(logits, p_min, p_max, SAMPLE, noise, out)
     np.testing.assert_array_equal(out, noise < sigma)

@@ -29,6 +29,7 @@ from condnet.nn.condnet import MODES, CondNet
 from condnet.train.checkpoint import load_checkpoint
 
 ACTIVATIONS = {"tanh": kernels.TANH, "relu": kernels.RELU}
+_MODE_CODES = {"threshold": kernels.THRESHOLD, "sample": kernels.SAMPLE}
 
 
 @dataclass
@@ -158,11 +159,11 @@ class Engine:
         """Batch 1: one fused kernel call for the whole network (the latency path). Its buffers are
         made once per engine: at batch 1, allocations cost as much as the arithmetic."""
         given, decided, logits, zeros = self._one_buffers
-        code = 2 if masks is not None else 0 if mode == "threshold" else 1
-        if code == 2:
+        code = kernels.GIVEN if masks is not None else _MODE_CODES[mode]
+        if code == kernels.GIVEN:
             for index, layer in enumerate(self.hidden):
                 given[index, : layer.n_out_blocks] = self._given_mask(index, masks, 1, layer.n_out_blocks)[0]
-        noise = rng.random(given.shape, dtype=np.float32) if code == 1 else zeros
+        noise = rng.random(given.shape, dtype=np.float32) if code == kernels.SAMPLE else zeros
         policy = (self._taus, self.p_min, self.p_max)
         kernels.forward_one(
             x, self._flat, self._meta, *policy, self._activation, code, noise, given, decided, logits
@@ -199,10 +200,10 @@ class Engine:
             logits = np.empty((batch, k), np.float32)
             always_on = np.ones((batch, 1), np.uint8)
             self._layer_kernel(h, in_mask, layer.z_tiles[None], layer.d, always_on, kernels.IDENTITY, logits)
-            threshold = mode == "threshold"
-            noise = logits if threshold else rng.random((batch, k), dtype=np.float32)  # unread if threshold
+            code = _MODE_CODES[mode]
+            noise = logits if code == kernels.THRESHOLD else rng.random((batch, k), dtype=np.float32)
             decided = np.empty((batch, k), np.uint8)
-            kernels.decide(logits, self.p_min, self.p_max, threshold, noise, decided)
+            kernels.decide(logits, self.p_min, self.p_max, code, noise, decided)
             return decided
         if layer.tau is not None:
             sigma = np.full((batch, k), layer.tau, np.float32)

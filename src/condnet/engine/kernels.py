@@ -22,6 +22,7 @@ import numpy as np
 from numba import njit, prange
 
 TANH, RELU, IDENTITY = 0, 1, 2
+THRESHOLD, SAMPLE, GIVEN = 0, 1, 2  # how masks are decided
 
 
 @njit(cache=True)  # no fastmath: it would let the compiler assume the answer is 0
@@ -232,16 +233,21 @@ def _probability(logit, p_min, p_max):
     return p_min + (p_max - p_min) / (np.float32(1.0) + np.exp(-logit))
 
 
+@njit(inline="always")
+def _switched_on(sigma, mode, noise):
+    """The one rule for a block: on iff sigma > 0.5 (THRESHOLD) or noise < sigma (SAMPLE)."""
+    return sigma > 0.5 if mode == THRESHOLD else noise < sigma
+
+
 @njit(cache=True)  # no fastmath: exp overflows to inf for very negative logits, which must stay inf
-def decide(logits, p_min, p_max, threshold, noise, out):
-    """out[b, j] = 1 iff block j of example b is on: sigma > 0.5 (threshold) or noise[b, j] < sigma
-    (sample), with the same float32 formula as the model's policy and the batch-1 kernel. One call
-    instead of four numpy passes (50 x 16 logits with the noise draw: 7 us, 10.5 us before).
+def decide(logits, p_min, p_max, mode, noise, out):
+    """out[b, j] = 1 iff block j of example b is on (`_switched_on`, mode THRESHOLD or SAMPLE; noise is
+    not read in THRESHOLD mode), with the same float32 sigma as the model's policy and the batch-1
+    kernel. One call instead of four numpy passes (50 x 16 logits with the noise draw: 7 us, 10.5 before).
     """
     for b in range(logits.shape[0]):
         for j in range(logits.shape[1]):
-            sigma = _probability(logits[b, j], p_min, p_max)
-            out[b, j] = sigma > 0.5 if threshold else noise[b, j] < sigma
+            out[b, j] = _switched_on(_probability(logits[b, j], p_min, p_max), mode, noise[b, j])
 
 
 # Batch 1 (latency): the whole network in one call, so no Python runs between layers.
@@ -257,7 +263,7 @@ def forward_one(x, weights, meta, taus, p_min, p_max, activation, mode, noise, g
     x: (input_dim,) float32. weights: every layer's tiles, bias, Z tiles and d, concatenated (float32).
     meta: (n_layers, 8) int64 offsets and shapes (see M_*); the last row is the output layer.
     taus: (n_hidden,) uniform policy rate, or < 0 for a learned (meta Z offset >= 0) or no policy.
-    mode: 0 threshold, 1 sample (block on iff noise < sigma), 2 given masks. noise, given, masks:
+    mode: THRESHOLD, SAMPLE (block on iff noise < sigma) or GIVEN (the masks in `given`). noise, given, masks:
     (n_hidden, max_blocks); masks receives the decisions. logits: (n_classes,) output.
     Views of `weights` are reshaped to their tile shapes: indexed that way, LLVM vectorizes the
     inner loops (flat index arithmetic defeats it, about 6x slower).
@@ -276,7 +282,7 @@ def forward_one(x, weights, meta, taus, p_min, p_max, activation, mode, noise, g
         # decide which output blocks to compute
         active_out = np.empty(n_out_blocks, np.int64)
         n_active_out = 0
-        if hidden and mode == 2:
+        if hidden and mode == GIVEN:
             for j in range(n_out_blocks):
                 if given[layer, j]:
                     active_out[n_active_out] = j
@@ -292,12 +298,12 @@ def forward_one(x, weights, meta, taus, p_min, p_max, activation, mode, noise, g
                 _add_dots(sigma, h[i * bs_in : (i + 1) * bs_in], z[i], 0, bs_in)
             for j in range(n_out_blocks):
                 s = _probability(sigma[j], p_min, p_max)
-                if (mode == 0 and s > 0.5) or (mode == 1 and noise[layer, j] < s):
+                if _switched_on(s, mode, noise[layer, j]):
                     active_out[n_active_out] = j
                     n_active_out += 1
         elif hidden and taus[layer] >= 0:
             for j in range(n_out_blocks):
-                if (mode == 0 and taus[layer] > 0.5) or (mode == 1 and noise[layer, j] < taus[layer]):
+                if _switched_on(taus[layer], mode, noise[layer, j]):
                     active_out[n_active_out] = j
                     n_active_out += 1
         else:
