@@ -1,4 +1,5 @@
-"""Checkpoints: bit-identical round trip; truncated or altered files are refused with a clear error."""
+"""Checkpoints: bit-identical round trip; truncated or altered files are refused with a clear error, by
+the PyTorch loader and by the torch-free one the engine uses alike."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import pytest
 import torch
 
+from condnet.checkpoint import read_checkpoint
 from condnet.config import Config, ModelConfig, validate
 from condnet.errors import CheckpointError
 from condnet.nn.condnet import CondNet
@@ -22,6 +24,9 @@ def saved(tmp_path):
     return net, tmp_path
 
 
+both_loaders = pytest.mark.parametrize("load", [load_checkpoint, read_checkpoint], ids=["torch", "numpy"])
+
+
 def test_round_trip_is_bit_identical_in_threshold_mode(saved):
     net, path = saved
     loaded = load_checkpoint(path)
@@ -31,37 +36,52 @@ def test_round_trip_is_bit_identical_in_threshold_mode(saved):
     assert loaded.cfg == net.cfg
 
 
-def test_truncated_tensor_file(saved):
+@both_loaders
+def test_truncated_tensor_file(saved, load):
     _, path = saved
     data = (path / "model.safetensors").read_bytes()
     (path / "model.safetensors").write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="truncated or altered"):
-        load_checkpoint(path)
+        load(path)
 
 
-def test_altered_tensor_file(saved):
+@both_loaders
+def test_altered_tensor_file(saved, load):
     _, path = saved
     data = bytearray((path / "model.safetensors").read_bytes())
     data[-5] ^= 0xFF
     (path / "model.safetensors").write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="truncated or altered"):
-        load_checkpoint(path)
+        load(path)
 
 
-def test_missing_and_corrupt_metadata(saved):
+@both_loaders
+def test_missing_and_corrupt_metadata(saved, load):
     _, path = saved
     (path / "model.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="corrupt"):
-        load_checkpoint(path)
+        load(path)
     (path / "model.json").unlink()
     with pytest.raises(CheckpointError, match="missing"):
-        load_checkpoint(path)
+        load(path)
 
 
-def test_metadata_that_does_not_match_the_tensors(saved):
+@both_loaders
+def test_metadata_that_does_not_match_the_tensors(saved, load):
     _, path = saved
     meta = json.loads((path / "model.json").read_text())
     meta["model"]["widths"] = [64, 16]
     (path / "model.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="does not hold the tensors"):
-        load_checkpoint(path)
+        load(path)
+
+
+def test_the_numpy_reader_gives_the_models_tensors(saved):
+    net, path = saved
+    checkpoint = read_checkpoint(path)
+    assert (checkpoint.input_dim, checkpoint.n_classes, checkpoint.model) == (10, 4, net.cfg)
+    state = net.state_dict()
+    assert checkpoint.tensors.keys() == state.keys()
+    for name, value in state.items():
+        assert checkpoint.tensors[name].dtype == "float32"
+        assert (checkpoint.tensors[name] == value.numpy()).all()

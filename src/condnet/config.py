@@ -23,6 +23,7 @@ OPTIMIZERS = ("sgd", "adam")
 BASELINES = ("none", "batch_min", "batch_mean", "moving_average")
 REDUCTIONS = ("sum", "mean")
 DATASETS = ("mnist", "cifar10", "svhn", "idx")
+MODES = ("sample", "threshold")  # how a trained model decides its masks at test time
 
 
 @dataclass

@@ -22,10 +22,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from condnet.config import ModelConfig
+from condnet.config import MODES, ModelConfig
 from condnet.nn.policy import BlockPolicy, UniformPolicy
-
-MODES = ("sample", "threshold")
 
 
 @dataclass
