@@ -135,6 +135,91 @@ def test_bad_inputs_are_explained():
     engine.forward(np.full((2, 6), 3e38, np.float32))  # large but finite is accepted (small batch)
     with pytest.raises(ValueError, match="threads"):
         engine.set_threads(0)
+    for bad in (np.zeros((2, 6), complex), np.full((2, 6), "a"), np.zeros((2, 6), object)):
+        with pytest.raises(ValueError, match="real-valued"):
+            engine.forward(bad)
+    for bad in (np.zeros(6, np.float32), np.zeros((1, 1, 6), np.float32), [[1.0] * 5]):
+        with pytest.raises(ValueError, match=r"\(batch, 6\)"):
+            engine.forward(bad)
+    with pytest.raises(ValueError, match="mode must be one of"):
+        engine.forward(np.zeros((1, 6), np.float32), mode="thresh")
+    with pytest.raises(ValueError, match="one array per hidden layer"):
+        engine.forward(np.zeros((1, 6), np.float32), masks=[])
+    with pytest.raises(ValueError, match=r"masks\[0\] must have shape \(1, 2\)"):
+        engine.forward(np.zeros((1, 6), np.float32), masks=[np.ones((1, 3))])
+
+
+@pytest.mark.parametrize("batch", [1, 9])
+def test_other_dtypes_and_layouts_give_the_float32_answer(batch):
+    """Float64, integer, Fortran-ordered, strided and list inputs are converted: the same logits as the
+    C-contiguous float32 array of the same values."""
+    model = make_model(6, [(3, 4)], 2)
+    engine = Engine(model)
+    values = np.random.default_rng(6).integers(-3, 4, (batch, 12)).astype(np.float32)
+    x = np.ascontiguousarray(values[:, ::2])
+    expected, _ = engine.forward(x)
+    with torch.no_grad():
+        assert_matches(expected, model(torch.from_numpy(x), mode="threshold").logits)
+    big_endian = x.astype(np.dtype(">f4"))
+    for variant in (
+        x.astype(np.float64),
+        x.astype(np.int16),
+        np.asfortranarray(x),
+        values[:, ::2],
+        big_endian,
+    ):
+        logits, _ = engine.forward(variant)
+        np.testing.assert_array_equal(logits, expected)
+
+
+def test_a_batch_of_zero_gives_empty_outputs():
+    engine = Engine(make_model(6, [(2, 4), (3, 2)], 5))
+    logits, masks = engine.forward(np.zeros((0, 6), np.float32), "sample")
+    assert logits.shape == (0, 5) and logits.dtype == np.float32
+    assert [m.shape for m in masks] == [(0, 2), (0, 3)] and all(m.dtype == np.uint8 for m in masks)
+
+
+def test_batch_one_outputs_are_not_overwritten_by_the_next_call():
+    """The batch-1 path reuses its buffers: what it returned must be the caller's own arrays."""
+    engine = Engine(make_model(6, [(4, 4)], 3))
+    rng = np.random.default_rng(7)
+    first = rng.random((1, 6), dtype=np.float32)
+    logits, masks = engine.forward(first, "sample", seed=1)
+    kept = logits.copy(), [m.copy() for m in masks]
+    for _ in range(5):
+        engine.forward(rng.random((1, 6), dtype=np.float32) * 10, "sample")
+    np.testing.assert_array_equal(logits, kept[0])
+    assert all(np.array_equal(m, k) for m, k in zip(masks, kept[1], strict=True))
+
+
+def test_the_engine_runs_without_torch(tmp_path):
+    """A fresh interpreter loads a saved run and runs it (both paths); torch is never imported, and the
+    logits are the PyTorch model's."""
+    import subprocess
+    import sys
+
+    from condnet.train.checkpoint import save_checkpoint
+
+    model = make_model(6, [(4, 4), (2, 8)], 3)
+    save_checkpoint(model, tmp_path)
+    x = np.random.default_rng(8).random((5, 6), dtype=np.float32)
+    np.save(tmp_path / "x.npy", x)
+    script = f"""
+import sys
+import numpy as np
+from condnet.engine import Engine
+engine = Engine.from_run({str(tmp_path)!r})
+x = np.load({str(tmp_path / "x.npy")!r})
+logits = np.concatenate([engine.forward(x)[0], engine.forward(x[:1])[0]])
+np.save({str(tmp_path / "logits.npy")!r}, logits)
+assert "torch" not in sys.modules, "torch was imported"
+"""
+    subprocess.run([sys.executable, "-c", script], check=True)
+    logits = np.load(tmp_path / "logits.npy")
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x), mode="threshold").logits
+    assert_matches(logits[:5], expected)
+    assert_matches(logits[5:], expected[:1])
 
 
 def test_trained_model_threshold_error_equals_evaluate(idx_dir):

@@ -1,14 +1,16 @@
 """The inference engine: a trained CondNet compiled into block-sparse kernels whose cost follows the
-active blocks (paper section 3.4: ((H * M_H) W) * M_O).
+active blocks (paper section 3.4: ((H * M_H) W) * M_O). It needs numpy, numba, safetensors and
+threadpoolctl, never PyTorch: a run directory is read by `condnet.checkpoint`.
 
-Per hidden layer the engine evaluates the policy, decides the mask (threshold or seeded sampling, as
-the PyTorch model does), and computes only the active output blocks from the active input blocks.
+Per hidden layer the engine evaluates the policy, decides the mask (threshold or sampling, as the
+PyTorch model does), and computes only the active output blocks from the active input blocks.
 - Batch 1 (latency): one fused numba call runs the whole network, policies included, reading only
-  active blocks. It never falls back to a dense product.
+  active blocks; its arguments are few and its buffers made once, so a call costs little more than
+  its arithmetic. It never falls back to a dense product.
 - Batch > 1: layer by layer; the policy and the layer product are block kernels that group the
-  examples by output block (`kernels.block_layer`; the policy is one output block, always on), and a
-  layer whose work fraction is above its measured crossover (`Engine.calibrate`) takes PyTorch's dense
-  product, then the mask.
+  examples by output block (`kernels.block_layer`; the policy is one output block, always on). A layer
+  with every block on, or whose work fraction is above its measured crossover (`Engine.calibrate`),
+  takes the dense product (numpy's BLAS sgemm), then the bias, activation and mask.
 """
 
 from __future__ import annotations
@@ -20,13 +22,13 @@ from pathlib import Path
 
 import numba
 import numpy as np
-import torch
+from threadpoolctl import threadpool_limits
 
+from condnet.checkpoint import Checkpoint, read_checkpoint
+from condnet.config import MODES
 from condnet.engine import kernels
 from condnet.engine.layout import pack, policy_tiles, to_tiles
 from condnet.engine.timing import interleaved_medians
-from condnet.nn.condnet import MODES, CondNet
-from condnet.train.checkpoint import load_checkpoint
 
 ACTIVATIONS = {"tanh": kernels.TANH, "relu": kernels.RELU}
 _MODE_CODES = {"threshold": kernels.THRESHOLD, "sample": kernels.SAMPLE}
@@ -38,20 +40,20 @@ class EngineLayer:
 
     tiles: np.ndarray  # (n_out_blocks, n_in_blocks, bs_out, bs_in)
     bias: np.ndarray  # (n_out,)
-    weight: torch.Tensor  # (n_out, n_in), for the dense fallback
+    weight_t: np.ndarray  # W^T (n_in, n_out), contiguous, for the dense product (BLAS is fastest so)
     activation: int
     z_tiles: np.ndarray | None = None  # learned policy: Z cut by input block, (n_in_blocks, n_blocks, bs_in)
     d: np.ndarray | None = None
     tau: float | None = None  # uniform policy (bdNN)
     # work fraction (active input x active output fraction) above which the dense product is faster,
     # per calibrated batch size (batch 1 runs the fused kernel); measured by Engine.calibrate. Empty:
-    # never fall back.
+    # only a layer with every block on takes the dense product.
     crossovers: dict[int, float] = field(default_factory=dict)
 
     def crossover(self, batch: int) -> float:
         """The crossover measured at the calibrated batch size nearest to `batch` (in ratio)."""
         if not self.crossovers:
-            return math.inf
+            return 1.0
         nearest = min(self.crossovers, key=lambda b: abs(math.log(b / batch)))
         return self.crossovers[nearest]
 
@@ -64,61 +66,85 @@ class EngineLayer:
         return self.tiles.shape[2]
 
 
+def as_checkpoint(network) -> Checkpoint:
+    """A Checkpoint as it is; a PyTorch CondNet converted to arrays (torch is then loaded already)."""
+    if isinstance(network, Checkpoint):
+        return network
+    if hasattr(network, "state_dict"):
+        from condnet.train.checkpoint import model_arrays
+
+        return model_arrays(network)
+    raise TypeError(f"Engine takes a Checkpoint or a CondNet, got {type(network).__name__}")
+
+
 class Engine:
     """Block-sparse inference for a trained CondNet.
 
-    forward(x: (batch, input_dim) float32 array, mode, masks=None, seed=None) -> (logits, masks)
-    - mode "threshold": block on iff sigma > 0.5 (sigma is summed in another order than PyTorch's, so
-      a block whose sigma is within float rounding of 0.5 may be decided the other way);
-      "sample": Bernoulli(sigma) from numpy's generator seeded with `seed` (the engine's draws are
-      not torch's: to compare with the PyTorch model, pass the same `masks`);
+    Engine(network, threads=1): network is a `Checkpoint` (see `Engine.from_run`) or a PyTorch CondNet.
+    forward(x: (batch, input_dim) array, mode, masks=None, seed=None) -> (logits, masks)
+    - mode "threshold" (the default): block on iff sigma > 0.5 (sigma is summed in another order than
+      PyTorch's, so a block whose sigma is within float rounding of 0.5 may be decided the other way);
+      "sample": Bernoulli(sigma) drawn from numpy's generator: `seed` (an int or a Generator) makes
+      the draws reproducible, None uses the engine's own generator (the engine's draws are not torch's:
+      to compare with the PyTorch model, pass the same `masks`);
     - masks: per hidden layer (batch, n_blocks) arrays of 0/1 that replace the policy's decision.
+    - x: float32 C-contiguous is taken as it is; other real dtypes and layouts are converted. NaN or
+      infinite inputs are refused. A batch of 0 gives empty outputs.
+    Returns new arrays: logits (batch, n_classes) float32, masks (batch, n_blocks) uint8 per layer.
+    One engine serves one call at a time (its batch-1 buffers are reused); use one engine per thread.
     The dense fallback is off until `calibrate()` has measured this machine (about two seconds).
     """
 
-    def __init__(self, model: CondNet, threads: int = 1):
-        self.input_dim, self.n_classes = model.input_dim, model.n_classes
-        self.p_min, self.p_max = np.float32(model.cfg.p_min), np.float32(model.cfg.p_max)
-        act = self._activation = ACTIVATIONS[model.cfg.activation]
-        sizes = [model.input_dim, *model.block_sizes, model.n_classes]  # input and output: one block
+    def __init__(self, network, threads: int = 1):
+        checkpoint = as_checkpoint(network)
+        cfg, tensors = checkpoint.model, checkpoint.tensors
+        self.input_dim, self.n_classes = checkpoint.input_dim, checkpoint.n_classes
+        self.p_min, self.p_max = np.float32(cfg.p_min), np.float32(cfg.p_max)
+        n_hidden = len(cfg.widths)
+        sizes = [self.input_dim, *cfg.block_size, self.n_classes]  # input and output: one block
         self.layers: list[EngineLayer] = []
-        for index, linear in enumerate([*model.hidden, model.output]):
-            bs_in, bs_out = sizes[index], sizes[index + 1]
+        for index in range(n_hidden + 1):
+            name = f"hidden.{index}" if index < n_hidden else "output"
+            weight = np.asarray(tensors[f"{name}.weight"], np.float32)
             layer = EngineLayer(
-                tiles=to_tiles(linear.weight, bs_in, bs_out),
-                bias=linear.bias.detach().to(torch.float32).numpy().copy(),
-                weight=linear.weight.detach().to(torch.float32).clone(),
-                activation=act if index < len(model.hidden) else kernels.IDENTITY,
+                tiles=to_tiles(weight, sizes[index], sizes[index + 1]),
+                bias=np.array(tensors[f"{name}.bias"], np.float32),
+                weight_t=np.ascontiguousarray(weight.T),
+                activation=ACTIVATIONS[cfg.activation] if index < n_hidden else kernels.IDENTITY,
             )
-            if index < len(model.hidden) and model.cfg.kind == "condnet":
-                policy = model.policies[index]
-                layer.z_tiles = policy_tiles(policy.Z, bs_in)
-                layer.d = policy.d.detach().to(torch.float32).numpy().copy()
-            elif index < len(model.hidden) and model.cfg.kind == "bdnn":
-                layer.tau = model.cfg.tau[index]
+            if index < n_hidden and cfg.kind == "condnet":
+                layer.z_tiles = policy_tiles(np.asarray(tensors[f"policies.{index}.Z"]), sizes[index])
+                layer.d = np.array(tensors[f"policies.{index}.d"], np.float32)
+            elif index < n_hidden and cfg.kind == "bdnn":
+                layer.tau = cfg.tau[index]
             self.layers.append(layer)
-        self._flat, self._meta = pack(self.layers)
-        self._taus = np.array([-1.0 if layer.tau is None else layer.tau for layer in self.hidden], np.float32)
         self._blocks = [layer.n_out_blocks for layer in self.hidden]
-        width = (len(self._blocks), max(self._blocks))
-        self._one_buffers = (
-            np.zeros(width, np.uint8), np.empty(width, np.uint8), np.empty(self.n_classes, np.float32),
-            np.zeros(width, np.float32),
-        )  # fmt: skip
+        self._weights, self._meta = pack(self.layers, cfg.p_min, cfg.p_max)
+        # batch 1: the fused kernel's buffers (see kernels.work_layout), and views of them
+        max_blocks, o_logits, *_, size = kernels.work_layout(self._meta)
+        self._work = np.zeros(size, np.float32)
+        self._noise = self._work[: n_hidden * max_blocks].reshape(n_hidden, max_blocks)
+        self._logits = self._work[o_logits : o_logits + self.n_classes].reshape(1, self.n_classes)
+        self._flags = np.zeros((2, n_hidden, max_blocks), np.uint8)
+        self._decided = [self._flags[1, i : i + 1, :k] for i, k in enumerate(self._blocks)]
+        self._rng = np.random.default_rng()
         self.set_threads(threads)
 
     @classmethod
     def from_run(cls, run_dir: str | Path, threads: int = 1) -> Engine:
-        return cls(load_checkpoint(run_dir), threads)
+        """The engine of a trained run's checkpoint (read and verified without PyTorch)."""
+        return cls(read_checkpoint(run_dir), threads)
 
     def set_threads(self, threads: int) -> None:
-        """Use `threads` cores (numba kernels and the dense fallback alike)."""
+        """Use `threads` cores (numba kernels and the BLAS of the dense product alike)."""
         available = numba.config.NUMBA_NUM_THREADS
-        if not 1 <= threads <= available:
-            raise ValueError(f"threads must be between 1 and {available} on this machine, got {threads}")
+        if not isinstance(threads, int) or not 1 <= threads <= available:
+            raise ValueError(
+                f"threads must be a whole number from 1 to {available} on this machine, got {threads}"
+            )
         self.threads = threads
         numba.set_num_threads(threads)
-        torch.set_num_threads(threads)
+        threadpool_limits(threads, user_api="blas")
         parallel = threads > 1
         self._layer_kernel = (
             partial(kernels.block_layer_parallel, threads=threads) if parallel else kernels.block_layer
@@ -135,17 +161,40 @@ class Engine:
         masks: list[np.ndarray] | None = None,
         seed: int | np.random.Generator | None = None,
     ) -> tuple[np.ndarray, list[np.ndarray]]:
-        x = self._check_input(x)
-        if mode not in MODES:
+        # the common case first, checked by attributes only: at batch 1 every 0.1 us shows
+        if not (x.__class__ is np.ndarray and x.dtype is _FLOAT32 and x.ndim == 2 and x.flags.c_contiguous
+                and x.shape[1] == self.input_dim):  # fmt: skip
+            x = self._converted(x)
+        code = _MODE_CODES.get(mode) if isinstance(mode, str) else None
+        if code is None:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        if masks is not None and len(masks) != len(self._blocks):
+            raise ValueError(
+                f"masks must hold one array per hidden layer ({len(self._blocks)}), got {len(masks)}"
+            )
         batch = x.shape[0]
-        if batch == 1:
-            return self._forward_one(x[0], mode, masks, rng)
+        if batch == 1:  # one fused kernel call for the whole network (the latency path), inlined
+            if masks is not None:
+                code = self._given_flags(masks)
+            elif code == kernels.SAMPLE:
+                self._generator(seed).random(dtype=np.float32, out=self._noise)
+            if kernels.forward_one(x, self._weights, self._meta, self._work, self._flags, code):
+                raise ValueError(_NON_FINITE)
+            # new arrays (the buffers are reused by the next call); one layer without a comprehension,
+            # which costs 0.15 us
+            decided = self._decided
+            drawn = [decided[0].copy()] if len(decided) == 1 else [d.copy() for d in decided]
+            return self._logits.copy(), drawn
+        if batch == 0:
+            empty = [np.zeros((0, k), np.uint8) for k in self._blocks]
+            return np.zeros((0, self.n_classes), np.float32), empty
+        if kernels.count_nonfinite(x):
+            raise ValueError(_NON_FINITE)
+        rng = self._generator(seed) if code == kernels.SAMPLE and masks is None else None
         h, in_mask, drawn = x, np.ones((batch, 1), np.uint8), []
         for index, layer in enumerate(self.layers):
             if index < len(self.hidden):
-                out_mask = self._decide(index, layer, h, in_mask, mode, masks, rng)
+                out_mask = self._decide(index, layer, h, in_mask, code, masks, rng)
                 drawn.append(out_mask)
             else:
                 out_mask = np.ones((batch, 1), np.uint8)
@@ -155,21 +204,26 @@ class Engine:
 
     __call__ = forward
 
-    def _forward_one(self, x, mode, masks, rng):
-        """Batch 1: one fused kernel call for the whole network (the latency path). Its buffers are
-        made once per engine: at batch 1, allocations cost as much as the arithmetic."""
-        given, decided, logits, zeros = self._one_buffers
-        code = kernels.GIVEN if masks is not None else _MODE_CODES[mode]
-        if code == kernels.GIVEN:
-            for index, layer in enumerate(self.hidden):
-                given[index, : layer.n_out_blocks] = self._given_mask(index, masks, 1, layer.n_out_blocks)[0]
-        noise = rng.random(given.shape, dtype=np.float32) if code == kernels.SAMPLE else zeros
-        policy = (self._taus, self.p_min, self.p_max)
-        kernels.forward_one(
-            x, self._flat, self._meta, *policy, self._activation, code, noise, given, decided, logits
-        )
-        decided = decided.copy()  # one copy, then views: the buffers are reused by the next call
-        return logits[None, :].copy(), [decided[i : i + 1, :k] for i, k in enumerate(self._blocks)]
+    def _given_flags(self, masks) -> int:
+        """Batch 1: the given masks into the fused kernel's flags; the kernel's mode code for them."""
+        for index, k in enumerate(self._blocks):
+            self._flags[0, index, :k] = self._given_mask(index, masks, 1, k)[0]
+        return kernels.GIVEN
+
+    def _generator(self, seed) -> np.random.Generator:
+        """The engine's own generator (made once: making one costs 8-10 us), or the caller's."""
+        if seed is None:
+            return self._rng
+        return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+
+    def _converted(self, x) -> np.ndarray:
+        """x as a C-contiguous float32 (batch, input_dim) array, or a ValueError that says what is wrong."""
+        x = np.asarray(x)
+        if x.dtype.kind not in "fiub":
+            raise ValueError(f"expected a real-valued (float) input array, got dtype {x.dtype}")
+        if x.ndim != 2 or x.shape[1] != self.input_dim:
+            raise ValueError(f"expected input of shape (batch, {self.input_dim}), got {x.shape}")
+        return np.ascontiguousarray(x, dtype=np.float32)
 
     def _given_mask(self, index, masks, batch, k) -> np.ndarray:
         mask = np.asarray(masks[index])
@@ -177,45 +231,30 @@ class Engine:
             raise ValueError(f"masks[{index}] must have shape {(batch, k)}, got {mask.shape}")
         return np.ascontiguousarray(mask != 0, dtype=np.uint8)
 
-    def _check_input(self, x) -> np.ndarray:
-        x = np.asarray(x)
-        if x.ndim != 2 or x.shape[1] != self.input_dim:
-            raise ValueError(f"expected input of shape (batch, {self.input_dim}), got {x.shape}")
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        # one pass, no temporary: small inputs are counted in numba (1 us at batch 1; numpy's sum takes
-        # 3); large ones summed by torch on the engine's threads (NaN and inf propagate into the sum)
-        small = x.size <= 65536
-        if kernels.count_nonfinite(x) if small else not math.isfinite(torch.from_numpy(x).sum().item()):
-            raise ValueError("the input contains NaN, infinite or float32-overflowing values")
-        return x
-
-    def _decide(self, index, layer, h, in_mask, mode, masks, rng) -> np.ndarray:
+    def _decide(self, index, layer, h, in_mask, code, masks, rng) -> np.ndarray:
         batch, k = h.shape[0], layer.n_out_blocks
         if masks is not None:
             return self._given_mask(index, masks, batch, k)
         if layer.z_tiles is not None:
             # the policy is a layer with one output block, always on: the block kernel reads only the
             # active input blocks (3072-640-640-10 at batch 50, density 0.18: both policies took
-            # 0.35 ms as PyTorch's dense product, 0.11 ms this way)
+            # 0.35 ms as a dense product, 0.11 ms this way)
             logits = np.empty((batch, k), np.float32)
             always_on = np.ones((batch, 1), np.uint8)
             self._layer_kernel(h, in_mask, layer.z_tiles[None], layer.d, always_on, kernels.IDENTITY, logits)
-            code = _MODE_CODES[mode]
             noise = logits if code == kernels.THRESHOLD else rng.random((batch, k), dtype=np.float32)
             decided = np.empty((batch, k), np.uint8)
             kernels.decide(logits, self.p_min, self.p_max, code, noise, decided)
             return decided
-        if layer.tau is not None:
-            sigma = np.full((batch, k), layer.tau, np.float32)
-        else:
+        if layer.tau is None:
             return np.ones((batch, k), np.uint8)  # dense NN
-        if mode == "threshold":
-            return (sigma > 0.5).astype(np.uint8)
-        return (rng.random((batch, k), dtype=np.float32) < sigma).astype(np.uint8)
+        if code == kernels.THRESHOLD:
+            return np.full((batch, k), layer.tau > 0.5, np.uint8)
+        return (rng.random((batch, k), dtype=np.float32) < np.float32(layer.tau)).astype(np.uint8)
 
     def calibrate(self, densities=(0.3, 0.45, 0.6, 0.75, 0.9, 1.0), batches=(8, 64, 256), repeats=7) -> None:
         """Measure, per layer, batch size and on this machine, where the dense product overtakes the
-        block kernel (it depends on the batch: PyTorch's GEMM gains more from large batches).
+        block kernel (it depends on the batch: the BLAS GEMM gains more from large batches).
 
         For each density d, random masks at rate d (the first layer's input and the output layer's
         output stay dense) are timed through both paths; the crossover is the first work fraction at
@@ -252,22 +291,19 @@ class Engine:
         return self._block_product(layer, h, in_mask, out_mask)
 
     def _dense_product(self, layer: EngineLayer, h, out_mask) -> np.ndarray:
-        """The fallback: PyTorch's dense product, then the mask."""
-        with torch.inference_mode():
-            out = torch.nn.functional.linear(torch.from_numpy(h), layer.weight, torch.from_numpy(layer.bias))
-            if layer.activation == kernels.TANH:
-                out = torch.tanh(out)
-            elif layer.activation == kernels.RELU:
-                out = torch.relu(out)
-            out = out.numpy()
-        if out_mask.shape[1] > 1 and not out_mask.all():
-            out *= np.repeat(out_mask, layer.bs_out, axis=1)
+        """The dense product (numpy's BLAS sgemm), then bias, activation and mask in one pass."""
+        out = h @ layer.weight_t
+        kernels.finish_dense(out, layer.bias, layer.activation, out_mask)
         return out
 
     def _block_product(self, layer: EngineLayer, h, in_mask, out_mask) -> np.ndarray:
         out = np.zeros((h.shape[0], layer.bias.shape[0]), np.float32)
         self._layer_kernel(h, in_mask, layer.tiles, layer.bias, out_mask, layer.activation, out)
         return out
+
+
+_FLOAT32 = np.dtype(np.float32)  # numpy's native float32 dtype is one object: `is` is the fastest test
+_NON_FINITE = "the input contains NaN, infinite or float32-overflowing values"
 
 
 def _work_fraction(in_mask: np.ndarray, out_mask: np.ndarray) -> float:

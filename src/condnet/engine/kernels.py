@@ -11,6 +11,10 @@ batch 1, 4 examples x 2 units in batches) reuse every load. Measured against the
 (tiles transposed, a row of accumulators updated in memory), on 3072-640-640-10 at density 0.18:
 first layer at batch 50 0.95 -> 0.72 ms; on 3072-256-512-10, 0.82 -> 0.29 ms, and 2x at batch 1.
 
+Every fast kernel compiles with error_model="numpy": under numba's default ("python") a float division
+checks its divisor and raises ZeroDivisionError, a branch that stops LLVM from vectorizing the loop
+around it, here the division in tanh (measured: 12,800 tanh 26 us scalar, 3.7 us vectorized).
+
 Batched products are grouped by output block: the examples that switched block j on share every tile
 of block j, which is then read once for all of them, four examples at a time. Example-to-block
 grouping is done inside the kernel from the masks.
@@ -25,13 +29,14 @@ TANH, RELU, IDENTITY = 0, 1, 2
 THRESHOLD, SAMPLE, GIVEN = 0, 1, 2  # how masks are decided
 
 
-@njit(cache=True)  # no fastmath: it would let the compiler assume the answer is 0
+@njit(cache=True)
 def count_nonfinite(x):
-    """How many entries of x (2-D, float32) are NaN or infinite; an integer sum, so it vectorizes."""
-    flat = x.reshape(-1)
+    """How many entries of x (2-D, float32, C-contiguous) are NaN or infinite: those whose exponent
+    bits are all ones. Integer tests, so a fastmath caller cannot assume them away, and they vectorize."""
+    bits = x.reshape(-1).view(np.uint32)
     count = 0
-    for i in range(flat.shape[0]):
-        count += not abs(flat[i]) < np.inf
+    for i in range(bits.shape[0]):
+        count += (bits[i] & 0x7F800000) == 0x7F800000
     return count
 
 
@@ -46,7 +51,7 @@ TANH_Q = (1.0, 0.47021690011024475, 0.02728455886244774, 0.0003957279841415584, 
 TANH_LIMIT = 9.0
 
 
-@njit(inline="always", fastmath=True)
+@njit(inline="always", fastmath=True, error_model="numpy")
 def tanh(value):
     x = min(max(value, np.float32(-TANH_LIMIT)), np.float32(TANH_LIMIT))
     z = x * x
@@ -59,16 +64,23 @@ def tanh(value):
     return min(max(x * p / q, np.float32(-1.0)), np.float32(1.0))
 
 
-@njit(inline="always", fastmath=True)
-def _activate(value, activation):
+@njit(inline="always", fastmath=True, error_model="numpy")
+def _finish_block(values, bias, activation):
+    """values[c] = f(values[c] + bias[c]) over a block, in place (1-D views). One loop per activation, so
+    each vectorizes: a branch on the activation inside the loop kept it scalar (6x slower on 50 x 256
+    tanh), and so would a separate source array (LLVM's overlap check fails when it is the same one)."""
     if activation == TANH:
-        return tanh(value)
-    if activation == RELU:
-        return max(value, np.float32(0.0))
-    return value
+        for c in range(values.shape[0]):
+            values[c] = tanh(values[c] + bias[c])
+    elif activation == RELU:
+        for c in range(values.shape[0]):
+            values[c] = max(values[c] + bias[c], np.float32(0.0))
+    else:
+        for c in range(values.shape[0]):
+            values[c] += bias[c]
 
 
-@njit(inline="always", fastmath=True)
+@njit(inline="always", fastmath=True, error_model="numpy")
 def _dot(x, w):
     total = np.float32(0.0)
     for a in range(x.shape[0]):
@@ -76,7 +88,7 @@ def _dot(x, w):
     return total
 
 
-@njit(inline="always", fastmath=True)
+@njit(inline="always", fastmath=True, error_model="numpy")
 def _dot_1x4(x, w0, w1, w2, w3):
     s0 = s1 = s2 = s3 = np.float32(0.0)
     for a in range(x.shape[0]):
@@ -88,7 +100,7 @@ def _dot_1x4(x, w0, w1, w2, w3):
     return s0, s1, s2, s3
 
 
-@njit(inline="always", fastmath=True)
+@njit(inline="always", fastmath=True, error_model="numpy")
 def _dot_4x2(x0, x1, x2, x3, w0, w1):
     s00 = s01 = s10 = s11 = s20 = s21 = s30 = s31 = np.float32(0.0)
     for a in range(x0.shape[0]):
@@ -105,7 +117,7 @@ def _dot_4x2(x0, x1, x2, x3, w0, w1):
     return s00, s01, s10, s11, s20, s21, s30, s31
 
 
-@njit(inline="always", fastmath=True)
+@njit(inline="always", fastmath=True, error_model="numpy")
 def _add_dots(acc, x, w, a0, a1):
     """acc[c] += x . w[c, a0:a1] for every row c of w; x: (a1 - a0,), w: (rows, n), acc: (rows,)."""
     rows = w.shape[0]
@@ -121,7 +133,7 @@ def _add_dots(acc, x, w, a0, a1):
         acc[r] += _dot(x, w[r, a0:a1])
 
 
-@njit(inline="always", fastmath=True)
+@njit(inline="always", fastmath=True, error_model="numpy")
 def _add_dots_four(acc, e0, e1, e2, e3, x0, x1, x2, x3, w, a0, a1):
     """acc[e_k, c] += x_k . w[c, a0:a1] for four examples k and every row c of w (the batched step)."""
     rows = w.shape[0]
@@ -150,7 +162,7 @@ def _add_dots_four(acc, e0, e1, e2, e3, x0, x1, x2, x3, w, a0, a1):
 SEGMENT = 1024
 
 
-@njit(inline="always", fastmath=True)
+@njit(inline="always", fastmath=True, error_model="numpy")
 def _output_block(x, in_mask, tiles, bias, out_mask, activation, out, j, rows, gathered, acc):
     """Compute output block j for the examples whose block j is on (rows, gathered, acc: scratch)."""
     batch = x.shape[0]
@@ -162,9 +174,7 @@ def _output_block(x, in_mask, tiles, bias, out_mask, activation, out, j, rows, g
             n += 1
     if n == 0:
         return
-    for e in range(n):
-        for c in range(bs_out):
-            acc[e, c] = bias[j * bs_out + c]
+    acc[:n] = 0.0
     for i in range(n_in_blocks):
         m = 0  # examples of this group whose input block i is on
         for e in range(n):
@@ -187,12 +197,13 @@ def _output_block(x, in_mask, tiles, bias, out_mask, activation, out, j, rows, g
             for rest in range(g, m):
                 e = gathered[rest]
                 _add_dots(acc[e], x[rows[e], lo:hi], tile, a0, a1)
+    columns = slice(j * bs_out, (j + 1) * bs_out)
     for e in range(n):
-        for c in range(bs_out):
-            out[rows[e], j * bs_out + c] = _activate(acc[e, c], activation)
+        out[rows[e], columns] = acc[e]
+        _finish_block(out[rows[e], columns], bias[columns], activation)
 
 
-@njit(fastmath=True, cache=True)
+@njit(fastmath=True, error_model="numpy", cache=True)
 def block_layer(x, in_mask, tiles, bias, out_mask, activation, out):
     """out[b, block j] = f(sum over active input blocks i of x[b, block i] @ tiles[j, i] + bias) where
     out_mask[b, j]; out must be zero-filled by the caller (inactive blocks stay exactly 0).
@@ -208,7 +219,7 @@ def block_layer(x, in_mask, tiles, bias, out_mask, activation, out):
         _output_block(x, in_mask, tiles, bias, out_mask, activation, out, j, rows, gathered, acc)
 
 
-@njit(fastmath=True, parallel=True, cache=True)
+@njit(fastmath=True, error_model="numpy", parallel=True, cache=True)
 def block_layer_parallel(x, in_mask, tiles, bias, out_mask, activation, out, threads):
     """block_layer on `threads` threads. With many output blocks, each thread takes its share of them
     (each group of examples stays whole, so its tiles are read once); with few (a policy is a single
@@ -227,7 +238,7 @@ def block_layer_parallel(x, in_mask, tiles, bias, out_mask, activation, out, thr
             block_layer(x[lo:hi], in_mask[lo:hi], tiles, bias, out_mask[lo:hi], activation, out[lo:hi])
 
 
-@njit(inline="always", fastmath=True)
+@njit(inline="always", fastmath=True, error_model="numpy")
 def _probability(logit, p_min, p_max):
     """sigma = sigmoid(logit) clipped to [p_min, p_max] as the model does (p_min + (p_max - p_min) s)."""
     return p_min + (p_max - p_min) / (np.float32(1.0) + np.exp(-logit))
@@ -250,87 +261,127 @@ def decide(logits, p_min, p_max, mode, noise, out):
             out[b, j] = _switched_on(_probability(logits[b, j], p_min, p_max), mode, noise[b, j])
 
 
-# Batch 1 (latency): the whole network in one call, so no Python runs between layers.
-# Every layer lives in flat buffers described by one row of `meta`:
-M_IN_BLOCKS, M_BS_IN, M_OUT_BLOCKS, M_BS_OUT, M_TILES, M_BIAS, M_Z, M_D = range(8)
-NO_POLICY = -1
+# Batch 1 (latency): the whole network in one call, so no Python runs between layers, with as few
+# arguments as possible: numba's dispatcher checks the type of every argument on every call (0.17 us
+# for one array, 0.73 us for twelve, measured), and at batch 1 that is a large share of the call.
+# Every layer lives in the flat `weights` buffer described by one row of `meta`:
+M_IN_BLOCKS, M_BS_IN, M_OUT_BLOCKS, M_BS_OUT, M_TILES, M_BIAS, M_Z, M_D, M_TAU, M_ACTIVATION = range(10)
+META_COLUMNS = 10
+NONE = -1  # no policy (M_Z, M_D) or no uniform rate (M_TAU)
+P_MIN, P_MAX = 0, 1  # weights[0:2]: the policies' probability range
+NON_FINITE_INPUT = 1  # forward_one's status when x holds NaN or infinities
 
 
-@njit(fastmath=True, cache=True)
-def forward_one(x, weights, meta, taus, p_min, p_max, activation, mode, noise, given, masks, logits):
-    """One example through every layer, reading and computing only active blocks.
+@njit(inline="always")
+def work_layout(meta):
+    """Offsets in forward_one's float32 work buffer: noise (n_hidden x max_blocks), logits, two hidden
+    vectors, the accumulator of one output block and the policy logits; and its total size."""
+    n_hidden = meta.shape[0] - 1
+    max_blocks, max_width, max_bs_out = 1, 1, 1
+    for layer in range(meta.shape[0]):
+        max_width = max(max_width, meta[layer, M_OUT_BLOCKS] * meta[layer, M_BS_OUT])
+        max_bs_out = max(max_bs_out, meta[layer, M_BS_OUT])
+        if layer < n_hidden:
+            max_blocks = max(max_blocks, meta[layer, M_OUT_BLOCKS])
+    logits = n_hidden * max_blocks
+    h_a = logits + meta[n_hidden, M_OUT_BLOCKS] * meta[n_hidden, M_BS_OUT]
+    h_b = h_a + max_width
+    acc = h_b + max_width
+    sigma = acc + max_bs_out
+    return max_blocks, logits, h_a, h_b, acc, sigma, sigma + max_blocks
 
-    x: (input_dim,) float32. weights: every layer's tiles, bias, Z tiles and d, concatenated (float32).
-    meta: (n_layers, 8) int64 offsets and shapes (see M_*); the last row is the output layer.
-    taus: (n_hidden,) uniform policy rate, or < 0 for a learned (meta Z offset >= 0) or no policy.
-    mode: THRESHOLD, SAMPLE (block on iff noise < sigma) or GIVEN (the masks in `given`). noise, given, masks:
-    (n_hidden, max_blocks); masks receives the decisions. logits: (n_classes,) output.
+
+@njit(fastmath=True, error_model="numpy", cache=True)
+def forward_one(x, weights, meta, work, flags, mode):
+    """One example through every layer, reading and computing only active blocks; returns a status
+    (0, or NON_FINITE_INPUT when x holds NaN or infinities, and nothing is computed).
+
+    x: (1, input_dim) float32. weights: [p_min, p_max], then every layer's tiles, bias, Z tiles, d and
+    tau (float32). meta: (n_layers, META_COLUMNS) int64 offsets, shapes and activation (see M_*); the
+    last row is the output layer. work: float32 buffer laid out by `work_layout`: the caller writes the
+    noise (mode SAMPLE: block on iff noise < sigma) and reads the logits. flags: (2, n_hidden,
+    max_blocks) uint8: flags[0] the given masks (mode GIVEN), flags[1] receives the decisions.
     Views of `weights` are reshaped to their tile shapes: indexed that way, LLVM vectorizes the
     inner loops (flat index arithmetic defeats it, about 6x slower).
     """
+    if count_nonfinite(x) > 0:
+        return NON_FINITE_INPUT
     n_layers = meta.shape[0]
-    max_width = 0
-    for layer in range(n_layers):
-        max_width = max(max_width, meta[layer, M_OUT_BLOCKS] * meta[layer, M_BS_OUT])
-    h = x
-    active_in = np.zeros(1, np.int64)  # the input is one block, always on
-    n_active_in = 1
+    max_blocks, o_logits, o_a, o_b, o_acc, o_sigma, _ = work_layout(meta)
+    p_min, p_max = weights[P_MIN], weights[P_MAX]
+    given, decided = flags[0], flags[1]
+    acc_all = work[o_acc:o_sigma]
+    h = x[0]
+    in_mask = decided[0, :1]  # placeholder; the input is one block, always on
     for layer in range(n_layers):
         n_in_blocks, bs_in = meta[layer, M_IN_BLOCKS], meta[layer, M_BS_IN]
         n_out_blocks, bs_out = meta[layer, M_OUT_BLOCKS], meta[layer, M_BS_OUT]
         hidden = layer < n_layers - 1
-        # decide which output blocks to compute
-        active_out = np.empty(n_out_blocks, np.int64)
-        n_active_out = 0
-        if hidden and mode == GIVEN:
-            for j in range(n_out_blocks):
-                if given[layer, j]:
-                    active_out[n_active_out] = j
-                    n_active_out += 1
-        elif hidden and meta[layer, M_Z] != NO_POLICY:
-            z0, d0 = meta[layer, M_Z], meta[layer, M_D]
-            z = weights[z0 : z0 + n_in_blocks * n_out_blocks * bs_in].reshape(
-                (n_in_blocks, n_out_blocks, bs_in)
-            )
-            sigma = weights[d0 : d0 + n_out_blocks].copy()
-            for ii in range(n_active_in):
-                i = active_in[ii]
-                _add_dots(sigma, h[i * bs_in : (i + 1) * bs_in], z[i], 0, bs_in)
-            for j in range(n_out_blocks):
-                s = _probability(sigma[j], p_min, p_max)
-                if _switched_on(s, mode, noise[layer, j]):
-                    active_out[n_active_out] = j
-                    n_active_out += 1
-        elif hidden and taus[layer] >= 0:
-            for j in range(n_out_blocks):
-                if _switched_on(taus[layer], mode, noise[layer, j]):
-                    active_out[n_active_out] = j
-                    n_active_out += 1
-        else:
-            for j in range(n_out_blocks):
-                active_out[j] = j
-            n_active_out = n_out_blocks
+        # decide which output blocks to compute: decided[layer] (the output layer is always on)
         if hidden:
-            for j in range(n_out_blocks):
-                masks[layer, j] = 0
-            for jj in range(n_active_out):
-                masks[layer, active_out[jj]] = 1
+            on = decided[layer, :n_out_blocks]
+            if mode == GIVEN:
+                on[:] = given[layer, :n_out_blocks]
+            elif meta[layer, M_Z] != NONE:
+                z0, d0 = meta[layer, M_Z], meta[layer, M_D]
+                z = weights[z0 : z0 + n_in_blocks * n_out_blocks * bs_in].reshape(
+                    (n_in_blocks, n_out_blocks, bs_in)
+                )
+                sigma = work[o_sigma : o_sigma + n_out_blocks]
+                sigma[:] = weights[d0 : d0 + n_out_blocks]
+                for i in range(n_in_blocks):
+                    if layer == 0 or in_mask[i]:
+                        _add_dots(sigma, h[i * bs_in : (i + 1) * bs_in], z[i], 0, bs_in)
+                noise = work[layer * max_blocks : layer * max_blocks + n_out_blocks]
+                for j in range(n_out_blocks):
+                    on[j] = _switched_on(_probability(sigma[j], p_min, p_max), mode, noise[j])
+            elif meta[layer, M_TAU] != NONE:
+                tau = weights[meta[layer, M_TAU]]
+                for j in range(n_out_blocks):
+                    on[j] = _switched_on(tau, mode, work[layer * max_blocks + j])
+            else:
+                on[:] = 1
         # the product: active output blocks from active input blocks; other outputs are never read
-        out = np.empty(max_width, np.float32) if hidden else logits
+        if hidden:
+            start = o_a if layer % 2 == 0 else o_b
+            out = work[start : start + n_out_blocks * bs_out]
+        else:
+            out = work[o_logits : o_logits + n_out_blocks * bs_out]
         t0, b0 = meta[layer, M_TILES], meta[layer, M_BIAS]
         tiles = weights[t0 : t0 + n_out_blocks * n_in_blocks * bs_out * bs_in].reshape(
             (n_out_blocks, n_in_blocks, bs_out, bs_in)
         )
-        acc = np.empty(bs_out, np.float32)
-        for jj in range(n_active_out):
-            j = active_out[jj]
-            for c in range(bs_out):
-                acc[c] = weights[b0 + j * bs_out + c]
-            for ii in range(n_active_in):
-                i = active_in[ii]
-                _add_dots(acc, h[i * bs_in : (i + 1) * bs_in], tiles[j, i], 0, bs_in)
-            for c in range(bs_out):
-                out[j * bs_out + c] = _activate(acc[c], activation if hidden else IDENTITY)
+        activation = meta[layer, M_ACTIVATION]
+        acc = acc_all[:bs_out]
+        for j in range(n_out_blocks):
+            if hidden and not decided[layer, j]:
+                continue
+            acc[:] = 0.0
+            for i in range(n_in_blocks):
+                if layer == 0 or in_mask[i]:
+                    _add_dots(acc, h[i * bs_in : (i + 1) * bs_in], tiles[j, i], 0, bs_in)
+            out[j * bs_out : (j + 1) * bs_out] = acc
+            _finish_block(
+                out[j * bs_out : (j + 1) * bs_out],
+                weights[b0 + j * bs_out : b0 + (j + 1) * bs_out],
+                activation,
+            )
         h = out
-        active_in = active_out
-        n_active_in = n_active_out
+        if hidden:
+            in_mask = decided[layer]
+    return 0
+
+
+@njit(fastmath=True, error_model="numpy", cache=True)
+def finish_dense(out, bias, activation, out_mask):
+    """After a dense product out = h W^T: out = f(out + bias) on the blocks that out_mask switches on,
+    exactly 0 on the others (in place). out: (batch, n_out); out_mask: (batch, n_out_blocks) uint8."""
+    n_blocks = out_mask.shape[1]
+    bs_out = out.shape[1] // n_blocks
+    for b in range(out.shape[0]):
+        for j in range(n_blocks):
+            columns = slice(j * bs_out, (j + 1) * bs_out)
+            if out_mask[b, j]:
+                _finish_block(out[b, columns], bias[columns], activation)
+            else:
+                out[b, columns] = 0.0

@@ -1,45 +1,46 @@
-"""Weights laid out once, at compile time, for the block-sparse access pattern of the kernels."""
+"""Weights laid out once, at load time, for the block-sparse access pattern of the kernels."""
 
 from __future__ import annotations
 
 import numpy as np
-import torch
+
+from condnet.engine import kernels
 
 
-def to_tiles(weight: torch.Tensor, bs_in: int, bs_out: int) -> np.ndarray:
+def to_tiles(weight: np.ndarray, bs_in: int, bs_out: int) -> np.ndarray:
     """W (n_out, n_in) -> tiles (n_out_blocks, n_in_blocks, bs_out, bs_in): tiles[j, i] is W's
     (output block j, input block i) sub-matrix, contiguous."""
     n_out, n_in = weight.shape
-    w = weight.detach().to(torch.float32).numpy()
-    tiles = w.reshape(n_out // bs_out, bs_out, n_in // bs_in, bs_in).transpose(0, 2, 1, 3)
-    return np.ascontiguousarray(tiles)
+    tiles = weight.reshape(n_out // bs_out, bs_out, n_in // bs_in, bs_in).transpose(0, 2, 1, 3)
+    return np.ascontiguousarray(tiles, dtype=np.float32)
 
 
-def policy_tiles(z: torch.Tensor, bs_in: int) -> np.ndarray:
+def policy_tiles(z: np.ndarray, bs_in: int) -> np.ndarray:
     """Z (n_blocks, n_in) -> (n_in_blocks, n_blocks, bs_in): Z cut by input block."""
     k, n_in = z.shape
-    zt = z.detach().to(torch.float32).numpy()
-    return np.ascontiguousarray(zt.reshape(k, n_in // bs_in, bs_in).transpose(1, 0, 2))
+    return np.ascontiguousarray(z.reshape(k, n_in // bs_in, bs_in).transpose(1, 0, 2), dtype=np.float32)
 
 
-def pack(layers) -> tuple[np.ndarray, np.ndarray]:
-    """Every layer's tiles, bias, Z tiles and d in one flat float32 buffer, and the (n_layers, 8) int64
-    table of shapes and offsets that `kernels.forward_one` reads (columns: kernels.M_*)."""
-    from condnet.engine import kernels
+def pack(layers, p_min: float, p_max: float) -> tuple[np.ndarray, np.ndarray]:
+    """[p_min, p_max] and every layer's tiles, bias, Z tiles, d and tau in one flat float32 buffer, and
+    the (n_layers, kernels.META_COLUMNS) int64 table of shapes, offsets and activations that
+    `kernels.forward_one` reads (columns: kernels.M_*)."""
+    parts, meta, offset = [np.float32([p_min, p_max])], [], 2
 
-    parts, meta, offset = [], [], 0
-
-    def put(array: np.ndarray) -> int:
+    def put(array) -> int:
         nonlocal offset
         start = offset
         parts.append(np.ascontiguousarray(array, np.float32).ravel())
-        offset += array.size
+        offset += parts[-1].size
         return start
 
     for layer in layers:
         n_out_blocks, n_in_blocks, bs_out, bs_in = layer.tiles.shape
-        row = [n_in_blocks, bs_in, n_out_blocks, bs_out, put(layer.tiles), put(layer.bias), -1, -1]
+        row = [n_in_blocks, bs_in, n_out_blocks, bs_out, put(layer.tiles), put(layer.bias)]
+        row += [kernels.NONE] * 3 + [layer.activation]
         if layer.z_tiles is not None:
             row[kernels.M_Z], row[kernels.M_D] = put(layer.z_tiles), put(layer.d)
+        if layer.tau is not None:
+            row[kernels.M_TAU] = put([layer.tau])
         meta.append(row)
     return np.concatenate(parts), np.asarray(meta, np.int64)

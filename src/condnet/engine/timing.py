@@ -3,9 +3,26 @@
 
 from __future__ import annotations
 
+import os
+import platform
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
+
+# the vector extensions that decide the kernels' speed, as /proc/cpuinfo names them
+VECTOR_FLAGS = {"avx2": "AVX2", "fma": "FMA", "avx512f": "AVX-512F", "avx512_vnni": "AVX-512 VNNI"}
+
+
+def machine() -> str:
+    """The CPU's name, core count and vector extensions (timings mean little without them)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    flags = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), [])
+    vector = ", ".join(label for flag, label in VECTOR_FLAGS.items() if flag in flags) or "none found"
+    name = names[0] if names else platform.processor() or platform.machine()
+    return f"{name} ({os.cpu_count()} cores; {vector})"
 
 
 def interleaved_medians(candidates: dict[str, Callable[[], object]], repeats: int = 15, warmup: int = 3):
