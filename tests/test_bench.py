@@ -28,7 +28,9 @@ def test_synthetic_densities_are_exact_at_the_ends_and_close_between():
 def test_bench_json_records(capsys):
     args = ["bench", "--arch", "40,32,16,4", "--block-size", "8,4", "--density", "0.5,1.0"]
     assert main([*args, "--batch", "1,3", "--threads", "1", "--repeats", "2", "--json"]) == 0
-    records = json.loads(capsys.readouterr().out)["records"]
+    output = json.loads(capsys.readouterr().out)
+    assert "cores" in output["machine"]
+    records = output["records"]
     assert [(r["batch"], r["threads"]) for r in records] == [(1, 1), (3, 1)]
     fields = {
         "batch",
@@ -39,11 +41,16 @@ def test_bench_json_records(capsys):
         "ideal_speedup",
         "efficiency",
         "active_fraction",
+        "ort_ms",
+        "speedup_vs_ort",
+        "efficiency_vs_ort",
     }
     for r in records:
         assert set(r) == fields
         assert r["speedup"] == pytest.approx(r["dense_ms"] / r["engine_ms"])
         assert r["efficiency"] == pytest.approx(r["speedup"] / r["ideal_speedup"])
+        assert r["speedup_vs_ort"] == pytest.approx(r["ort_ms"] / r["engine_ms"])
+        assert r["efficiency_vs_ort"] == pytest.approx(r["speedup_vs_ort"] / r["ideal_speedup"])
         assert r["active_fraction"][1] == 1.0
         # ideal speedup by hand: dense 40*32 + 32*16 + 16*4 = 1856 MACs; active, with a = layer 1's
         # active fraction: layer 1 40*32a (+ policy 40*4), layer 2 32a*16 (+ policy 32a*4), output 16*4

@@ -9,6 +9,16 @@ from pathlib import Path
 from condnet.config import load_config
 from condnet.errors import CondnetError
 
+# the modules of the extras (pyproject.toml): the core package runs the engine only
+OPTIONAL_MODULES = {
+    "torch": "train",
+    "tqdm": "train",
+    "matplotlib": "train",
+    "scipy": "train",
+    "onnx": "bench",
+    "onnxruntime": "bench",
+}
+
 
 def _progress_callbacks(max_epochs: int):
     from tqdm import tqdm
@@ -156,6 +166,7 @@ def cmd_bench(args) -> None:
     import numpy as np
 
     from condnet.bench.compare import bench, synthetic_model
+    from condnet.engine.timing import machine
 
     if (args.run_dir is None) == (args.arch is None):
         raise CondnetError("give either RUN_DIR (a trained run) or --arch (a synthetic model), not both")
@@ -173,19 +184,23 @@ def cmd_bench(args) -> None:
             _per_layer(args.block_size, n_hidden, "--block-size"),
             _per_layer(args.density, n_hidden, "--density"),
             args.seed,
+            args.kind,
         )
         inputs = np.random.default_rng(args.seed).random((1024, args.arch[0]), dtype=np.float32)
     records = bench(model, inputs, args.batch, args.threads, args.mode, args.repeats, args.seed)
     if args.json:
-        print(json.dumps({"records": [asdict(r) for r in records]}, indent=2))
+        print(json.dumps({"machine": machine(), "records": [asdict(r) for r in records]}, indent=2))
         return
-    print("| batch | threads | dense ms | engine ms | speedup | ideal | efficiency | active fraction |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(f"{machine()}; times per batch in ms; dense = the dense twin (PyTorch eager, ONNX Runtime)\n")
+    columns = "batch threads PyTorch ORT engine vs_PyTorch vs_ORT ideal efficiency_vs_ORT active".split()
+    print("| " + " | ".join(c.replace("_", " ") for c in columns) + " |")
+    print("|---" * len(columns) + "|")
     for r in records:
         active = "/".join(f"{a:.3f}" for a in r.active_fraction)
         print(
-            f"| {r.batch} | {r.threads} | {r.dense_ms:.3f} | {r.engine_ms:.3f} | {r.speedup:.2f} | "
-            f"{r.ideal_speedup:.2f} | {r.efficiency:.2f} | {active} |"
+            f"| {r.batch} | {r.threads} | {r.dense_ms:.4f} | {r.ort_ms:.4f} | {r.engine_ms:.4f} | "
+            f"{r.speedup:.2f} | {r.speedup_vs_ort:.2f} | {r.ideal_speedup:.2f} | {r.efficiency_vs_ort:.2f} | "
+            f"{active} |"
         )
 
 
@@ -263,13 +278,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", action="store_true", help="also the inference engine's threshold-mode error")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("bench", help="time the engine against dense PyTorch on the same weights")
+    p = sub.add_parser(
+        "bench", help="time the engine against the dense twin in PyTorch and ONNX Runtime, same weights"
+    )
     p.add_argument(
         "run_dir", type=Path, nargs="?", help="a trained run (uses its test inputs and real masks)"
     )
     p.add_argument("--arch", type=_int_list, help="synthetic model, e.g. 3072,640,640,10")
     p.add_argument("--block-size", type=_int_list, default=[64], help="one value or one per hidden layer")
     p.add_argument("--density", type=_float_list, default=[0.18], help="one value or one per hidden layer")
+    p.add_argument(
+        "--kind", choices=["condnet", "nn"], default="condnet", help="synthetic model: gated, or dense (nn)"
+    )
     p.add_argument("--batch", type=_int_list, default=[1, 50, 256])
     p.add_argument("--threads", type=_int_list, default=[1])
     p.add_argument("--mode", choices=["sample", "threshold"], default="sample")
@@ -304,6 +324,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("condnet: interrupted", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as exc:
+        extra = OPTIONAL_MODULES.get(exc.name)
+        if extra is None:
+            raise
+        print(
+            f"condnet: error: `condnet {args.command}` needs {exc.name}, which is not installed: "
+            f"pip install 'condnet[{extra}]'",
+            file=sys.stderr,
+        )
+        return 2
     return 0
 
 

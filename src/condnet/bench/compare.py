@@ -1,8 +1,9 @@
-"""`condnet bench`: the engine against dense PyTorch on the same weights and inputs, side by side.
+"""`condnet bench`: the engine against the dense twin in PyTorch and in ONNX Runtime, on the same weights
+and inputs, timed side by side (interleaved repeats).
 
 The model is either a trained run, with the masks it really draws on test inputs, or a synthetic one:
 random weights, and policies whose probability is the requested density for every block, so the engine
-evaluates them (policies included) and draws masks at that rate.
+evaluates them (policies included) and draws masks at that rate; or a synthetic dense net (kind "nn").
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from condnet.bench.onnx_twin import ort_session
 from condnet.config import Config, ModelConfig, validate
 from condnet.engine.engine import Engine
 from condnet.engine.timing import interleaved_medians
 from condnet.nn.condnet import CondNet
 from condnet.nn.macs import active_macs, dense_macs
+from condnet.train.checkpoint import model_arrays
 
 CALLS_PER_SAMPLE = 64  # examples timed per sample at batch 1: averages over inputs, above timer noise
 
@@ -27,24 +30,31 @@ class BenchRecord:
     threads: int
     dense_ms: float  # one batch through dense PyTorch (torch.inference_mode)
     engine_ms: float  # one batch through the engine, policies included
-    speedup: float
+    speedup: float  # dense_ms / engine_ms
     ideal_speedup: float  # dense MACs / (active + policy MACs) for the masks actually drawn
     efficiency: float  # speedup / ideal_speedup
     active_fraction: list[float]  # per hidden layer
+    ort_ms: float  # one batch through the dense twin in ONNX Runtime
+    speedup_vs_ort: float  # ort_ms / engine_ms
+    efficiency_vs_ort: float  # speedup_vs_ort / ideal_speedup
 
 
 def synthetic_model(
-    arch: list[int], block_sizes: list[int], densities: list[float], seed: int = 0
+    arch: list[int], block_sizes: list[int], densities: list[float], seed: int = 0, kind: str = "condnet"
 ) -> CondNet:
     """Random weights; each policy gives every block probability `density` (Z = 0, d = logit(density)).
+    kind "nn": a dense net (no policies, one block per layer; block sizes and densities are not used).
 
     The policies' range is opened to [0, 1] so that densities 0 and 1 are exact.
     """
     widths = arch[1:-1]
-    cfg = validate(Config(model=ModelConfig(widths=widths, block_size=block_sizes)))
+    block_sizes = widths if kind == "nn" else block_sizes
+    cfg = validate(Config(model=ModelConfig(kind=kind, widths=widths, block_size=block_sizes)))
     cfg.model.p_min, cfg.model.p_max = 0.0, 1.0
     torch.manual_seed(seed)
     model = CondNet(arch[0], arch[-1], cfg.model)
+    if kind == "nn":
+        return model.eval()
     with torch.no_grad():
         for policy, density in zip(model.policies, densities, strict=True):
             policy.p_min, policy.p_max = 0.0, 1.0
@@ -80,14 +90,18 @@ def bench(
     seed: int = 0,
     engine: Engine | None = None,
 ) -> list[BenchRecord]:
-    """Time dense PyTorch and the engine on the same weights and inputs, for every (batch, threads).
-    `engine`: the model's engine when the caller has one (it is calibrated here, per thread count)."""
+    """Time dense PyTorch, dense ONNX Runtime and the engine on the same weights and inputs, for every
+    (batch, threads). `engine`: the model's engine when the caller has one (it is calibrated here, per
+    thread count)."""
     engine = engine or Engine(model)
     dense = dense_forward(model)
+    checkpoint = model_arrays(model)
     full = dense_macs(model.input_dim, model.cfg.widths, model.n_classes)
     records = []
     for n_threads in threads:
         engine.set_threads(n_threads)
+        torch.set_num_threads(n_threads)
+        ort = ort_session(checkpoint, n_threads)
         engine.calibrate()  # the dense-fallback crossover depends on the thread count
         for batch in batches:
             calls = max(1, CALLS_PER_SAMPLE // batch)
@@ -104,7 +118,12 @@ def bench(
                 for t in tensors:
                     dense(t)
 
-            times = interleaved_medians({"dense": run_dense, "engine": run_engine}, repeats)
+            def run_ort(chunks=chunks, ort=ort):
+                for c in chunks:
+                    ort.run(None, {"x": c})
+
+            runners = {"dense": run_dense, "ort": run_ort, "engine": run_engine}
+            times = interleaved_medians(runners, repeats)
             mask_rng = np.random.default_rng(seed)  # one stream: every chunk draws its own masks
             masks = [engine.forward(c, mode, seed=mask_rng)[1] for c in chunks]
             per_layer = [np.concatenate([m[layer] for m in masks]) for layer in range(len(model.hidden))]
@@ -120,18 +139,21 @@ def bench(
                 .mean()
                 .item()
             )
-            dense_ms, engine_ms = 1e3 * times["dense"] / calls, 1e3 * times["engine"] / calls
+            dense_ms, ort_ms, engine_ms = (1e3 * times[name] / calls for name in ("dense", "ort", "engine"))
             ideal = full / macs
             records.append(
                 BenchRecord(
-                    batch,
-                    n_threads,
-                    dense_ms,
-                    engine_ms,
-                    dense_ms / engine_ms,
-                    ideal,
-                    dense_ms / engine_ms / ideal,
-                    [float(m.mean()) for m in per_layer],
+                    batch=batch,
+                    threads=n_threads,
+                    dense_ms=dense_ms,
+                    engine_ms=engine_ms,
+                    speedup=dense_ms / engine_ms,
+                    ideal_speedup=ideal,
+                    efficiency=dense_ms / engine_ms / ideal,
+                    active_fraction=[float(m.mean()) for m in per_layer],
+                    ort_ms=ort_ms,
+                    speedup_vs_ort=ort_ms / engine_ms,
+                    efficiency_vs_ort=ort_ms / engine_ms / ideal,
                 )
             )
     return records

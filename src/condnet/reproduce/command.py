@@ -6,10 +6,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from condnet.engine.timing import machine
 from condnet.errors import CondnetError
 from condnet.reproduce import figures
 from condnet.reproduce.report import markdown_table, pareto_verdicts, run_record, summarize, write_csv
-from condnet.reproduce.runner import machine, plan, time_all, train_all
+from condnet.reproduce.runner import plan, time_all, train_all
 from condnet.reproduce.tables import CONFIG_DIR, Table
 
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import os
-import platform
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -24,6 +22,7 @@ import numpy as np
 import torch
 
 from condnet.config import Config, load_config
+from condnet.engine.timing import machine
 from condnet.errors import CondnetError
 from condnet.reproduce.tables import CONFIG_DIR, Row, Table, config_path
 
@@ -147,14 +146,6 @@ def time_run(run_dir: Path, repeats: int) -> dict:
         "threads": 1,
         "machine": machine(),
     }
-
-
-def machine() -> str:
-    """The CPU's name and core count (timings mean little without them)."""
-    cpuinfo = Path("/proc/cpuinfo")
-    names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-             if line.startswith("model name")] if cpuinfo.is_file() else []  # fmt: skip
-    return f"{names[0] if names else platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
 
 
 def time_all(jobs: list[Job], repeats: int, retime: bool = False, log=print) -> None:

@@ -1,0 +1,66 @@
+"""The dense twin of a network as an ONNX graph, run by ONNX Runtime: what a user would deploy a dense
+MLP with on a CPU, so the benchmark's strongest baseline (`condnet bench`, the frontier).
+
+The graph is built from the checkpoint's arrays with onnx.helper (no PyTorch exporter): per hidden
+layer Gemm (x W^T + b, transB=1) then Tanh or Relu, and a Gemm for the output; no policies. The batch
+dimension is dynamic. Sessions use ONNX Runtime's fastest CPU settings for one stream of calls: all
+graph optimisations, sequential execution, `threads` intra-op threads.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from condnet.checkpoint import Checkpoint
+from condnet.errors import CondnetError
+
+OPSET = 17
+
+
+def dense_onnx(checkpoint: Checkpoint) -> bytes:
+    """The serialized ONNX model of the checkpoint's dense twin: input "x" (batch, input_dim) float32,
+    output "logits" (batch, n_classes)."""
+    from onnx import TensorProto, checker, helper, numpy_helper
+
+    n_hidden = len(checkpoint.model.widths)
+    activation = {"tanh": "Tanh", "relu": "Relu"}[checkpoint.model.activation]
+    nodes, weights, h = [], [], "x"
+    for index in range(n_hidden + 1):
+        name = f"hidden.{index}" if index < n_hidden else "output"
+        for part in ("weight", "bias"):
+            array = np.ascontiguousarray(checkpoint.tensors[f"{name}.{part}"], np.float32)
+            weights.append(numpy_helper.from_array(array, f"{name}.{part}"))
+        product = f"{name}.linear" if index < n_hidden else "logits"
+        nodes.append(helper.make_node("Gemm", [h, f"{name}.weight", f"{name}.bias"], [product], transB=1))
+        if index < n_hidden:
+            h = f"{name}.out"
+            nodes.append(helper.make_node(activation, [product], [h]))
+    graph = helper.make_graph(
+        nodes,
+        "condnet_dense_twin",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", checkpoint.input_dim])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", checkpoint.n_classes])],
+        weights,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = min(model.ir_version, 8)  # readable by every onnxruntime this package allows
+    checker.check_model(model)
+    return model.SerializeToString()
+
+
+def ort_session(checkpoint: Checkpoint, threads: int = 1):
+    """An ONNX Runtime session of the dense twin; call it as `session.run(None, {"x": x})[0]`."""
+    try:
+        import onnx  # noqa: F401  (dense_onnx needs it)
+        import onnxruntime as ort
+    except ModuleNotFoundError:
+        raise CondnetError(
+            "timing ONNX Runtime needs onnxruntime and onnx: pip install 'condnet[bench]'"
+        ) from None
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # errors only
+    return ort.InferenceSession(dense_onnx(checkpoint), options, providers=["CPUExecutionProvider"])
