@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The engine benchmarks behind docs/RESULTS.md (issue: inference engine). Run on an otherwise idle
-# machine. Usage: bash docs/engine_bench.sh [OUT_DIR] (default: runs/engine_bench; one JSON per line).
+# The engine benchmarks behind docs/RESULTS.md section 2 (issues: inference engine; engine against
+# ONNX Runtime). Run on an otherwise idle machine. Usage: bash docs/engine_bench.sh [OUT_DIR] (default: runs/engine_bench; one JSON per line).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/engine_bench}
@@ -12,6 +12,12 @@ bench() {  # name, then condnet bench arguments
   mv "$OUT/$name.json.partial" "$OUT/$name.json"
   echo "$name done"
 }
+# Dense nets (no policies) through the engine, against the same net in ONNX Runtime and PyTorch.
+bench dense-784-16-10        --arch 784,16,10 --kind nn
+bench dense-784-64-10        --arch 784,64,10 --kind nn
+bench dense-784-256-10       --arch 784,256,10 --kind nn
+bench dense-784-1024-1024-10 --arch 784,1024,1024,10 --kind nn
+bench dense-3072-640-640-10  --arch 3072,640,640,10 --kind nn
 # The paper's architectures (CIFAR-10 Figure 2, SVHN Figure 4) at their published tau and at 0.18.
 bench cifar-1536-64-tau1_24   --arch 3072,1536,1536,10 --block-size 64 --density 0.041667
 bench cifar-1536-64-d018      --arch 3072,1536,1536,10 --block-size 64 --density 0.18
@@ -34,11 +40,15 @@ done
 # One markdown table of every record.
 .venv/bin/python - "$OUT" <<'PY'
 import json, pathlib, sys
-print("| model | batch | threads | dense ms | engine ms | speedup | ideal | efficiency | active fraction |")
-print("|---|---|---|---|---|---|---|---|---|")
-for path in sorted(pathlib.Path(sys.argv[1]).glob("*.json")):
+paths = sorted(pathlib.Path(sys.argv[1]).glob("*.json"))
+print("Machine:", ", ".join(sorted({json.loads(p.read_text()).get("machine", "?") for p in paths})), "\n")
+print("| model | active | batch | threads | PyTorch ms | ORT ms | engine ms | vs PyTorch | vs ORT | ideal "
+      "| efficiency vs ORT |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
+for path in paths:
     for r in json.loads(path.read_text())["records"]:
         active = "/".join(f"{a:.3f}" for a in r["active_fraction"])
-        print(f"| {path.stem} | {r['batch']} | {r['threads']} | {r['dense_ms']:.3f} | {r['engine_ms']:.3f} | "
-              f"{r['speedup']:.2f} | {r['ideal_speedup']:.2f} | {r['efficiency']:.2f} | {active} |")
+        print(f"| {path.stem} | {active} | {r['batch']} | {r['threads']} | {r['dense_ms']:.4f} | "
+              f"{r['ort_ms']:.4f} | {r['engine_ms']:.4f} | {r['speedup']:.2f} | {r['speedup_vs_ort']:.2f} | "
+              f"{r['ideal_speedup']:.2f} | {r['efficiency_vs_ort']:.2f} |")
 PY

@@ -9,15 +9,10 @@ from pathlib import Path
 from condnet.config import load_config
 from condnet.errors import CondnetError
 
-# the modules of the extras (pyproject.toml): the core package runs the engine only
-OPTIONAL_MODULES = {
-    "torch": "train",
-    "tqdm": "train",
-    "matplotlib": "train",
-    "scipy": "train",
-    "onnx": "bench",
-    "onnxruntime": "bench",
-}
+# the modules of the extras (pyproject.toml: the core package runs the engine only), and the extra each
+# command needs
+OPTIONAL_MODULES = {"torch", "tqdm", "matplotlib", "scipy", "onnx", "onnxruntime"}
+COMMAND_EXTRA = {"bench": "bench"}  # every other command: "train"
 
 
 def _progress_callbacks(max_epochs: int):
@@ -161,6 +156,13 @@ def _per_layer(values: list, n: int, name: str) -> list:
 
 def cmd_bench(args) -> None:
     import json
+    import os
+
+    # PyTorch's and numba's OpenMP pools and OpenBLAS's share the cores in this process; idle OpenMP
+    # threads spinning took the cores from whichever ran next (2 threads, 784-256-10 at batch 50:
+    # PyTorch 3.9 ms instead of 0.34). Set before torch and numba start their pools; a user's own
+    # OMP_WAIT_POLICY wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from dataclasses import asdict
 
     import numpy as np
@@ -325,9 +327,9 @@ def main(argv: list[str] | None = None) -> int:
         print("condnet: interrupted", file=sys.stderr)
         return 130
     except ModuleNotFoundError as exc:
-        extra = OPTIONAL_MODULES.get(exc.name)
-        if extra is None:
+        if exc.name not in OPTIONAL_MODULES:
             raise
+        extra = COMMAND_EXTRA.get(args.command, "train")
         print(
             f"condnet: error: `condnet {args.command}` needs {exc.name}, which is not installed: "
             f"pip install 'condnet[{extra}]'",

@@ -4,7 +4,8 @@ MLP with on a CPU, so the benchmark's strongest baseline (`condnet bench`, the f
 The graph is built from the checkpoint's arrays with onnx.helper (no PyTorch exporter): per hidden
 layer Gemm (x W^T + b, transB=1) then Tanh or Relu, and a Gemm for the output; no policies. The batch
 dimension is dynamic. Sessions use ONNX Runtime's fastest CPU settings for one stream of calls: all
-graph optimisations, sequential execution, `threads` intra-op threads.
+graph optimisations, sequential execution, `threads` intra-op threads (not spinning when idle, with
+more than one: see ort_session).
 """
 
 from __future__ import annotations
@@ -63,4 +64,9 @@ def ort_session(checkpoint: Checkpoint, threads: int = 1):
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3  # errors only
+    if threads > 1:
+        # ORT's idle intra-op threads spin by default; timed in turn with the engine and PyTorch on the
+        # same cores, the spinning took the cores from them (2 threads, 784-256-10 at batch 50: engine
+        # 11.7 ms instead of ~0.2). A session that shares its cores has to turn it off.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(dense_onnx(checkpoint), options, providers=["CPUExecutionProvider"])

@@ -291,7 +291,14 @@ def work_layout(meta):
     return max_blocks, logits, h_a, h_b, acc, sigma, sigma + max_blocks
 
 
-@njit(fastmath=True, error_model="numpy", cache=True)
+# One compiled signature: float32 2-D C-contiguous x only, so numba's dispatcher itself refuses any
+# other input (TypeError; the engine then converts it) and the engine needs no checks of its own.
+@njit(
+    "int64(float32[:, ::1], float32[::1], int64[:, ::1], float32[::1], uint8[:, :, ::1], int64)",
+    fastmath=True,
+    error_model="numpy",
+    cache=True,
+)
 def forward_one(x, weights, meta, work, flags, mode):
     """One example through every layer, reading and computing only active blocks; returns a status
     (0, or NON_FINITE_INPUT when x holds NaN or infinities, and nothing is computed).
