@@ -9,10 +9,10 @@ from pathlib import Path
 from condnet.config import load_config
 from condnet.errors import CondnetError
 
-# the modules of the extras (pyproject.toml: the core package runs the engine only), and the extra each
-# command needs
-OPTIONAL_MODULES = {"torch", "tqdm", "matplotlib", "scipy", "onnx", "onnxruntime"}
-COMMAND_EXTRA = {"bench": "bench"}  # every other command: "train"
+# the extra (pyproject.toml) that brings each optional module: the core package runs the engine only.
+# `condnet bench` needs the bench extra, which has torch too.
+MODULE_EXTRA = {"torch": "train", "tqdm": "train", "matplotlib": "train", "scipy": "train",
+                "onnx": "bench", "onnxruntime": "bench"}  # fmt: skip
 
 
 def _progress_callbacks(max_epochs: int):
@@ -327,9 +327,9 @@ def main(argv: list[str] | None = None) -> int:
         print("condnet: interrupted", file=sys.stderr)
         return 130
     except ModuleNotFoundError as exc:
-        if exc.name not in OPTIONAL_MODULES:
+        if exc.name not in MODULE_EXTRA:
             raise
-        extra = COMMAND_EXTRA.get(args.command, "train")
+        extra = "bench" if args.command == "bench" else MODULE_EXTRA[exc.name]
         print(
             f"condnet: error: `condnet {args.command}` needs {exc.name}, which is not installed: "
             f"pip install 'condnet[{extra}]'",

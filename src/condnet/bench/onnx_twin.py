@@ -13,7 +13,6 @@ from __future__ import annotations
 import numpy as np
 
 from condnet.checkpoint import Checkpoint
-from condnet.errors import CondnetError
 
 OPSET = 17
 
@@ -51,13 +50,8 @@ def dense_onnx(checkpoint: Checkpoint) -> bytes:
 
 def ort_session(checkpoint: Checkpoint, threads: int = 1):
     """An ONNX Runtime session of the dense twin; call it as `session.run(None, {"x": x})[0]`."""
-    try:
-        import onnx  # noqa: F401  (dense_onnx needs it)
-        import onnxruntime as ort
-    except ModuleNotFoundError:
-        raise CondnetError(
-            "timing ONNX Runtime needs onnxruntime and onnx: pip install 'condnet[bench]'"
-        ) from None
+    import onnxruntime as ort  # missing: the CLI names the extra to install (condnet[bench])
+
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1

@@ -115,7 +115,8 @@ def train_all(jobs: list[Job], workers: int, threads: int, log=print) -> list[st
 
 
 def time_run(run_dir: Path, repeats: int) -> dict:
-    """Batch-1 latency and one test-set pass at batch 50, dense PyTorch against the engine, one core."""
+    """Batch-1 latency (dense PyTorch, dense ONNX Runtime, the engine) and one test-set pass at batch 50
+    (dense PyTorch against the engine), one core."""
     from condnet.bench.compare import bench, dense_forward
     from condnet.engine import Engine
     from condnet.engine.timing import interleaved_medians
@@ -140,6 +141,7 @@ def time_run(run_dir: Path, repeats: int) -> dict:
     return {
         "batch1_dense_ms": latency.dense_ms,
         "batch1_engine_ms": latency.engine_ms,
+        "batch1_ort_ms": latency.ort_ms,  # the dense twin in ONNX Runtime (timed by bench anyway)
         "test_pass_dense_s": seconds["dense"],
         "test_pass_engine_s": seconds["engine"],
         "test_examples": len(x),
