@@ -10,6 +10,7 @@ from condnet.cli import main
 from condnet.reproduce.report import RowSummary, pareto_verdicts
 from condnet.reproduce.runner import plan
 from condnet.reproduce.tables import ABLATIONS, TABLES
+from condnet.run_dir import FINISHED, RunDir
 
 QUICK = ["--seeds", "1", "--timing-repeats", "1", "--set", "train.max_epochs=1"]
 
@@ -65,17 +66,18 @@ def test_reproduce_end_to_end_on_fixture_files(table, fixture, valid, tmp_path, 
 
     if table != "svhn":
         return
-    # resumable: a finished run is kept; an interrupted one (no metrics.json) restarts from nothing
+    # resumable: a finished run is kept; an unfinished one (its .partial sibling) continues
     kept = out / "nn-208-128" / "seed-0" / "metrics.json"
-    interrupted = out / "condnet-208-128-b16" / "seed-0"
+    unfinished = RunDir(out / "condnet-208-128-b16" / "seed-0")
     kept_mtime = kept.stat().st_mtime_ns
-    (interrupted / "metrics.json").unlink()
-    (interrupted / "leftover.txt").write_text("half-written")
+    unfinished.path.rename(unfinished.partial)
+    (unfinished.partial / FINISHED).unlink()
     capsys.readouterr()
     assert main(args) == 0
-    assert "5 of 6 runs already finished; 1 to train" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "5 of 6 runs already finished; 1 to train" in printed and "1 of them continue" in printed
     assert kept.stat().st_mtime_ns == kept_mtime
-    assert (interrupted / "metrics.json").is_file() and not (interrupted / "leftover.txt").exists()
+    assert unfinished.is_finished() and not unfinished.has_partial()
     # a finished run is not silently reused for another config
     assert main([*args, "--set", "train.lambda_l2=0.5"]) == 2
     assert "was trained with another config" in capsys.readouterr().err

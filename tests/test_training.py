@@ -125,7 +125,7 @@ def test_cli_train_eval_summary(idx_dir, tmp_path, capsys):
 
     # a finished run is never overwritten by accident
     assert main([*args, "--out", str(out)]) == 2
-    assert "not empty" in capsys.readouterr().err
+    assert "holds a finished run" in capsys.readouterr().err
 
 
 def test_cli_reports_bad_config_without_traceback(tmp_path, capsys):

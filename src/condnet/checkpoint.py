@@ -1,7 +1,8 @@
 """The checkpoint format, read and written with numpy only (the engine loads runs without PyTorch).
 
 A checkpoint is `model.safetensors` (the tensors) and `model.json` (what is needed to rebuild the
-model, and the SHA-256 of the tensor file, so a truncated or altered file is refused). No pickle.
+model: architecture, activation, policy range...). model.json records the SHA-256 of the tensor file
+and of its own other fields, so a truncated file or an edited field is refused. No pickle.
 The PyTorch side (`condnet.train.checkpoint`) converts a CondNet to and from this.
 """
 
@@ -19,7 +20,7 @@ from condnet.config import ModelConfig, from_dict
 from condnet.errors import CheckpointError, ConfigError
 
 FORMAT = "condnet-checkpoint"
-VERSION = 1
+VERSION = 2  # 2: model.json checks its own fields too (record_sha256)
 TENSORS, META = "model.safetensors", "model.json"
 
 
@@ -66,7 +67,14 @@ def write_checkpoint(checkpoint: Checkpoint, directory: str | Path) -> None:
         "model": dataclasses.asdict(checkpoint.model),
         "sha256": hashlib.sha256((directory / TENSORS).read_bytes()).hexdigest(),
     }
+    meta["record_sha256"] = _record_hash(meta)
     (directory / META).write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def _record_hash(meta: dict) -> str:
+    """SHA-256 of model.json's fields other than itself, in a canonical form (sorted keys, no spaces)."""
+    fields = {k: v for k, v in meta.items() if k != "record_sha256"}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def read_checkpoint(directory: str | Path) -> Checkpoint:
@@ -85,7 +93,13 @@ def read_checkpoint(directory: str | Path) -> Checkpoint:
             raise CheckpointError(f"{meta_path} is not a condnet checkpoint (format {meta.get('format')!r})")
         if meta.get("version") != VERSION:
             raise CheckpointError(
-                f"{meta_path} has version {meta.get('version')}; this condnet reads {VERSION}"
+                f"{meta_path} has version {meta.get('version')}; this condnet reads {VERSION} (retrain the "
+                f"run, or read it with the condnet that wrote it)"
+            )
+        if meta.get("record_sha256") != _record_hash(meta):
+            raise CheckpointError(
+                f"{meta_path} was edited after it was written (its fields do not match their recorded "
+                f"SHA-256); restore it from the original run"
             )
         model = from_dict({"model": meta["model"]}).model
         input_dim, n_classes, expected_hash = int(meta["input_dim"]), int(meta["n_classes"]), meta["sha256"]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from condnet.config import load_config
 from condnet.errors import CondnetError
+from condnet.run_dir import CONFIG, RunDir
 
 # the extra (pyproject.toml) that brings each optional module: the core package runs the engine only.
 # `condnet bench` needs the bench extra, which has torch too.
@@ -50,9 +51,17 @@ def _progress_callbacks(max_epochs: int):
 def cmd_train(args) -> None:
     from condnet.experiment import run_training
 
-    cfg = load_config(args.config, args.set or [], args.seed)
+    if args.resume is not None:
+        if args.config or args.set or args.seed is not None or args.out or args.force:
+            raise CondnetError("--resume RUN_DIR continues a run with its own config: give no other option")
+        run = RunDir(args.resume)
+        cfg, args.out = load_config(run.start(resume=True) / CONFIG), args.resume
+    else:
+        if args.out is None:
+            raise CondnetError("give --out RUN_DIR (a new run) or --resume RUN_DIR (an unfinished one)")
+        cfg = load_config(args.config, args.set or [], args.seed)
     on_batch, on_epoch = _progress_callbacks(cfg.train.max_epochs)
-    metrics = run_training(cfg, args.out, args.force, on_batch, on_epoch)
+    metrics = run_training(cfg, args.out, args.force, on_batch, on_epoch, resume=args.resume is not None)
     errors = metrics["test_error"]
     threshold = "n/a" if errors["threshold"] is None else f"{100 * errors['threshold']:.2f}%"
     print(
@@ -66,7 +75,7 @@ def cmd_eval(args) -> None:
     from condnet.experiment import evaluate_run
 
     modes = [args.mode] if args.mode else ["sample", "threshold"]
-    if not args.mode and load_config(args.run_dir / "config.toml").model.kind == "bdnn":
+    if not args.mode and load_config(RunDir(args.run_dir).require_finished() / CONFIG).model.kind == "bdnn":
         modes = ["sample"]  # bdNN's constant policy has no threshold mode
     for mode in modes:
         result = evaluate_run(args.run_dir, mode, args.seed)
@@ -269,8 +278,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--set", action="append", metavar="KEY=VALUE", help="override a config value, e.g. train.lr_net=0.01"
     )
     p.add_argument("--seed", type=int, help="random seed (overrides the config's)")
-    p.add_argument("--out", type=Path, required=True, help="run directory to create")
-    p.add_argument("--force", action="store_true", help="overwrite a non-empty run directory")
+    p.add_argument("--out", type=Path, help="run directory to create")
+    p.add_argument(
+        "--force", action="store_true", help="replace the run at --out (when the new one has finished)"
+    )
+    p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a killed or failed run")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="recompute a run's test metrics from its checkpoint")

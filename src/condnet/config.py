@@ -9,6 +9,7 @@ list with one value per hidden layer.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import tomllib
 from dataclasses import dataclass, field
@@ -252,11 +253,17 @@ def to_dict(cfg: Config) -> dict[str, Any]:
     return {"seed": cfg.seed, **{name: dataclasses.asdict(getattr(cfg, name)) for name in SECTIONS}}
 
 
+def toml_string(text: str) -> str:
+    """A TOML basic string that reads back as `text` (backslashes, quotes and control characters
+    escaped; JSON's escapes are TOML's, and TOML wants DEL escaped too)."""
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return toml_string(value)
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     return repr(value)

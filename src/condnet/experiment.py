@@ -1,38 +1,25 @@
 """A run from config to run directory: train, evaluate on the test set, save, plot.
 
-RUN_DIR receives config.toml, metrics.jsonl (one line per epoch, written as it ends), metrics.json (the
-final report), analysis.json (more statistics), model.safetensors + model.json, and PNG plots.
+RUN_DIR receives config.toml, metrics.jsonl (one line per epoch), metrics.json (the final report),
+analysis.json (more statistics), model.safetensors + model.json, PNG plots and finished.json. It is
+written aside and put in place whole (condnet.run_dir), so a killed run leaves no half run behind.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
 from condnet.config import Config, load_config, to_toml
 from condnet.data.splits import load_splits
-from condnet.errors import CondnetError
+from condnet.errors import CheckpointError, CondnetError
 from condnet.nn.macs import dense_macs
 from condnet.report.plots import learning_curves, policy_figure
+from condnet.run_dir import ANALYSIS, CONFIG, METRICS, RunDir, write_atomic, write_json
 from condnet.train.checkpoint import load_checkpoint, save_checkpoint
 from condnet.train.evaluate import class_specificity, evaluate
 from condnet.train.loop import EpochRecord, train
-
-
-def prepare_run_dir(out: str | Path, force: bool = False) -> Path:
-    """Create RUN_DIR; refuse to overwrite a finished or started run unless force."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise CondnetError(f"--out {out} is a file, not a directory")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise CondnetError(
-            f"run directory {out} is not empty; choose another --out or pass --force to overwrite it"
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.jsonl").unlink(missing_ok=True)
-    return out
 
 
 def run_training(
@@ -41,22 +28,49 @@ def run_training(
     force: bool = False,
     on_batch: Callable[[int, int], None] | None = None,
     on_epoch: Callable[[EpochRecord], None] | None = None,
+    resume: bool = False,
 ) -> dict:
-    """Train as cfg says and write everything into RUN_DIR. Returns the final report (metrics.json)."""
-    out = prepare_run_dir(out, force)
-    (out / "config.toml").write_text(to_toml(cfg))
-    splits = load_splits(cfg.data)
+    """Train as cfg says into RUN_DIR (see condnet.run_dir: trained aside, put in place when whole).
+    resume: continue the unfinished run of RUN_DIR from its last finished epoch (cfg must be its
+    config). Returns the final report (metrics.json)."""
+    run = RunDir(out)
+    if run.path.exists() and not run.path.is_dir():
+        raise CondnetError(f"--out {run.path} is a file, not a directory")
+    with run.lock():
+        if not resume:
+            _check_free(run, force)
+        work = run.start(resume)
+        if resume and load_config(work / CONFIG) != cfg:
+            raise CondnetError(f"--resume continues {work} with its own config.toml; give no other config")
+        write_atomic(work / CONFIG, to_toml(cfg))
+        splits = load_splits(cfg.data)
+        result = train(cfg, splits, on_batch, on_epoch, workdir=work)
+        metrics = _write_results(cfg, result, splits, work)
+        run.commit()
+    return metrics
 
-    def log_epoch(record: EpochRecord) -> None:
-        with open(out / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(asdict(record)) + "\n")
-        if on_epoch:
-            on_epoch(record)
 
-    result = train(cfg, splits, on_batch, log_epoch)
+def _check_free(run: RunDir, force: bool) -> None:
+    """A new run may not replace a finished one, or discard an unfinished one, without --force."""
+    if force:
+        return
+    if run.has_partial():
+        raise CondnetError(
+            f"an unfinished run of {run.path} is in {run.partial} (after {run.epochs_done()} epochs): "
+            f"`condnet train --resume {run.path}` continues it; --force starts again"
+        )
+    if run.path.is_dir() and any(run.path.iterdir()):
+        what = "holds a finished run" if run.is_finished() else "is not empty"
+        raise CondnetError(
+            f"run directory {run.path} {what}; choose another --out or pass --force to replace it "
+            f"(it is replaced only when the new run has finished)"
+        )
+
+
+def _write_results(cfg: Config, result, splits, work: Path) -> dict:
+    """Test the trained model and write the checkpoint, metrics.json, analysis.json and the plots."""
     model = result.model
-    save_checkpoint(model, out)
-
+    save_checkpoint(model, work)
     batch = cfg.train.eval_batch_size
     sample = evaluate(model, splits.x_test, splits.y_test, "sample", batch, cfg.seed)
     threshold = (
@@ -73,7 +87,7 @@ def run_training(
         "train_seconds": result.train_seconds,
         "seed": cfg.seed,
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_json(work / METRICS, metrics)
     analysis = {
         "best_epoch": result.best_epoch,
         "seconds_per_epoch": result.train_seconds / len(result.history),
@@ -86,19 +100,24 @@ def run_training(
             0.0 if s is None else class_specificity(s, splits.y_test) for s in sample.sigmas
         ],
     }
-    (out / "analysis.json").write_text(json.dumps(analysis, indent=2) + "\n")
-    learning_curves([asdict(r) for r in result.history], out / "learning_curves.png")
+    write_json(work / ANALYSIS, analysis)
+    learning_curves([asdict(r) for r in result.history], work / "learning_curves.png")
     for layer, sigma in enumerate(sample.sigmas):
         if sigma is not None:
-            policy_figure(sigma, splits.y_test, layer, out / f"policy_layer{layer + 1}.png")
+            policy_figure(sigma, splits.y_test, layer, work / f"policy_layer{layer + 1}.png")
     return metrics
 
 
 def load_run(run_dir: str | Path):
     """A finished run's config, model (from its checkpoint) and data splits, checked to fit together."""
-    run_dir = Path(run_dir)
-    cfg = load_config(run_dir / "config.toml")
+    run_dir = RunDir(run_dir).require_finished()
+    cfg = load_config(run_dir / CONFIG)
     model = load_checkpoint(run_dir)
+    if model.cfg != cfg.model:
+        raise CheckpointError(
+            f"{run_dir / CONFIG}'s [model] does not match the checkpoint's model.json (was one of them "
+            f"edited?); restore config.toml from the original run"
+        )
     splits = load_splits(cfg.data)
     if splits.input_dim != model.input_dim:
         raise CondnetError(

@@ -9,14 +9,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from condnet.errors import CondnetError
+from condnet.run_dir import ANALYSIS, CONFIG, METRICS, RunDir
 
 
 @dataclass
 class RunRecord:
     path: Path
-    metrics: dict  # metrics.json
-    analysis: dict  # analysis.json
-    config: dict  # config.toml
+    metrics: dict
+    analysis: dict
+    config: dict
 
     @property
     def config_without_seed(self) -> str:
@@ -24,19 +25,17 @@ class RunRecord:
 
 
 def read_run(run_dir: str | Path) -> RunRecord:
-    run_dir = Path(run_dir)
+    run_dir = RunDir(run_dir).require_finished()
     try:
         return RunRecord(
             run_dir,
-            json.loads((run_dir / "metrics.json").read_text()),
-            json.loads((run_dir / "analysis.json").read_text()),
-            tomllib.loads((run_dir / "config.toml").read_text()),
+            json.loads((run_dir / METRICS).read_text()),
+            json.loads((run_dir / ANALYSIS).read_text()),
+            tomllib.loads((run_dir / CONFIG).read_text()),
         )
     except FileNotFoundError as exc:
-        raise CondnetError(
-            f"{run_dir} is not a finished run ({Path(exc.filename).name} is missing)"
-        ) from None
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise CondnetError(f"{run_dir} is not a whole run ({Path(exc.filename).name} is missing)") from None
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise CondnetError(f"{run_dir} holds a corrupt record: {exc}") from None
 
 

@@ -6,12 +6,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from condnet.config import toml_string
 from condnet.engine.timing import machine
 from condnet.errors import CondnetError
 from condnet.reproduce import figures
 from condnet.reproduce.report import markdown_table, pareto_verdicts, run_record, summarize, write_csv
 from condnet.reproduce.runner import plan, time_all, train_all
 from condnet.reproduce.tables import CONFIG_DIR, Table
+from condnet.run_dir import RunDir
 
 
 @dataclass
@@ -39,13 +41,15 @@ def run_table(
 ) -> Outputs:
     """Every row for `seeds` seeds into OUT/<row>/seed-<n>, then the CSV, markdown and figure into
     REPORT_DIR (default OUT) as <table>.csv, <table>.md and <table>.png."""
-    if workers < 1:
-        raise CondnetError(f"--workers must be at least 1, got {workers}")
+    for name, value in (("--workers", workers), ("--threads", threads), ("--timing-repeats", timing_repeats)):
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise CondnetError(f"{name} must be a whole number of at least 1, got {value}")
     threads = threads or max(1, (os.cpu_count() or 1) // workers)
-    overrides = [*overrides, *([f'data.dir="{data_dir}"'] if data_dir else [])]
+    overrides = [*overrides, *([f"data.dir={toml_string(data_dir)}"] if data_dir else [])]
     jobs = plan(table, seeds, out, overrides, config_dir)
-    failures = train_all(jobs, workers, threads, log)
-    time_all(jobs, timing_repeats, retime, log)
+    with RunDir(out).lock():  # one command per output directory
+        failures = train_all(jobs, workers, threads, log)
+        time_all(jobs, timing_repeats, retime, log)
 
     report_dir = report_dir or out
     report_dir.mkdir(parents=True, exist_ok=True)

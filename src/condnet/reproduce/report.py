@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from condnet.report.summary import mean_std
-from condnet.reproduce.runner import Job, is_finished
+from condnet.reproduce.runner import Job
 from condnet.reproduce.tables import Table
+from condnet.run_dir import FAILED, METRICS, TIMING, RunDir
 
 CSV_FIELDS = [
     "row", "kind", "seed", "status", "test_error_sample", "test_error_threshold", "activation_rate",
@@ -21,12 +22,13 @@ CSV_FIELDS = [
 def run_record(job: Job) -> dict:
     """One CSV line: the run's metrics and timing, or its status when it has none."""
     record = {"row": job.row.name, "kind": job.cfg.model.kind, "seed": job.seed, "run_dir": str(job.run_dir)}
-    if not is_finished(job.run_dir):
-        failed = job.run_dir / "failed.txt"
+    run = RunDir(job.run_dir)
+    if not run.is_finished():
+        failed = run.partial / FAILED
         record["status"] = "failed: " + failed.read_text().strip() if failed.is_file() else "not run"
         return record
-    metrics = json.loads((job.run_dir / "metrics.json").read_text())
-    timing_path = job.run_dir / "timing.json"
+    metrics = json.loads((run / METRICS).read_text())
+    timing_path = run / TIMING
     timing = json.loads(timing_path.read_text()) if timing_path.is_file() else {}
     record.update(
         status="finished" if timing else "finished, not timed",

@@ -1,18 +1,19 @@
 """Run every row of a table for N seeds (resumable, W in parallel), then time every finished run.
 
 Layout: OUT/<row>/seed-<n>/ is an ordinary run directory (`condnet train`'s), plus timing.json.
-- A run with metrics.json is finished and never redone (if its config.toml is the one asked for;
-  otherwise the command stops); a directory without it (an interrupted or failed run) is deleted and
-  the run starts again from nothing.
-- Training runs in W worker processes with `threads` cores each. Timing runs afterwards, one run at
-  a time in this process, on one core, so that no training disturbs it.
+- A finished run is never redone (if its config.toml is the one asked for; otherwise the command
+  stops); an interrupted or failed one continues from its last finished epoch (condnet.run_dir).
+- Training runs in W worker processes with `threads` cores each; a worker ends when this process
+  dies (even by SIGKILL), so no orphan keeps training. Timing runs afterwards, one run at a time in
+  this process, on one core, so that no training disturbs it.
 """
 
 from __future__ import annotations
 
 import json
 import multiprocessing
-import shutil
+import os
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from condnet.config import Config, load_config
 from condnet.engine.timing import machine
 from condnet.errors import CondnetError
 from condnet.reproduce.tables import CONFIG_DIR, Row, Table, config_path
+from condnet.run_dir import CONFIG, FAILED, TIMING, RunDir, write_atomic, write_json
 
 TEST_BATCH = 50  # the paper's test batch: one pass over the test set is timed at this batch size
 
@@ -50,26 +52,49 @@ def plan(table: Table, seeds: int, out: Path, overrides: list[str], config_dir: 
 
 
 def is_finished(run_dir: Path) -> bool:
-    return (run_dir / "metrics.json").is_file()
+    return RunDir(run_dir).is_finished()
 
 
-def _train_one(cfg: Config, run_dir: str, threads: int) -> tuple[dict | None, str]:
+def can_resume(job: Job) -> bool:
+    """An unfinished run of this job with the same config continues; another config starts again."""
+    config = RunDir(job.run_dir).partial / CONFIG
+    try:
+        return config.is_file() and load_config(config) == job.cfg
+    except CondnetError:
+        return False
+
+
+def _train_one(cfg: Config, run_dir: str, threads: int, resume: bool) -> tuple[dict | None, str]:
     """Worker: one training run. Returns (metrics, "") or (None, the error)."""
     from condnet.experiment import run_training
 
     torch.set_num_threads(threads)
     try:
-        return run_training(cfg, run_dir, force=True), ""
+        return run_training(cfg, run_dir, force=True, resume=resume), ""
     except CondnetError as exc:
-        (Path(run_dir) / "failed.txt").write_text(f"{exc}\n")
+        partial = RunDir(run_dir).partial
+        partial.mkdir(parents=True, exist_ok=True)
+        write_atomic(partial / FAILED, f"{exc}\n")
         return None, str(exc)
+
+
+def end_with_parent(parent: int) -> None:
+    """Worker initializer: exit as soon as the parent process is gone (a SIGKILLed parent cannot stop
+    its workers; orphans would finish their queue, then block on a dead pipe and race a rerun)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def check_same_config(jobs: list[Job]) -> None:
     """A finished run is only reused for the config it was trained with."""
     for job in jobs:
         # parsed, not as text: a field added since the run was trained takes its default on both sides
-        if is_finished(job.run_dir) and load_config(job.run_dir / "config.toml") != job.cfg:
+        if is_finished(job.run_dir) and load_config(job.run_dir / CONFIG) != job.cfg:
             raise CondnetError(
                 f"{job.run_dir} was trained with another config than this command gives it (a different "
                 "--set?); use another --out, or delete that directory to train it again"
@@ -87,13 +112,18 @@ def train_all(jobs: list[Job], workers: int, threads: int, log=print) -> list[st
 
     for data in {json.dumps(job.cfg.data.__dict__, sort_keys=True): job.cfg.data for job in todo}.values():
         load_splits(data)  # fetch once, here, and fail before any run when the data is missing
-    for job in todo:
-        if job.run_dir.exists():  # interrupted or failed: start again cleanly
-            shutil.rmtree(job.run_dir)
+    resumed = {id(job) for job in todo if can_resume(job)}
+    if resumed:
+        log(f"{len(resumed)} of them continue from their last finished epoch")
     failures, start = [], time.perf_counter()
     context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch thread pools
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        futures = {pool.submit(_train_one, job.cfg, str(job.run_dir), threads): job for job in todo}
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=end_with_parent, initargs=(os.getpid(),)
+    ) as pool:
+        futures = {
+            pool.submit(_train_one, job.cfg, str(job.run_dir), threads, id(job) in resumed): job
+            for job in todo
+        }
         try:
             for done, future in enumerate(as_completed(futures), 1):
                 job = futures[future]
@@ -152,12 +182,12 @@ def time_run(run_dir: Path, repeats: int) -> dict:
 
 def time_all(jobs: list[Job], repeats: int, retime: bool = False, log=print) -> None:
     """Time every finished run that has no timing.json yet (all of them with retime)."""
-    untimed = [j for j in jobs if is_finished(j.run_dir) and not (j.run_dir / "timing.json").exists()]
+    untimed = [j for j in jobs if is_finished(j.run_dir) and not (j.run_dir / TIMING).exists()]
     todo = [j for j in jobs if is_finished(j.run_dir)] if retime else untimed
     log(f"timing {len(todo)} runs on one core")
     for index, job in enumerate(todo, 1):
         timing = time_run(job.run_dir, repeats)
-        (job.run_dir / "timing.json").write_text(json.dumps(timing, indent=2) + "\n")
+        write_json(job.run_dir / TIMING, timing)
         log(
             f"[{index}/{len(todo)}] {job.row.name} seed {job.seed}: batch 1 "
             f"{timing['batch1_dense_ms']:.3f} ms dense, {timing['batch1_engine_ms']:.3f} ms engine"

@@ -2,14 +2,19 @@
 
 Early stopping on the validation error (sample mode, the paper's inference): the weights of the best
 epoch are kept and restored at the end; with a lambda_s warm-up, only epochs from its end on count.
+After every epoch the whole training state (weights, optimizer, generators, early stopping, baseline)
+can be saved, and a killed run continues from it bit-identical to one never stopped (`train`).
 """
 
 from __future__ import annotations
 
 import copy
+import io
+import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 from torch.nn import functional as F
@@ -18,6 +23,7 @@ from condnet.config import Config
 from condnet.data.splits import Splits
 from condnet.errors import TrainingError
 from condnet.nn.condnet import CondNet
+from condnet.run_dir import EPOCH_LOG, TRAIN_STATE, write_atomic
 from condnet.train.evaluate import evaluate
 from condnet.train.objective import (
     Baseline,
@@ -80,74 +86,159 @@ def training_loss(model: CondNet, out, y: torch.Tensor, cfg: Config, baseline: B
     return loss, nll
 
 
+@dataclass
+class TrainState:
+    """Everything a run needs to continue after its last finished epoch exactly as if never stopped."""
+
+    model: CondNet
+    optimizer: torch.optim.Optimizer
+    baseline: Baseline
+    masks_rng: torch.Generator  # the training masks' draws
+    order_rng: torch.Generator  # the minibatch order
+    result: TrainResult
+    best_error: float = float("inf")
+    best_state: dict | None = None  # the best epoch's weights
+    stale: int = 0  # epochs since the best one
+
+    @classmethod
+    def new(cls, cfg: Config, splits: Splits) -> TrainState:
+        torch.manual_seed(cfg.seed)
+        model = CondNet(splits.input_dim, splits.n_classes, cfg.model)
+        return cls(
+            model,
+            make_optimizer(model, cfg),
+            Baseline(cfg.train.baseline, cfg.train.baseline_momentum),
+            torch.Generator().manual_seed(cfg.seed),
+            torch.Generator().manual_seed(cfg.seed + 1),
+            TrainResult(model),
+        )
+
+    def save(self, path: Path) -> None:
+        """Written atomically (a kill leaves the previous epoch's state), as tensors and plain values:
+        read back with torch.load(weights_only=True), which runs no pickled code."""
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "baseline": self.baseline.average,
+            "masks_rng": self.masks_rng.get_state(),
+            "order_rng": self.order_rng.get_state(),
+            "torch_rng": torch.get_rng_state(),  # dropout's draws
+            "history": [asdict(record) for record in self.result.history],
+            "best_epoch": self.result.best_epoch,
+            "train_seconds": self.result.train_seconds,
+            "best_error": self.best_error,
+            "best_state": self.best_state,
+            "stale": self.stale,
+        }
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        write_atomic(path, buffer.getvalue())
+
+    def load(self, path: Path) -> None:
+        try:
+            state = torch.load(path, weights_only=True)
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (OSError, RuntimeError, KeyError, ValueError, EOFError) as exc:
+            raise TrainingError(
+                f"the training state {path} cannot be read ({exc}); start the run again with --force"
+            ) from None
+        self.baseline.average = state["baseline"]
+        self.masks_rng.set_state(state["masks_rng"])
+        self.order_rng.set_state(state["order_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        self.result.history = [EpochRecord(**record) for record in state["history"]]
+        self.result.best_epoch, self.result.train_seconds = state["best_epoch"], state["train_seconds"]
+        self.best_error, self.best_state, self.stale = (
+            state["best_error"],
+            state["best_state"],
+            state["stale"],
+        )
+
+
+def train_epoch(state: TrainState, cfg: Config, splits: Splits, epoch: int, on_batch=None) -> EpochRecord:
+    """One pass over the training split in a fresh random order, then the validation error."""
+    model, n, bs = state.model, len(splits.x_train), cfg.train.batch_size
+    n_batches = (n + bs - 1) // bs
+    model.train()
+    started = time.perf_counter()
+    order = torch.randperm(n, generator=state.order_rng)
+    nll_sum = err_sum = 0.0
+    for batch, start in enumerate(range(0, n, bs)):
+        idx = order[start : start + bs]
+        x, y = splits.x_train[idx], splits.y_train[idx]
+        out = model(x, mode="sample", generator=state.masks_rng)
+        loss, nll = training_loss(model, out, y, cfg, state.baseline, epoch - 1 + batch / n_batches)
+        if not torch.isfinite(loss):
+            raise TrainingError(
+                f"the training loss became {loss.item()} at epoch {epoch}, batch {batch}; "
+                f"lower train.lr_net / train.lr_policy or the lambdas"
+            )
+        state.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        state.optimizer.step()
+        nll_sum += nll.sum().item()
+        err_sum += (out.logits.argmax(dim=1) != y).sum().item()
+        if on_batch:
+            on_batch(batch + 1, n_batches)
+    seconds = time.perf_counter() - started
+    valid = evaluate(model, splits.x_valid, splits.y_valid, "sample", cfg.train.eval_batch_size, cfg.seed)
+    return EpochRecord(
+        epoch,
+        nll_sum / n,
+        err_sum / n,
+        valid.loss,
+        valid.error,
+        valid.activation_rate,
+        valid.entropy,
+        seconds,
+    )
+
+
+def keep_if_best(state: TrainState, cfg: Config, record: EpochRecord) -> None:
+    """Early stopping's bookkeeping: remember the best epoch's weights, count the epochs since."""
+    if record.epoch < min(cfg.train.lambda_s_warmup, cfg.train.max_epochs):
+        return  # during the warm-up the rate is not yet pulled to tau: not a model to keep
+    if record.valid_error < state.best_error:
+        state.best_error, state.stale, state.result.best_epoch = record.valid_error, 0, record.epoch
+        state.best_state = copy.deepcopy(state.model.state_dict())
+    else:
+        state.stale += 1
+
+
 def train(
     cfg: Config,
     splits: Splits,
     on_batch: Callable[[int, int], None] | None = None,
     on_epoch: Callable[[EpochRecord], None] | None = None,
+    workdir: Path | None = None,
 ) -> TrainResult:
-    """Train a model as `cfg` says. on_batch(done, total) and on_epoch(record) report progress."""
-    torch.manual_seed(cfg.seed)
-    model = CondNet(splits.input_dim, splits.n_classes, cfg.model)
-    optimizer = make_optimizer(model, cfg)
-    baseline = Baseline(cfg.train.baseline, cfg.train.baseline_momentum)
-    masks_rng = torch.Generator().manual_seed(cfg.seed)
-    order_rng = torch.Generator().manual_seed(cfg.seed + 1)
-    result = TrainResult(model)
-    best_error, best_state, stale = float("inf"), None, 0
-    n, bs = len(splits.x_train), cfg.train.batch_size
-    n_batches = (n + bs - 1) // bs
-    for epoch in range(1, cfg.train.max_epochs + 1):
-        model.train()
-        started = time.perf_counter()
-        order = torch.randperm(n, generator=order_rng)
-        nll_sum = err_sum = 0.0
-        for batch, start in enumerate(range(0, n, bs)):
-            idx = order[start : start + bs]
-            x, y = splits.x_train[idx], splits.y_train[idx]
-            out = model(x, mode="sample", generator=masks_rng)
-            loss, nll = training_loss(model, out, y, cfg, baseline, epoch - 1 + batch / n_batches)
-            if not torch.isfinite(loss):
-                raise TrainingError(
-                    f"the training loss became {loss.item()} at epoch {epoch}, batch {batch}; "
-                    f"lower train.lr_net / train.lr_policy or the lambdas"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            nll_sum += nll.sum().item()
-            err_sum += (out.logits.argmax(dim=1) != y).sum().item()
-            if on_batch:
-                on_batch(batch + 1, n_batches)
-        seconds = time.perf_counter() - started
-        result.train_seconds += seconds
-        valid = evaluate(model, splits.x_valid, splits.y_valid, "sample", cfg.train.eval_batch_size, cfg.seed)
-        record = EpochRecord(
-            epoch,
-            nll_sum / n,
-            err_sum / n,
-            valid.loss,
-            valid.error,
-            valid.activation_rate,
-            valid.entropy,
-            seconds,
-        )
+    """Train a model as `cfg` says. on_batch(done, total) and on_epoch(record) report progress.
+
+    With `workdir`, every finished epoch is logged to workdir/metrics.jsonl and the full training state
+    saved to workdir/train_state.pt; if that state exists when training starts, training continues from
+    it and ends bit-identical (on the same machine) to a run that was never stopped.
+    """
+    state = TrainState.new(cfg, splits)
+    state_file = None if workdir is None else Path(workdir) / TRAIN_STATE
+    if state_file is not None and state_file.is_file():
+        state.load(state_file)
+    result = state.result
+    # a state saved after early stopping's last epoch has nothing left to train
+    last = len(result.history) if state.stale >= cfg.train.patience else cfg.train.max_epochs
+    for epoch in range(len(result.history) + 1, last + 1):
+        record = train_epoch(state, cfg, splits, epoch, on_batch)
         result.history.append(record)
+        result.train_seconds += record.train_seconds
+        keep_if_best(state, cfg, record)
+        if workdir is not None:
+            lines = "".join(json.dumps(asdict(r)) + "\n" for r in result.history)
+            write_atomic(Path(workdir) / EPOCH_LOG, lines)
+            state.save(state_file)
         if on_epoch:
             on_epoch(record)
-        if epoch < min(cfg.train.lambda_s_warmup, cfg.train.max_epochs):
-            continue  # during the warm-up the rate is not yet pulled to tau: not a model to keep
-        if valid.error < best_error:
-            best_error, best_state, stale, result.best_epoch = (
-                valid.error,
-                copy.deepcopy(model.state_dict()),
-                0,
-                epoch,
-            )
-        else:
-            stale += 1
-            if stale >= cfg.train.patience:
-                break
-    model.load_state_dict(best_state)
-    model.eval()
+        if state.stale >= cfg.train.patience:
+            break
+    state.model.load_state_dict(state.best_state)
+    state.model.eval()
     return result

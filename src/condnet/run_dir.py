@@ -1,0 +1,160 @@
+"""A run directory: its file names, its one marker of completion, atomic writes and its lock.
+
+A run is trained in a hidden sibling, `.NAME.partial/`, and renamed to NAME only when every file is
+written, `finished.json` last. So a directory at NAME is always a whole run: a killed or failed run
+leaves the previous run at NAME untouched (`--force` replaces it only at that rename), and its
+`.partial` sibling keeps the training state for `condnet train --resume`. Every reader asks
+`is_finished` (finished.json) and says what to do when a run is not.
+
+Replacing a run takes two renames (old run aside, new run in); a kill between them is repaired by the
+next command on that directory (`recover`). Every file is written by write-then-rename.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from condnet.errors import CondnetError
+
+CONFIG = "config.toml"
+EPOCH_LOG = "metrics.jsonl"  # one line per finished epoch
+METRICS = "metrics.json"  # the final report
+ANALYSIS = "analysis.json"
+TIMING = "timing.json"  # written by `condnet reproduce` after training
+TRAIN_STATE = "train_state.pt"  # the full training state after the last finished epoch (partial only)
+FAILED = "failed.txt"  # why a run failed (partial only)
+FINISHED = "finished.json"  # the marker of completion, written last
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Write `path` so that a reader sees the old file or the whole new one, never a part."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, value) -> None:
+    write_atomic(path, json.dumps(value, indent=2) + "\n")
+
+
+class RunDir:
+    """The run directory at `path`, with its siblings `.NAME.partial` (a run being trained),
+    `.NAME.old` (a replaced run, for a moment) and `.NAME.lock`."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.name or self.path.name in (".", ".."):
+            self.path = self.path.resolve()
+        self.partial = self._sibling("partial")
+        self._old = self._sibling("old")
+        self._lock = self._sibling("lock")
+
+    def _sibling(self, kind: str) -> Path:
+        return self.path.with_name(f".{self.path.name}.{kind}")
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    def is_finished(self) -> bool:
+        return (self.path / FINISHED).is_file()
+
+    def has_partial(self) -> bool:
+        return self.partial.is_dir()
+
+    def epochs_done(self) -> int:
+        """Epochs recorded by the unfinished run in `.partial` (0 when none)."""
+        log = self.partial / EPOCH_LOG
+        return len(log.read_text().splitlines()) if log.is_file() else 0
+
+    def require_finished(self) -> Path:
+        """The path, or a CondnetError that says why it is not a finished run and what to do."""
+        if self.is_finished():
+            return self.path
+        unfinished = (
+            f"; an unfinished run of it is in {self.partial} (after {self.epochs_done()} epochs): "
+            f"`condnet train --resume {self.path}` continues it"
+            if self.has_partial()
+            else ""
+        )
+        if not self.path.exists():
+            raise CondnetError(f"no run at {self.path}{unfinished}")
+        raise CondnetError(
+            f"{self.path} is not a finished run (it has no {FINISHED}: not a run directory, or one written "
+            f"by an older condnet; train it again){unfinished}"
+        )
+
+    @contextmanager
+    def lock(self):
+        """Hold this directory's lock (released by the kernel when the process dies, even by SIGKILL);
+        a second command on the same directory gets a clear error instead of racing the first."""
+        import fcntl
+
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self._lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise CondnetError(
+                f"cannot write in {self.path.parent} ({exc.strerror}); choose another --out"
+            ) from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                raise CondnetError(
+                    f"another condnet command (process {holder}) is writing {self.path}; wait for it to "
+                    f"end or choose another --out"
+                ) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            self.recover()
+            yield self
+        finally:
+            os.close(fd)  # releases the lock
+
+    def recover(self) -> None:
+        """Finish a replacement that was killed between its two renames (call with the lock held)."""
+        if not self._old.exists():
+            return
+        if not self.path.exists():
+            if (self.partial / FINISHED).is_file():
+                os.replace(self.partial, self.path)  # the new run was complete: put it in place
+            else:
+                os.replace(self._old, self.path)  # put the old run back
+                return
+        shutil.rmtree(self._old)
+
+    def start(self, resume: bool) -> Path:
+        """The `.partial` directory to train in: kept (resume) or made empty (a new run)."""
+        if resume:
+            if not (self.partial / CONFIG).is_file():
+                raise CondnetError(
+                    f"there is no unfinished run of {self.path} to resume ({self.partial} is missing"
+                    f"{'' if not self.is_finished() else '; the run at ' + str(self.path) + ' is finished'})"
+                )
+            return self.partial
+        if self.partial.exists():
+            shutil.rmtree(self.partial)
+        self.partial.mkdir()
+        return self.partial
+
+    def commit(self) -> None:
+        """Mark the run in `.partial` finished and put it at `path`, replacing what was there."""
+        (self.partial / TRAIN_STATE).unlink(missing_ok=True)
+        files = sorted(p.name for p in self.partial.iterdir())
+        write_json(
+            self.partial / FINISHED, {"finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "files": files}
+        )
+        if self.path.exists():
+            os.replace(self.path, self._old)
+        os.replace(self.partial, self.path)
+        if self._old.exists():
+            shutil.rmtree(self._old)
