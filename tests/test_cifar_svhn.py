@@ -57,9 +57,21 @@ def test_cifar10_refuses_objects_and_broken_batches(tmp_path, cifar10_dir):
 
 def test_cifar10_nothing_found_says_what_was_tried(tmp_path):
     with pytest.raises(DataError) as info:
-        cifar10.load_cifar10(tmp_path / "empty", tmp_path / "cache", network=False)
-    for part in ("local directory", "canonical download: disabled", "--data-dir", "data_batch_1"):
+        cifar10.load_cifar10(None, tmp_path / "cache", network=False)
+    for part in ("canonical download: disabled", "--data-dir", "data_batch_1"):
         assert part in str(info.value)
+
+
+def test_a_named_directory_without_the_files_is_refused_not_replaced_by_the_cache(tmp_path):
+    write_cifar10(tmp_path / "cache" / "cifar10", n_per_batch=2, n_test=2)  # a cache that would be used
+    (tmp_path / "empty").mkdir()
+    for load, says in (
+        (cifar10.load_cifar10, "holds no CIFAR-10 batch files"),
+        (svhn.load_svhn, "does not hold"),
+    ):
+        for directory in (tmp_path / "empty", tmp_path / "missing"):
+            with pytest.raises(DataError, match=f"{directory.name} {says}"):
+                load(directory, tmp_path / "cache", network=False)
 
 
 def test_svhn_images_are_channel_major_and_ten_is_zero(tmp_path):
@@ -85,7 +97,7 @@ def test_svhn_broken_files_give_clear_errors(tmp_path):
     with pytest.raises(DataError, match=r"expected X \(32, 32, 3, N\)"):
         svhn.load_svhn(tmp_path, network=False)
     with pytest.raises(DataError, match="SVHN not found"):
-        svhn.load_svhn(tmp_path / "missing", tmp_path / "cache", network=False)
+        svhn.load_svhn(None, tmp_path / "cache", network=False)
 
 
 def test_a_verified_download_is_kept_and_a_corrupt_one_is_not(tmp_path, monkeypatch):

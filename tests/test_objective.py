@@ -46,6 +46,8 @@ def test_baselines():
     assert Baseline("none")(cost) == 0.0
     assert Baseline("batch_min")(cost).item() == 1.0
     assert Baseline("batch_mean")(cost).item() == 2.0
+    assert Baseline("leave_one_out")(cost).tolist() == [1.5, 2.5, 2.0]
+    assert Baseline("leave_one_out")(cost[:1]).tolist() == [0.0]
     moving = Baseline("moving_average", momentum=0.5)
     assert moving(cost).item() == 2.0  # first batch: its own mean
     assert moving(torch.tensor([4.0, 4.0])).item() == 2.0  # then the average of past batches
@@ -100,3 +102,37 @@ def test_reinforce_estimator_is_unbiased(baseline):
     assert torch.allclose(estimate[0], factor * exact[0], atol=(tolerance.max() * scale).item() + 1e-4)
     # and the test can fail: a wrong sign or a missing factor is far outside the tolerance
     assert not torch.all((-estimate[1] - factor * exact[1]).abs() <= tolerance)
+
+
+@pytest.mark.parametrize("baseline, factor", [("none", 1.0), ("leave_one_out", 1.0), ("batch_mean", 2 / 3)])
+def test_expected_estimator_by_exact_enumeration_of_a_batch(baseline, factor):
+    """A batch of m = 3 examples, 2 blocks each: every one of the 2^6 joint masks enumerated, so the
+    estimator's expectation is exact (no sampling). It equals the true gradient for none and
+    leave_one_out, and (m-1)/m of it for batch_mean."""
+    torch.manual_seed(0)
+    policy = BlockPolicy(3, 2, p_min=0.01, p_max=0.99)
+    s = torch.tensor([[0.3, -0.7, 1.2], [1.0, 0.2, -0.5], [-0.4, 0.9, 0.1]])
+    cost_table = torch.rand(3, 4) * 3 + 1  # C_i(u_i) > 0, per example i and its mask u_i (4 masks)
+
+    def cost_of(masks):  # (3, 2) -> (3,)
+        return cost_table[torch.arange(3), (2 * masks[:, 0] + masks[:, 1]).long()]
+
+    sigma = policy(s)
+    singles = torch.tensor(list(itertools.product([0.0, 1.0], repeat=2)))
+    true_cost = sum(
+        (torch.exp(log_prob(sigma[i].expand(4, 2), singles)) * cost_table[i]).sum() for i in range(3)
+    )
+    true = torch.autograd.grad(true_cost, [policy.Z, policy.d], retain_graph=True)
+
+    expected = [torch.zeros_like(policy.Z), torch.zeros_like(policy.d)]
+    for joint in itertools.product(singles, repeat=3):
+        masks = torch.stack(joint)
+        p = torch.exp(log_prob(sigma, masks).sum()).detach()
+        cost = cost_of(masks)
+        terms = reinforce_surrogate(sigma, masks, cost, Baseline(baseline)(cost))
+        grads = torch.autograd.grad(terms.sum(), [policy.Z, policy.d], retain_graph=True)
+        for total, g in zip(expected, grads, strict=True):
+            total += p * g
+    for e, t in zip(expected, true, strict=True):
+        torch.testing.assert_close(e, factor * t, rtol=1e-4, atol=1e-6)
+        assert not torch.allclose(e, (1.5 - factor) * t, rtol=1e-2)  # the factor is told apart

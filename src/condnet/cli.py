@@ -145,13 +145,25 @@ def _int_list(text: str) -> list[int]:
     return values
 
 
-def _float_list(text: str) -> list[float]:
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
+
+
+def _densities(text: str) -> list[float]:
     try:
         values = [float(v) for v in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-    if not values or not all(0 <= v <= 1 for v in values):
-        raise argparse.ArgumentTypeError(f"densities must be in [0, 1], got {text!r}")
+    if not values or not all(0 < v <= 1 for v in values):
+        raise argparse.ArgumentTypeError(
+            f"densities must be in (0, 1] (a layer with no block on computes nothing), got {text!r}"
+        )
     return values
 
 
@@ -181,6 +193,12 @@ def cmd_bench(args) -> None:
 
     if (args.run_dir is None) == (args.arch is None):
         raise CondnetError("give either RUN_DIR (a trained run) or --arch (a synthetic model), not both")
+    import numba
+
+    if max(args.threads) > numba.config.NUMBA_NUM_THREADS:
+        raise CondnetError(
+            f"--threads {max(args.threads)}: this machine allows at most {numba.config.NUMBA_NUM_THREADS}"
+        )
     if args.run_dir is not None:
         from condnet.experiment import load_run
 
@@ -259,11 +277,11 @@ def _table_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rows", type=lambda text: text.split(","), help="only these rows (comma-separated)")
     p.add_argument("--out", type=Path, help="run directories (default: runs/<command>/<name>)")
     p.add_argument("--report", type=Path, help="where the CSV, markdown and figure go (default: --out)")
-    p.add_argument("--workers", type=int, default=1, help="runs trained in parallel")
-    p.add_argument("--threads", type=int, help="cores per worker (default: all cores / workers)")
+    p.add_argument("--workers", type=_positive_int, default=1, help="runs trained in parallel")
+    p.add_argument("--threads", type=_positive_int, help="cores per worker (default: all cores / workers)")
     p.add_argument("--data-dir", help="local directory with the dataset's files (sets data.dir)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override every row's config")
-    p.add_argument("--timing-repeats", type=int, default=15, help="timed repeats per run (median)")
+    p.add_argument("--timing-repeats", type=_positive_int, default=15, help="timed repeats per run (median)")
     p.add_argument("--retime", action="store_true", help="time finished runs again")
     p.add_argument("--configs", type=Path, default=CONFIG_DIR, help="the configs/ directory")
 
@@ -300,14 +318,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--arch", type=_int_list, help="synthetic model, e.g. 3072,640,640,10")
     p.add_argument("--block-size", type=_int_list, default=[64], help="one value or one per hidden layer")
-    p.add_argument("--density", type=_float_list, default=[0.18], help="one value or one per hidden layer")
+    p.add_argument("--density", type=_densities, default=[0.18], help="one value or one per hidden layer")
     p.add_argument(
         "--kind", choices=["condnet", "nn"], default="condnet", help="synthetic model: gated, or dense (nn)"
     )
     p.add_argument("--batch", type=_int_list, default=[1, 50, 256])
     p.add_argument("--threads", type=_int_list, default=[1])
     p.add_argument("--mode", choices=["sample", "threshold"], default="sample")
-    p.add_argument("--repeats", type=int, default=15, help="timed repeats (the median is reported)")
+    p.add_argument("--repeats", type=_positive_int, default=15, help="timed repeats (the median is reported)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help='print {"records": [...]} instead of a table')
     p.set_defaults(func=cmd_bench)
@@ -338,6 +356,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("condnet: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # a file or directory the user named cannot be read or written
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"condnet: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
     except ModuleNotFoundError as exc:
         if exc.name not in MODULE_EXTRA:
             raise

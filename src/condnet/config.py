@@ -21,7 +21,7 @@ from condnet.errors import ConfigError
 MODEL_KINDS = ("condnet", "nn", "bdnn")
 ACTIVATIONS = ("tanh", "relu")
 OPTIMIZERS = ("sgd", "adam")
-BASELINES = ("none", "batch_min", "batch_mean", "moving_average")
+BASELINES = ("none", "batch_min", "batch_mean", "leave_one_out", "moving_average")
 REDUCTIONS = ("sum", "mean")
 DATASETS = ("mnist", "cifar10", "svhn", "idx")
 MODES = ("sample", "threshold")  # how a trained model decides its masks at test time

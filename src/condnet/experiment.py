@@ -39,11 +39,11 @@ def run_training(
     with run.lock():
         if not resume:
             _check_free(run, force)
+        splits = load_splits(cfg.data)  # before anything is written: bad data leaves no unfinished run
         work = run.start(resume)
         if resume and load_config(work / CONFIG) != cfg:
             raise CondnetError(f"--resume continues {work} with its own config.toml; give no other config")
         write_atomic(work / CONFIG, to_toml(cfg))
-        splits = load_splits(cfg.data)
         result = train(cfg, splits, on_batch, on_epoch, workdir=work)
         metrics = _write_results(cfg, result, splits, work)
         run.commit()

@@ -99,7 +99,9 @@ def find_cifar10(
             return folder
         if (local / ARCHIVE).is_file():
             return _extract(local / ARCHIVE, local)
-        tried.append(f"local directory {local}: no batch files and no {ARCHIVE}")
+        raise DataError(
+            f"the data directory {local} holds no CIFAR-10 batch files and no {ARCHIVE}. " + HOW_TO_PROVIDE
+        )
     cache = (Path(cache_dir) if cache_dir else default_cache_dir()) / "cifar10"
     folder = _batch_folder(cache)
     if folder is not None and _cache_is_valid(folder):

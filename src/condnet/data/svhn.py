@@ -60,7 +60,9 @@ def find_svhn(
         local = Path(data_dir)
         if all((local / name).is_file() for name in FILE_MD5):
             return local
-        tried.append(f"local directory {local}: {' and '.join(FILE_MD5)} are not both there")
+        raise DataError(
+            f"the data directory {local} does not hold {' and '.join(FILE_MD5)}. " + HOW_TO_PROVIDE
+        )
     cache = (Path(cache_dir) if cache_dir else default_cache_dir()) / "svhn"
     if all((cache / name).is_file() and md5_of(cache / name) == md5 for name, md5 in FILE_MD5.items()):
         return cache

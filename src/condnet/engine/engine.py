@@ -87,7 +87,8 @@ class Engine:
       "sample": Bernoulli(sigma) drawn from numpy's generator: `seed` (an int or a Generator) makes
       the draws reproducible, None uses the engine's own generator (the engine's draws are not torch's:
       to compare with the PyTorch model, pass the same `masks`);
-    - masks: per hidden layer (batch, n_blocks) arrays of 0/1 that replace the policy's decision.
+    - masks: per hidden layer (batch, n_blocks) arrays of 0/1 that replace the policy's decision
+      (other values are refused, as by the PyTorch model).
     - x: float32 C-contiguous is taken as it is; other real dtypes and layouts are converted. NaN or
       infinite inputs are refused. A batch of 0 gives empty outputs.
     Returns new arrays: logits (batch, n_classes) float32, masks (batch, n_blocks) uint8 per layer.
@@ -237,7 +238,10 @@ class Engine:
         mask = np.asarray(masks[index])
         if mask.shape != (batch, k):
             raise ValueError(f"masks[{index}] must have shape {(batch, k)}, got {mask.shape}")
-        return np.ascontiguousarray(mask != 0, dtype=np.uint8)
+        on = mask != 0
+        if (on & (mask != 1)).any():  # 0.5 or NaN: the PyTorch model would scale by it
+            raise ValueError(f"masks[{index}] must hold only 0 and 1 (a block is on or off)")
+        return np.ascontiguousarray(on, dtype=np.uint8)
 
     def _decide(self, index, layer, h, in_mask, code, masks, rng) -> np.ndarray:
         batch, k = h.shape[0], layer.n_out_blocks

@@ -25,6 +25,9 @@ from torch.nn import functional as F
 from condnet.config import MODES, ModelConfig
 from condnet.nn.policy import BlockPolicy, UniformPolicy
 
+_REAL = {torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.uint8, torch.int8, torch.int16,
+         torch.int32, torch.int64, torch.bool}  # fmt: skip
+
 
 @dataclass
 class LayerTrace:
@@ -46,7 +49,9 @@ class CondNet(nn.Module):
     forward(x: (batch, input_dim), mode="sample" | "threshold", generator=None, masks=None) -> Output
     - sample: u ~ Bernoulli(sigma) (the paper, at train and test time), drawn from `generator`;
     - threshold: u = [sigma > 0.5], deterministic;
-    - masks: a list of (batch, n_blocks) tensors that replaces the policy's choice (mode is then ignored).
+    - masks: one (batch, n_blocks) tensor of 0s and 1s per hidden layer, replacing the policy's choice
+      (mode is then ignored).
+    x may be any real dtype (converted to the weights'); NaN or infinite inputs are refused, as by the engine.
     """
 
     def __init__(self, input_dim: int, n_classes: int, cfg: ModelConfig):
@@ -91,10 +96,13 @@ class CondNet(nn.Module):
         generator: torch.Generator | None = None,
         masks: list[torch.Tensor] | None = None,
     ) -> Output:
-        if x.ndim != 2 or x.shape[1] != self.input_dim:
-            raise ValueError(f"expected input of shape (batch, {self.input_dim}), got {tuple(x.shape)}")
+        x = self._checked_input(x)
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if masks is not None and len(masks) != len(self.hidden):
+            raise ValueError(
+                f"masks must hold one tensor per hidden layer ({len(self.hidden)}), got {len(masks)}"
+            )
         h, trace = x, []
         for index, layer in enumerate(self.hidden):
             sigma, mask = self._decide(index, h, mode, generator, masks)
@@ -110,12 +118,27 @@ class CondNet(nn.Module):
             h = out
         return Output(self.output(h), trace)
 
+    def _checked_input(self, x) -> torch.Tensor:
+        """x as the weights' dtype; the inputs the engine refuses are refused here too (same messages)."""
+        x = torch.as_tensor(x)
+        if x.is_complex() or x.dtype not in _REAL:
+            raise ValueError(f"expected a real-valued (float) input, got dtype {x.dtype}")
+        if x.ndim != 2 or x.shape[1] != self.input_dim:
+            raise ValueError(f"expected input of shape (batch, {self.input_dim}), got {tuple(x.shape)}")
+        x = x.to(self.output.weight.dtype)
+        if not torch.isfinite(x).all():
+            raise ValueError("the input contains NaN, infinite or float32-overflowing values")
+        return x
+
     def _decide(self, index, h, mode, generator, masks):
         if masks is not None:
-            mask = masks[index].to(h.dtype)
+            mask = torch.as_tensor(masks[index])
             expected = (h.shape[0], self.n_blocks[index])
             if mask.shape != expected:
                 raise ValueError(f"masks[{index}] must have shape {expected}, got {tuple(mask.shape)}")
+            if ((mask != 0) & (mask != 1)).any():
+                raise ValueError(f"masks[{index}] must hold only 0 and 1 (a block is on or off)")
+            mask = mask.to(h.dtype)
             sigma = None if self.policies is None else self.policies[index](h.detach())
             return sigma, mask
         if self.policies is None:

@@ -54,8 +54,15 @@ def variance_reward(sigma: torch.Tensor) -> torch.Tensor:
 
 
 class Baseline:
-    """The REINFORCE baseline b: none (the paper), batch_min (the authors' code), batch_mean,
-    or moving_average (an exponential average of past batches' mean cost, updated after use)."""
+    """The REINFORCE baseline b (eq. 4), per example:
+    - none (the paper): b = 0;
+    - batch_min (the authors' code): the batch's least cost;
+    - batch_mean: the batch's mean cost. Each example's own cost is in its baseline, so the expected
+      gradient is (m-1)/m of the true one for a batch of m (exact enumeration in tests/test_objective.py);
+    - leave_one_out: the mean cost of the batch's other examples: independent of the example's own
+      mask, so the estimator is unbiased (b = 0 for a batch of one);
+    - moving_average: an exponential average of past batches' mean cost, updated after use (unbiased).
+    """
 
     def __init__(self, kind: str = "none", momentum: float = 0.9):
         self.kind, self.momentum, self.average = kind, momentum, None
@@ -68,6 +75,9 @@ class Baseline:
             return cost.min()
         if self.kind == "batch_mean":
             return cost.mean()
+        if self.kind == "leave_one_out":
+            m = cost.numel()
+            return (cost.sum() - cost) / (m - 1) if m > 1 else torch.zeros_like(cost)
         value = cost.mean() if self.average is None else self.average
         batch = cost.mean()
         self.average = (
