@@ -135,3 +135,16 @@ def test_both_forwards_take_float64_and_integer_inputs_as_float32(pair):
     integers = (x * 10).astype(np.int64)
     logits = model(integers, masks=masks).logits.detach().numpy()
     np.testing.assert_allclose(engine.forward(integers, masks=masks)[0], logits, rtol=1e-5, atol=1e-5)
+
+
+def test_a_data_dir_with_backslashes_and_quotes_reaches_the_config_as_given(tmp_path, svhn_dir):
+    import shutil
+
+    weird = tmp_path / 'back\\slash \\t "quoted"'
+    shutil.copytree(svhn_dir, weird)
+    out = tmp_path / "runs"
+    args = ["reproduce", "svhn", "--rows", "nn-208-128", "--seeds", "1", "--timing-repeats", "1",
+            "--out", str(out), "--data-dir", str(weird), "--set", "data.valid_size=50",
+            "--set", "train.max_epochs=1"]  # fmt: skip
+    assert main(args) == 0
+    assert load_config(out / "nn-208-128" / "seed-0" / "config.toml").data.dir == str(weird)

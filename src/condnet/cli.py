@@ -233,6 +233,20 @@ def cmd_bench(args) -> None:
         )
 
 
+def cmd_parity(args) -> None:
+    from condnet.bench.parity import sweep
+
+    result = sweep(args.cases, args.seed, args.threads)
+    print(f"{result.cases} cases, seed {args.seed}; covered:")
+    for name, counter in result.counts.items():
+        print(f"  {name}: " + ", ".join(f"{value} {n}" for value, n in sorted(counter.items(), key=str)))
+    print(f"{len(result.mismatches)} mismatches")
+    for line in result.mismatches[:20]:
+        print(f"  {line}")
+    if result.mismatches:
+        raise CondnetError(f"the engine differs from the PyTorch model in {len(result.mismatches)} case(s)")
+
+
 def _run_table(args, table) -> None:
     from condnet.reproduce.command import run_table
     from condnet.reproduce.tables import select_rows
@@ -329,6 +343,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help='print {"records": [...]} instead of a table')
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("parity", help="a randomized sweep: the engine against the PyTorch model, same masks")
+    p.add_argument("--cases", type=_positive_int, default=10_000)
+    p.add_argument(
+        "--seed", type=int, default=0, help="the sweep's seed (a case is reproduced by seed and number)"
+    )
+    p.add_argument("--threads", type=_positive_int, default=2, help="at most this many engine threads")
+    p.set_defaults(func=cmd_parity)
 
     p = sub.add_parser("reproduce", help="run a paper table for several seeds; CSV, markdown and Pareto plot")
     p.add_argument("table", choices=["mnist", "cifar10", "svhn"])

@@ -12,6 +12,7 @@ next command on that directory (`recover`). Every file is written by write-then-
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -43,6 +44,13 @@ def write_atomic(path: Path, data: str | bytes) -> None:
 
 def write_json(path: Path, value) -> None:
     write_atomic(path, json.dumps(value, indent=2) + "\n")
+
+
+def save_figure(figure, path: Path, **options) -> None:
+    """A matplotlib figure as PNG, by write-then-rename."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", **options)
+    write_atomic(Path(path), buffer.getvalue())
 
 
 class RunDir:

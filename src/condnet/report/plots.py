@@ -10,6 +10,8 @@ matplotlib.use("Agg")  # files only, no screen
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
+from condnet.run_dir import save_figure  # noqa: E402
+
 
 def learning_curves(history: list[dict], path: str | Path) -> None:
     """Train and validation NLL and error per epoch."""
@@ -24,7 +26,7 @@ def learning_curves(history: list[dict], path: str | Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 
@@ -73,5 +75,5 @@ def policy_figure(
         ax.set_ylim(0, 1)
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)

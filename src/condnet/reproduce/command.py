@@ -13,7 +13,7 @@ from condnet.reproduce import figures
 from condnet.reproduce.report import markdown_table, pareto_verdicts, run_record, summarize, write_csv
 from condnet.reproduce.runner import plan, time_all, train_all
 from condnet.reproduce.tables import CONFIG_DIR, Table
-from condnet.run_dir import RunDir
+from condnet.run_dir import RunDir, write_atomic
 
 
 @dataclass
@@ -80,5 +80,5 @@ def run_table(
         lines += [f"- {verdict}" for verdict in pareto_verdicts(summaries)]
     if failures:
         lines += ["", "Failed runs:", ""] + [f"- {f}" for f in failures]
-    outputs.markdown.write_text("\n".join(lines) + "\n")
+    write_atomic(outputs.markdown, "\n".join(lines) + "\n")
     return outputs

@@ -10,6 +10,7 @@ from matplotlib.ticker import ScalarFormatter
 from condnet.report.plots import plt
 from condnet.reproduce.report import RowSummary, best_latency
 from condnet.reproduce.runner import Job, is_finished
+from condnet.run_dir import save_figure
 
 COLORS = {"condnet": "tab:red", "nn": "tab:blue", "bdnn": "tab:green"}
 
@@ -43,7 +44,7 @@ def pareto(summaries: list[RowSummary], records: list[dict], title: str, path: P
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
 
 
@@ -76,7 +77,7 @@ def curves(jobs: list[Job], rows: list[str], title: str, path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
 
 
@@ -93,5 +94,5 @@ def tradeoff(summaries: list[RowSummary], title: str, path: Path) -> None:
     ax.set(xlabel="batch-1 latency, engine, one core (ms)", ylabel="test error, sample mode (%)", title=title)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 from condnet.report.summary import mean_std
 from condnet.reproduce.runner import Job
 from condnet.reproduce.tables import Table
-from condnet.run_dir import FAILED, METRICS, TIMING, RunDir
+from condnet.run_dir import FAILED, METRICS, TIMING, RunDir, write_atomic
 
 CSV_FIELDS = [
     "row", "kind", "seed", "status", "test_error_sample", "test_error_threshold", "activation_rate",
@@ -44,10 +45,11 @@ def run_record(job: Job) -> dict:
 
 
 def write_csv(records: list[dict], path: Path) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, CSV_FIELDS)
-        writer.writeheader()
-        writer.writerows(records)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, CSV_FIELDS)
+    writer.writeheader()
+    writer.writerows(records)
+    write_atomic(path, text.getvalue())
 
 
 def best_latency(kind: str, dense_ms: float, engine_ms: float) -> float:

@@ -1,0 +1,155 @@
+"""`condnet parity`: a randomized sweep of the engine against the PyTorch model (the reference).
+
+Each case draws an architecture (1-3 hidden layers, block sizes 1-64, 1-12 blocks), a model kind
+(learned policy, uniform bdNN policy, dense), an activation, policy densities from 0 to 1, a batch
+(0; 1 = the fused path; up to 300), a mode (threshold, sample, or masks given by the caller), one or two
+threads, and which layers the engine computes densely (its fallback: a random crossover per layer).
+The engine decides its masks; the PyTorch model is run with those masks and must give the same logits
+within 1e-5 relative. In threshold mode the engine's decisions must also be PyTorch's sigma > 0.5
+wherever sigma is further than 1e-5 from 0.5 (closer, float rounding may decide either way).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from condnet.config import Config, ModelConfig, validate
+from condnet.engine.engine import Engine
+from condnet.nn.condnet import CondNet
+
+RTOL = 1e-5
+SIGMA_TIE = 1e-5  # threshold decisions this close to 0.5 are not checked
+
+
+@dataclass
+class Case:
+    index: int
+    kind: str
+    activation: str
+    input_dim: int
+    layers: list[tuple[int, int]]  # (n_blocks, block_size) per hidden layer
+    n_classes: int
+    batch: int
+    mode: str  # threshold | sample | given
+    threads: int
+    densities: list[float]
+    dense_layers: list[bool]  # layers whose crossover sends them to the engine's dense product
+
+    def __str__(self) -> str:
+        arch = "-".join([str(self.input_dim), *(f"{k}x{b}" for k, b in self.layers), str(self.n_classes)])
+        return (f"case {self.index}: {self.kind} {self.activation} {arch} batch {self.batch} {self.mode} "
+                f"threads {self.threads} densities {[round(d, 2) for d in self.densities]} "
+                f"dense {self.dense_layers}")  # fmt: skip
+
+
+def draw_case(index: int, rng: np.random.Generator, max_threads: int) -> Case:
+    n_hidden = int(rng.integers(1, 4))
+    layers = [
+        (int(rng.integers(1, 13)), int(rng.choice([1, 2, 3, 4, 8, 16, 33, 64]))) for _ in range(n_hidden)
+    ]
+    kind = str(rng.choice(["condnet", "condnet", "bdnn", "nn"]))
+    densities = [float(rng.choice([0.0, 1.0])) if rng.random() < 0.2 else float(rng.random()) for _ in layers]
+    return Case(
+        index,
+        kind,
+        str(rng.choice(["tanh", "relu"])),
+        int(rng.integers(1, 300)),
+        layers,
+        int(rng.integers(1, 13)),
+        int(rng.choice([0, 1, 1, 2, 3, 7, 16, 50, 64, 300])),
+        str(rng.choice(["threshold", "sample", "given"])),
+        int(rng.integers(1, max_threads + 1)),
+        densities,
+        [bool(rng.random() < 0.3) for _ in range(n_hidden + 1)],
+    )
+
+
+def build(case: Case, rng: np.random.Generator) -> CondNet:
+    """Random weights and non-zero biases; policies near their case's density (bdNN: tau = density)."""
+    widths = [k * b for k, b in case.layers]
+    taus = [min(max(d, 0.01), 1.0) for d in case.densities]
+    cfg = Config(model=ModelConfig(case.kind, widths, [b for _, b in case.layers], case.activation, taus))
+    model = CondNet(case.input_dim, case.n_classes, validate(cfg).model)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(
+                torch.from_numpy(rng.normal(0, 1 / np.sqrt(max(p.shape[-1], 1)), p.shape).astype(np.float32))
+            )
+        if case.kind == "condnet":
+            for policy, density in zip(model.policies, case.densities, strict=True):
+                logit = np.log(density / (1 - density)) if 0 < density < 1 else (9.0 if density else -9.0)
+                policy.d.add_(float(logit))
+    return model.eval()
+
+
+def check(case: Case, seed: int) -> str | None:
+    """None when the engine agrees with the model on this case, else what differs."""
+    rng = np.random.default_rng([seed, case.index])
+    model = build(case, rng)
+    engine = Engine(model, threads=case.threads)
+    for layer, dense in zip(engine.layers, case.dense_layers, strict=True):
+        layer.crossovers = {case.batch: 0.0 if dense else 1.01}
+    x = rng.random((case.batch, case.input_dim), dtype=np.float32) * rng.choice([1.0, 4.0])
+    given = None
+    if case.mode == "given":
+        given = [
+            (rng.random((case.batch, k)) < d).astype(np.uint8)
+            for (k, _), d in zip(case.layers, case.densities, strict=True)
+        ]
+    mode = "sample" if case.mode == "given" else case.mode
+    logits, masks = engine.forward(x, mode, masks=given, seed=rng)
+    if given is not None and any(not np.array_equal(m, g) for m, g in zip(masks, given, strict=True)):
+        return "the engine did not use the given masks"
+    with torch.no_grad():
+        out = model(torch.from_numpy(x), masks=[torch.from_numpy(m.astype(np.float32)) for m in masks])
+    expected = out.logits.numpy()
+    scale = max(1.0, float(np.abs(expected).max(initial=0)))
+    error = float(np.abs(logits - expected).max(initial=0))
+    if error > RTOL * scale:
+        return f"logits differ by {error:.3g} (allowed {RTOL * scale:.3g})"
+    if case.mode == "threshold" and case.kind != "nn":
+        for index, (trace, mask) in enumerate(zip(out.layers, masks, strict=True)):
+            tau = np.full(mask.shape, model.cfg.tau[index])
+            sigma = trace.sigma.numpy() if case.kind == "condnet" else tau
+            clear = np.abs(sigma - 0.5) > SIGMA_TIE
+            if np.any((sigma > 0.5)[clear] != mask.astype(bool)[clear]):
+                return f"threshold decisions of layer {index + 1} differ from sigma > 0.5"
+    return None
+
+
+@dataclass
+class SweepResult:
+    cases: int
+    mismatches: list[str]
+    counts: dict[str, Counter]  # what was covered: per dimension, how many cases of each value
+
+
+def sweep(cases: int, seed: int = 0, max_threads: int = 2, on_case=None) -> SweepResult:
+    import numba
+
+    rng = np.random.default_rng(seed)
+    max_threads = min(max_threads, numba.config.NUMBA_NUM_THREADS)
+    counts = {
+        name: Counter() for name in ("kind", "mode", "batch", "threads", "hidden layers", "dense layers")
+    }
+    mismatches = []
+    for index in range(cases):
+        case = draw_case(index, rng, max_threads)
+        covered = {"kind": case.kind, "mode": case.mode, "threads": case.threads,
+                   "batch": str(case.batch) if case.batch < 2 else ">1", "hidden layers": len(case.layers),
+                   "dense layers": sum(case.dense_layers) > 0}  # fmt: skip
+        for name, value in covered.items():
+            counts[name][value] += 1
+        try:
+            problem = check(case, seed)
+        except Exception as exc:  # a crash is a mismatch too: report it with the case, keep going
+            problem = f"{type(exc).__name__}: {exc}"
+        if problem:
+            mismatches.append(f"{case}: {problem}")
+        if on_case:
+            on_case(index + 1, cases)
+    return SweepResult(cases, mismatches, counts)
