@@ -171,3 +171,30 @@ def test_an_edited_config_toml_is_refused(idx_dir, tmp_path, capsys):
     config.write_text(config.read_text().replace('activation = "tanh"', 'activation = "relu"'))
     assert main(["eval", str(out)]) == 2
     assert "does not match the checkpoint's model.json" in capsys.readouterr().err
+
+
+def _fake_run(path: Path, name: str, finished: bool = True) -> None:
+    path.mkdir()
+    (path / "config.toml").write_text(name)
+    if finished:
+        (path / FINISHED).write_text("{}")
+
+
+@pytest.mark.parametrize(
+    "old_at, new_at, new_whole, expected",
+    [
+        ("run", ".run.partial", True, "new"),  # killed after finished.json, before the renames
+        (".run.old", ".run.partial", True, "new"),  # between the two renames
+        (".run.old", ".run.partial", False, "old"),  # (not reached by commit; put the old run back)
+        (".run.old", "run", True, "new"),  # before the old run was removed
+    ],
+)
+def test_a_replacement_killed_between_its_renames_is_repaired(tmp_path, old_at, new_at, new_whole, expected):
+    run = RunDir(tmp_path / "run")
+    _fake_run(tmp_path / old_at, "old")
+    _fake_run(tmp_path / new_at, "new", finished=new_whole)
+    with run.lock():  # every writing command takes the lock, and repairs first
+        pass
+    assert (run.path / "config.toml").read_text() == expected
+    assert not (tmp_path / ".run.old").exists()
+    assert run.has_partial() == (not new_whole)  # an unfinished new run stays resumable

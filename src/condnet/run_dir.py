@@ -129,25 +129,22 @@ class RunDir:
             os.close(fd)  # releases the lock
 
     def recover(self) -> None:
-        """Finish a replacement that was killed between its two renames (call with the lock held)."""
-        if not self._old.exists():
-            return
-        if not self.path.exists():
-            if (self.partial / FINISHED).is_file():
-                os.replace(self.partial, self.path)  # the new run was complete: put it in place
+        """Finish what a kill interrupted in `commit` (call with the lock held): a whole new run is put
+        in place; a replaced run left aside is removed, or put back if nothing took its place."""
+        if (self.partial / FINISHED).is_file():
+            self._put_in_place()
+        elif self._old.exists():
+            if self.path.exists():
+                shutil.rmtree(self._old)
             else:
-                os.replace(self._old, self.path)  # put the old run back
-                return
-        shutil.rmtree(self._old)
+                os.replace(self._old, self.path)
 
     def start(self, resume: bool) -> Path:
         """The `.partial` directory to train in: kept (resume) or made empty (a new run)."""
         if resume:
             if not (self.partial / CONFIG).is_file():
-                raise CondnetError(
-                    f"there is no unfinished run of {self.path} to resume ({self.partial} is missing"
-                    f"{'' if not self.is_finished() else '; the run at ' + str(self.path) + ' is finished'})"
-                )
+                finished = f"; {self.path} holds a finished run" if self.is_finished() else ""
+                raise CondnetError(f"there is no unfinished run of {self.path} to resume{finished}")
             return self.partial
         if self.partial.exists():
             shutil.rmtree(self.partial)
@@ -156,12 +153,16 @@ class RunDir:
 
     def commit(self) -> None:
         """Mark the run in `.partial` finished and put it at `path`, replacing what was there."""
-        (self.partial / TRAIN_STATE).unlink(missing_ok=True)
-        files = sorted(p.name for p in self.partial.iterdir())
-        write_json(
-            self.partial / FINISHED, {"finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "files": files}
-        )
+        files = sorted(p.name for p in self.partial.iterdir() if p.name != TRAIN_STATE)
+        finished = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        write_json(self.partial / FINISHED, {"finished": finished, "files": files})
+        self._put_in_place()
+
+    def _put_in_place(self) -> None:
+        (self.partial / TRAIN_STATE).unlink(missing_ok=True)  # only needed to resume
         if self.path.exists():
+            if self._old.exists():
+                shutil.rmtree(self._old)
             os.replace(self.path, self._old)
         os.replace(self.partial, self.path)
         if self._old.exists():
