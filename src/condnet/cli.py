@@ -61,7 +61,12 @@ def cmd_train(args) -> None:
             raise CondnetError("give --out RUN_DIR (a new run) or --resume RUN_DIR (an unfinished one)")
         cfg = load_config(args.config, args.set or [], args.seed)
     on_batch, on_epoch = _progress_callbacks(cfg.train.max_epochs)
-    metrics = run_training(cfg, args.out, args.force, on_batch, on_epoch, resume=args.resume is not None)
+    try:
+        metrics = run_training(cfg, args.out, args.force, on_batch, on_epoch, resume=args.resume is not None)
+    except KeyboardInterrupt:
+        if RunDir(args.out).has_partial():
+            print(f"condnet: `condnet train --resume {args.out}` continues this run", file=sys.stderr)
+        raise
     errors = metrics["test_error"]
     threshold = "n/a" if errors["threshold"] is None else f"{100 * errors['threshold']:.2f}%"
     print(

@@ -23,6 +23,7 @@ ACTIVATIONS = ("tanh", "relu")
 OPTIMIZERS = ("sgd", "adam")
 BASELINES = ("none", "batch_min", "batch_mean", "leave_one_out", "moving_average")
 REDUCTIONS = ("sum", "mean")
+ESTIMATORS = ("reinforce", "straight_through", "gumbel")  # how the policies learn (train/objective.py)
 DATASETS = ("mnist", "cifar10", "svhn", "idx")
 MODES = ("sample", "threshold")  # how a trained model decides its masks at test time
 
@@ -57,6 +58,14 @@ class TrainConfig:
     max_epochs: int = 100
     patience: int = 10  # epochs without a better validation error before stopping
     eval_batch_size: int = 500
+    # not in the paper: how the gates' gradient is estimated (reinforce: the paper's; straight_through
+    # and gumbel let the task loss reach the policies, see condnet.nn.condnet and train/objective.py)
+    estimator: str = "reinforce"
+    gumbel_temperature: list[float] = field(default_factory=lambda: [1.0, 0.1])  # first, last epoch
+    # distillation from a finished run (any kind): soft targets on the logits, weight and temperature
+    teacher: str = ""
+    distill_weight: float = 0.0
+    distill_temperature: float = 4.0
 
 
 @dataclass
@@ -237,6 +246,18 @@ def validate(cfg: Config) -> Config:
         setattr(t, name, value)
     t.patience = _number("train.patience", t.patience, int)
     _check("train.patience", t.patience, t.patience >= 1, "a whole number >= 1")
+    _choice("train.estimator", t.estimator, ESTIMATORS)
+    temps = t.gumbel_temperature if isinstance(t.gumbel_temperature, list) else [t.gumbel_temperature]
+    t.gumbel_temperature = [_number("train.gumbel_temperature", v, float) for v in temps]
+    _check("train.gumbel_temperature", temps, len(temps) == 2 and min(t.gumbel_temperature) > 0,
+           "[first, last]: two numbers > 0 (annealed geometrically over the epochs)")  # fmt: skip
+    _check("train.teacher", t.teacher, isinstance(t.teacher, str), "a finished run directory (string)")
+    t.distill_weight = _number("train.distill_weight", t.distill_weight, float)
+    _check("train.distill_weight", t.distill_weight, 0 <= t.distill_weight <= 1, "a number in [0, 1]")
+    _check("train.distill_weight", t.distill_weight, t.distill_weight == 0 or bool(t.teacher),
+           "0 unless train.teacher names a finished run")  # fmt: skip
+    t.distill_temperature = _number("train.distill_temperature", t.distill_temperature, float)
+    _check("train.distill_temperature", t.distill_temperature, t.distill_temperature > 0, "a number > 0")
 
     _choice("data.name", d.name, DATASETS)
     for name in ("dir", "cache_dir"):

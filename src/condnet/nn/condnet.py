@@ -51,6 +51,10 @@ class CondNet(nn.Module):
     - threshold: u = [sigma > 0.5], deterministic;
     - masks: one (batch, n_blocks) tensor of 0s and 1s per hidden layer, replacing the policy's choice
       (mode is then ignored).
+    - estimator (sample mode, learned policies; for training): "reinforce" draws hard masks that carry no
+      gradient; "straight_through" draws the same hard masks but passes the gradient to sigma as if
+      mask = sigma; "gumbel" uses the relaxed draw sigmoid((logit sigma + logit U) / temperature), whose
+      values lie in (0, 1) and carry the gradient.
     x may be any real dtype (converted to the weights'); NaN or infinite inputs are refused, as by the engine.
     """
 
@@ -95,6 +99,8 @@ class CondNet(nn.Module):
         mode: str = "sample",
         generator: torch.Generator | None = None,
         masks: list[torch.Tensor] | None = None,
+        estimator: str = "reinforce",
+        temperature: float = 1.0,
     ) -> Output:
         x = self._checked_input(x)
         if mode not in MODES:
@@ -105,7 +111,7 @@ class CondNet(nn.Module):
             )
         h, trace = x, []
         for index, layer in enumerate(self.hidden):
-            sigma, mask = self._decide(index, h, mode, generator, masks)
+            sigma, mask = self._decide(index, h, mode, generator, masks, estimator, temperature)
             pre = layer(h)
             if mask is None:  # dense NN
                 out = self.activation(pre)
@@ -130,7 +136,7 @@ class CondNet(nn.Module):
             raise ValueError("the input contains NaN, infinite or float32-overflowing values")
         return x
 
-    def _decide(self, index, h, mode, generator, masks):
+    def _decide(self, index, h, mode, generator, masks, estimator="reinforce", temperature=1.0):
         if masks is not None:
             mask = torch.as_tensor(masks[index])
             expected = (h.shape[0], self.n_blocks[index])
@@ -146,8 +152,15 @@ class CondNet(nn.Module):
         # The policy reads h detached: its parameters are {Z, d} only, and no policy loss reaches W.
         sigma = self.policies[index](h.detach())
         if mode == "threshold":
-            mask = (sigma > 0.5).to(h.dtype)
-        else:
-            noise = torch.rand(sigma.shape, generator=generator, dtype=sigma.dtype, device=sigma.device)
-            mask = (noise < sigma.detach()).to(h.dtype)
+            return sigma, (sigma > 0.5).to(h.dtype)
+        noise = torch.rand(sigma.shape, generator=generator, dtype=sigma.dtype, device=sigma.device)
+        if estimator == "gumbel" and self.cfg.kind == "condnet":
+            # binary concrete: sigmoid((logit sigma + logit U) / T), a relaxed Bernoulli(sigma) draw that
+            # tends to the hard one as T -> 0 (the clamp keeps logit U finite)
+            noise = noise.clamp(1e-6, 1 - 1e-6)
+            return sigma, torch.sigmoid((torch.logit(sigma) + torch.logit(noise)) / temperature)
+        mask = (noise < sigma.detach()).to(h.dtype)
+        if estimator == "straight_through" and self.cfg.kind == "condnet":
+            # forward: exactly the hard draw (sigma - sigma is exactly 0); backward: d mask / d sigma = 1
+            mask = mask + (sigma - sigma.detach())
         return sigma, mask

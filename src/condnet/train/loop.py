@@ -23,11 +23,13 @@ from condnet.config import Config
 from condnet.data.splits import Splits
 from condnet.errors import TrainingError
 from condnet.nn.condnet import CondNet
-from condnet.run_dir import EPOCH_LOG, TRAIN_STATE, write_atomic
+from condnet.run_dir import EPOCH_LOG, TRAIN_STATE, RunDir, write_atomic
+from condnet.train.checkpoint import load_checkpoint
 from condnet.train.evaluate import evaluate
 from condnet.train.objective import (
     Baseline,
     block_balance,
+    distillation,
     example_balance,
     reinforce_surrogate,
     squared_norm,
@@ -67,23 +69,56 @@ def make_optimizer(model: CondNet, cfg: Config) -> torch.optim.Optimizer:
     return torch.optim.SGD(groups)
 
 
-def training_loss(model: CondNet, out, y: torch.Tensor, cfg: Config, baseline: Baseline, progress=1.0):
+def gumbel_temperature(cfg: Config, progress: float) -> float:
+    """Geometric from train.gumbel_temperature[0] (progress 0) to [1] (the last epoch's end)."""
+    first, last = cfg.train.gumbel_temperature
+    return first * (last / first) ** min(1.0, progress / cfg.train.max_epochs)
+
+
+def training_loss(
+    model: CondNet, out, y: torch.Tensor, cfg: Config, baseline: Baseline, progress=1.0, teacher=None
+):
     """The scalar whose gradient updates every parameter (see condnet.train.objective for which part
     reaches which parameters). `progress`: epochs done so far (fractional), for the lambda_s warm-up.
+    teacher: the teacher's logits for these examples (distillation), or None.
     Returns (loss, per-example NLL)."""
     t = cfg.train
     lambda_s = t.lambda_s * min(1.0, progress / t.lambda_s_warmup) if t.lambda_s_warmup > 0 else t.lambda_s
     nll = F.cross_entropy(out.logits, y, reduction="none")
+    cost = nll
+    if teacher is not None:
+        w = t.distill_weight
+        cost = (1 - w) * nll + w * distillation(out.logits, teacher, t.distill_temperature)
     reduce = torch.sum if t.loss_reduction == "sum" else torch.mean
-    loss = reduce(nll) + t.lambda_l2 * squared_norm(model.network_parameters())
+    loss = reduce(cost) + t.lambda_l2 * squared_norm(model.network_parameters())
     if model.cfg.kind == "condnet":
-        b = baseline(nll)
+        b = baseline(cost) if t.estimator == "reinforce" else 0.0
         for index, (trace, tau) in enumerate(zip(out.layers, model.cfg.tau, strict=True)):
-            loss = loss + reduce(reinforce_surrogate(trace.sigma, trace.mask, nll, b))
+            if t.estimator == "reinforce":
+                loss = loss + reduce(reinforce_surrogate(trace.sigma, trace.mask, cost, b))
             loss = loss + lambda_s * (block_balance(trace.sigma, tau) + example_balance(trace.sigma, tau))
             loss = loss + t.lambda_v * variance_reward(trace.sigma)
             loss = loss + t.lambda_l2 * squared_norm(model.policy_parameters(index))
     return loss, nll
+
+
+def teacher_logits(cfg: Config, splits: Splits) -> torch.Tensor | None:
+    """The teacher run's logits on the training split (computed once: no augmentation, so exact), or
+    None without distillation. Gated teachers decide by threshold (bdNN, which has none, by sampling)."""
+    if not cfg.train.teacher or cfg.train.distill_weight == 0:
+        return None
+    run_dir = RunDir(cfg.train.teacher).require_finished()
+    teacher = load_checkpoint(run_dir)
+    if (teacher.input_dim, teacher.n_classes) != (splits.input_dim, splits.n_classes):
+        raise TrainingError(
+            f"train.teacher {run_dir} has {teacher.input_dim} inputs and {teacher.n_classes} classes; "
+            f"the data has {splits.input_dim} and {splits.n_classes}: choose a teacher trained on this data"
+        )
+    mode = "sample" if teacher.cfg.kind == "bdnn" else "threshold"
+    generator = torch.Generator().manual_seed(cfg.seed)
+    with torch.no_grad():
+        chunks = [teacher(x, mode=mode, generator=generator).logits for x in splits.x_train.split(1000)]
+    return torch.cat(chunks)
 
 
 @dataclass
@@ -156,8 +191,11 @@ class TrainState:
         )
 
 
-def train_epoch(state: TrainState, cfg: Config, splits: Splits, epoch: int, on_batch=None) -> EpochRecord:
-    """One pass over the training split in a fresh random order, then the validation error."""
+def train_epoch(
+    state: TrainState, cfg: Config, splits: Splits, epoch: int, on_batch=None, teacher=None
+) -> EpochRecord:
+    """One pass over the training split in a fresh random order, then the validation error.
+    teacher: the teacher's logits on the whole training split (distillation), or None."""
     model, n, bs = state.model, len(splits.x_train), cfg.train.batch_size
     n_batches = (n + bs - 1) // bs
     model.train()
@@ -167,8 +205,11 @@ def train_epoch(state: TrainState, cfg: Config, splits: Splits, epoch: int, on_b
     for batch, start in enumerate(range(0, n, bs)):
         idx = order[start : start + bs]
         x, y = splits.x_train[idx], splits.y_train[idx]
-        out = model(x, mode="sample", generator=state.masks_rng)
-        loss, nll = training_loss(model, out, y, cfg, state.baseline, epoch - 1 + batch / n_batches)
+        progress = epoch - 1 + batch / n_batches
+        temperature = gumbel_temperature(cfg, progress)
+        out = model(x, "sample", state.masks_rng, estimator=cfg.train.estimator, temperature=temperature)
+        soft = None if teacher is None else teacher[idx]
+        loss, nll = training_loss(model, out, y, cfg, state.baseline, progress, soft)
         if not torch.isfinite(loss):
             raise TrainingError(
                 f"the training loss became {loss.item()} at epoch {epoch}, batch {batch}; "
@@ -223,11 +264,12 @@ def train(
     state_file = None if workdir is None else Path(workdir) / TRAIN_STATE
     if state_file is not None and state_file.is_file():
         state.load(state_file)
+    teacher = teacher_logits(cfg, splits)
     result = state.result
     # a state saved after early stopping's last epoch has nothing left to train
     last = len(result.history) if state.stale >= cfg.train.patience else cfg.train.max_epochs
     for epoch in range(len(result.history) + 1, last + 1):
-        record = train_epoch(state, cfg, splits, epoch, on_batch)
+        record = train_epoch(state, cfg, splits, epoch, on_batch, teacher)
         result.history.append(record)
         result.train_seconds += record.train_seconds
         keep_if_best(state, cfg, record)

@@ -1,11 +1,17 @@
 """The learning signals of CondNet (paper section 3, eqs. 2-7).
 
-Which gradient reaches which parameter:
-- Theta_NN (the W, b of every layer) gets the gradient of the NLL + lambda_L2 ||Theta_NN||^2, by backprop.
-  Masks are discrete draws, so the NLL gives no gradient to the policies.
-- Theta_pi = {Z_l, d_l} gets, per layer, the REINFORCE estimate of grad E[C] (eq. 4) plus the gradient of
-  lambda_s (L_b + L_e) + lambda_v L_v + lambda_L2 ||Theta_pi||^2. The policies read the previous layer's
-  activations detached (see CondNet), so none of these terms reaches Theta_NN.
+Which gradient reaches which parameter (the task loss C is the per-example NLL, or with distillation
+(1 - w) NLL + w T^2 KL(teacher || student) at temperature T):
+- Theta_NN (the W, b of every layer) gets the gradient of C + lambda_L2 ||Theta_NN||^2, by backprop.
+- Theta_pi = {Z_l, d_l} gets, per layer, the gradient of lambda_s (L_b + L_e) + lambda_v L_v +
+  lambda_L2 ||Theta_pi||^2, and from C, by train.estimator:
+  - reinforce (the paper): masks are discrete draws, so C gives no gradient by backprop; the REINFORCE
+    estimate of grad E[C] (eq. 4) is added instead (unbiased, high variance);
+  - straight_through: C's gradient reaches sigma as if the hard mask were sigma (biased, low variance);
+  - gumbel: C's gradient through the relaxed masks (binary concrete), with the temperature annealed from
+    train.gumbel_temperature[0] to [1] over the epochs (biased while T > 0; hard masks at test time).
+  The policies read the previous layer's activations detached (see CondNet), so none of these terms
+  reaches Theta_NN; Theta_NN is trained with the masks it will run with (relaxed, for gumbel).
 
 Scale (how lambdas map onto the paper's): with loss_reduction = "sum" (the authors' code) the NLL and the
 REINFORCE term are summed over the m examples of the batch; with "mean" both are averaged, which divides
@@ -33,6 +39,14 @@ def reinforce_surrogate(
     grad_theta E[C]. cost is the per-example NLL; it and the baseline b carry no gradient.
     """
     return (cost.detach() - baseline) * log_prob(sigma, mask)
+
+
+def distillation(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Per-example T^2 KL(softmax(teacher / T) || softmax(student / T)), (batch,): soft targets on the
+    logits (Hinton et al. 2015); the T^2 keeps the gradient's scale as T changes. teacher: no gradient."""
+    target = torch.log_softmax(teacher.detach() / temperature, dim=1)
+    log_student = torch.log_softmax(student / temperature, dim=1)
+    return temperature**2 * (target.exp() * (target - log_student)).sum(dim=1)
 
 
 def block_balance(sigma: torch.Tensor, tau: float) -> torch.Tensor:
