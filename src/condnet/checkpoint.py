@@ -44,11 +44,11 @@ def expected_shapes(input_dim: int, n_classes: int, model: ModelConfig) -> dict[
     shapes["output.weight"] = (n_classes, dims[-1])
     shapes["output.bias"] = (n_classes,)
     if model.kind == "condnet":
-        for index, (n_in, width, block) in enumerate(
-            zip(dims[:-1], model.widths, model.block_size, strict=True)
-        ):
-            shapes[f"policies.{index}.Z"] = (width // block, n_in)
-            shapes[f"policies.{index}.d"] = (width // block,)
+        layers = zip(dims[:-1], model.widths, model.block_size, model.gated, strict=True)
+        for index, (n_in, width, block, gated) in enumerate(layers):
+            if gated:
+                shapes[f"policies.{index}.Z"] = (width // block, n_in)
+                shapes[f"policies.{index}.d"] = (width // block,)
     return shapes
 
 

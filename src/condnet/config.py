@@ -37,7 +37,10 @@ class ModelConfig:
     tau: list[float] = field(default_factory=lambda: [1 / 16])  # target rate; bdNN's block rate
     p_min: float = 0.01  # policy probabilities are squashed into [p_min, p_max]
     p_max: float = 0.99
-    dropout: float = 0.0  # unit dropout of the dense NN baseline (kind = "nn" only)
+    dropout: float = 0.0  # unit dropout of the dense layers during training (the dense NN's, mostly)
+    # per hidden layer: gated by its policy (condnet, bdnn) or dense; for instance [false, true] is a
+    # dense trunk whose output routes a wide gated layer. The dense NN (kind nn) has no gated layer.
+    gated: list[bool] = field(default_factory=lambda: [True])
 
 
 @dataclass
@@ -219,6 +222,11 @@ def validate(cfg: Config) -> Config:
             size > 0 and width % size == 0,
             f"a positive divisor of the layer width {width}",
         )
+    gated = m.gated if isinstance(m.gated, list) else [m.gated]
+    gated = gated * cfg.n_hidden if len(gated) == 1 else gated
+    _check("model.gated", m.gated, len(gated) == cfg.n_hidden and all(isinstance(g, bool) for g in gated),
+           "true or false, one value or one per hidden layer")  # fmt: skip
+    m.gated = gated
     for tau in m.tau:
         _check("model.tau", m.tau, 0 < tau <= 1, "numbers in (0, 1], one or one per hidden layer")
     _number("model.p_min", m.p_min, float)

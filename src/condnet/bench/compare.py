@@ -56,7 +56,7 @@ def synthetic_model(
     if kind == "nn":
         return model.eval()
     with torch.no_grad():
-        for policy, density in zip(model.policies, densities, strict=True):
+        for policy, density in zip(model.policies, densities, strict=True):  # every layer gated here
             policy.p_min, policy.p_max = 0.0, 1.0
             policy.Z.zero_()
             logit = np.log(density / (1 - density)) if 0 < density < 1 else (30.0 if density >= 1 else -30.0)
@@ -127,7 +127,7 @@ def bench(
             mask_rng = np.random.default_rng(seed)  # one stream: every chunk draws its own masks
             masks = [engine.forward(c, mode, seed=mask_rng)[1] for c in chunks]
             per_layer = [np.concatenate([m[layer] for m in masks]) for layer in range(len(model.hidden))]
-            with_policy = model.cfg.kind == "condnet"
+            with_policy = model.learned_policies
             macs = (
                 active_macs(
                     model.input_dim,

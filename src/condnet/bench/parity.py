@@ -1,17 +1,18 @@
 """`condnet parity`: a randomized sweep of the engine against the PyTorch model (the reference).
 
 Each case draws an architecture (1-3 hidden layers, block sizes 1-64, 1-12 blocks), a model kind
-(learned policy, uniform bdNN policy, dense), an activation, policy densities from 0 to 1, a batch
-(0; 1 = the fused path; up to 300), a mode (threshold, sample, or masks given by the caller), one or two
-threads, and which layers the engine computes densely (its fallback: a random crossover per layer).
-The engine decides its masks; the PyTorch model is run with those masks and must give the same logits
-within 1e-5 relative. In threshold mode the engine's decisions must also be PyTorch's sigma > 0.5
-wherever sigma is further than 1e-5 from 0.5 (closer, float rounding may decide either way).
+(learned policy, uniform bdNN policy, dense), which layers of a gated net are dense, an activation,
+policy densities from 0 to 1, a batch (0; 1 = the fused path; up to 300), a mode (threshold, sample,
+or masks given by the caller), one or two threads, and which layers the engine computes densely (its
+fallback: a random crossover per layer). The engine decides its masks; the PyTorch model is run with
+those masks and must give the same logits within 1e-5 relative. A dense layer must have every block
+on; in threshold mode the engine's decisions must be PyTorch's sigma > 0.5 wherever sigma is further
+than 1e-5 from 0.5 (closer, float rounding may decide either way).
 """
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,12 +39,13 @@ class Case:
     threads: int
     densities: list[float]
     dense_layers: list[bool]  # layers whose crossover sends them to the engine's dense product
+    gated: list[bool]  # per hidden layer: gated, or a dense layer of a gated net (model.gated)
 
     def __str__(self) -> str:
         arch = "-".join([str(self.input_dim), *(f"{k}x{b}" for k, b in self.layers), str(self.n_classes)])
         return (f"case {self.index}: {self.kind} {self.activation} {arch} batch {self.batch} {self.mode} "
                 f"threads {self.threads} densities {[round(d, 2) for d in self.densities]} "
-                f"dense {self.dense_layers}")  # fmt: skip
+                f"dense {self.dense_layers} gated {self.gated}")  # fmt: skip
 
 
 def draw_case(index: int, rng: np.random.Generator, max_threads: int) -> Case:
@@ -65,6 +67,7 @@ def draw_case(index: int, rng: np.random.Generator, max_threads: int) -> Case:
         int(rng.integers(1, max_threads + 1)),
         densities,
         [bool(rng.random() < 0.3) for _ in range(n_hidden + 1)],
+        [kind != "nn" and bool(rng.random() < 0.75) for _ in range(n_hidden)],
     )
 
 
@@ -72,7 +75,8 @@ def build(case: Case, rng: np.random.Generator) -> CondNet:
     """Random weights and non-zero biases; policies near their case's density (bdNN: tau = density)."""
     widths = [k * b for k, b in case.layers]
     taus = [min(max(d, 0.01), 1.0) for d in case.densities]
-    cfg = Config(model=ModelConfig(case.kind, widths, [b for _, b in case.layers], case.activation, taus))
+    sizes = [b for _, b in case.layers]
+    cfg = Config(model=ModelConfig(case.kind, widths, sizes, case.activation, taus, gated=case.gated))
     model = CondNet(case.input_dim, case.n_classes, validate(cfg).model)
     with torch.no_grad():
         for p in model.parameters():
@@ -80,7 +84,10 @@ def build(case: Case, rng: np.random.Generator) -> CondNet:
                 torch.from_numpy(rng.normal(0, 1 / np.sqrt(max(p.shape[-1], 1)), p.shape).astype(np.float32))
             )
         if case.kind == "condnet":
-            for policy, density in zip(model.policies, case.densities, strict=True):
+            for index, density in enumerate(case.densities):
+                policy = model.policy(index)
+                if policy is None:
+                    continue
                 logit = np.log(density / (1 - density)) if 0 < density < 1 else (9.0 if density else -9.0)
                 policy.d.add_(float(logit))
     return model.eval()
@@ -111,10 +118,16 @@ def check(case: Case, seed: int) -> str | None:
     error = float(np.abs(logits - expected).max(initial=0))
     if error > RTOL * scale:
         return f"logits differ by {error:.3g} (allowed {RTOL * scale:.3g})"
-    if case.mode == "threshold" and case.kind != "nn":
-        for index, (trace, mask) in enumerate(zip(out.layers, masks, strict=True)):
-            tau = np.full(mask.shape, model.cfg.tau[index])
-            sigma = trace.sigma.numpy() if case.kind == "condnet" else tau
+    if case.mode == "given":
+        return None
+    for index, (trace, mask) in enumerate(zip(out.layers, masks, strict=True)):
+        if not case.gated[index]:
+            if not mask.all():
+                return f"layer {index + 1} is dense, but the engine turned blocks off"
+        elif case.mode == "threshold":
+            sigma = (
+                trace.sigma.numpy() if case.kind == "condnet" else np.full(mask.shape, model.cfg.tau[index])
+            )
             clear = np.abs(sigma - 0.5) > SIGMA_TIE
             if np.any((sigma > 0.5)[clear] != mask.astype(bool)[clear]):
                 return f"threshold decisions of layer {index + 1} differ from sigma > 0.5"
@@ -133,15 +146,14 @@ def sweep(cases: int, seed: int = 0, max_threads: int = 2, on_case=None) -> Swee
 
     rng = np.random.default_rng(seed)
     max_threads = min(max_threads, numba.config.NUMBA_NUM_THREADS)
-    counts = {
-        name: Counter() for name in ("kind", "mode", "batch", "threads", "hidden layers", "dense layers")
-    }
+    counts: dict[str, Counter] = defaultdict(Counter)
     mismatches = []
     for index in range(cases):
         case = draw_case(index, rng, max_threads)
         covered = {"kind": case.kind, "mode": case.mode, "threads": case.threads,
                    "batch": str(case.batch) if case.batch < 2 else ">1", "hidden layers": len(case.layers),
-                   "dense layers": sum(case.dense_layers) > 0}  # fmt: skip
+                   "dense layers": sum(case.dense_layers) > 0,
+                   "mixed dense and gated layers": len(set(case.gated)) > 1}  # fmt: skip
         for name, value in covered.items():
             counts[name][value] += 1
         try:

@@ -113,10 +113,11 @@ class Engine:
                 weight_t=np.ascontiguousarray(weight.T),
                 activation=ACTIVATIONS[cfg.activation] if index < n_hidden else kernels.IDENTITY,
             )
-            if index < n_hidden and cfg.kind == "condnet":
+            gated = index < n_hidden and cfg.kind != "nn" and cfg.gated[index]  # else: every block on
+            if gated and cfg.kind == "condnet":
                 layer.z_tiles = policy_tiles(np.asarray(tensors[f"policies.{index}.Z"]), sizes[index])
                 layer.d = np.array(tensors[f"policies.{index}.d"], np.float32)
-            elif index < n_hidden and cfg.kind == "bdnn":
+            elif gated and cfg.kind == "bdnn":
                 layer.tau = cfg.tau[index]
             self.layers.append(layer)
         self._blocks = [layer.n_out_blocks for layer in self.hidden]

@@ -23,7 +23,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from condnet.config import MODES, ModelConfig
-from condnet.nn.policy import BlockPolicy, UniformPolicy
+from condnet.nn.policy import BlockPolicy, NoPolicy, UniformPolicy
 
 _REAL = {torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.uint8, torch.int8, torch.int16,
          torch.int32, torch.int64, torch.bool}  # fmt: skip
@@ -66,24 +66,31 @@ class CondNet(nn.Module):
         dims = [input_dim, *cfg.widths]
         self.hidden = nn.ModuleList(nn.Linear(i, o) for i, o in zip(dims[:-1], dims[1:], strict=True))
         self.output = nn.Linear(dims[-1], n_classes)
-        if cfg.kind == "condnet":
-            self.policies = nn.ModuleList(
-                BlockPolicy(i, k, cfg.p_min, cfg.p_max) for i, k in zip(dims[:-1], self.n_blocks, strict=True)
-            )
-        elif cfg.kind == "bdnn":
-            self.policies = nn.ModuleList(
-                UniformPolicy(k, t) for k, t in zip(self.n_blocks, cfg.tau, strict=True)
-            )
-        else:
+        if cfg.kind == "nn":
             self.policies = None
+        else:  # a dense layer of a gated net has the placeholder NoPolicy (no parameters)
+            layers = zip(dims[:-1], self.n_blocks, cfg.tau, cfg.gated, strict=True)
+            self.policies = nn.ModuleList(
+                NoPolicy() if not gated
+                else BlockPolicy(n_in, k, cfg.p_min, cfg.p_max) if cfg.kind == "condnet"
+                else UniformPolicy(k, tau)
+                for n_in, k, tau, gated in layers
+            )  # fmt: skip
         self.activation = torch.tanh if cfg.activation == "tanh" else torch.relu
         for layer in [*self.hidden, self.output]:  # paper section 4.1: Glorot-uniform, zero biases
             nn.init.xavier_uniform_(layer.weight)
             nn.init.zeros_(layer.bias)
 
+    def policy(self, layer: int) -> nn.Module | None:
+        """The policy of a hidden layer, None for a dense layer."""
+        if self.policies is None or isinstance(self.policies[layer], NoPolicy):
+            return None
+        return self.policies[layer]
+
     @property
-    def is_dense(self) -> bool:
-        return self.policies is None
+    def learned_policies(self) -> list[bool]:
+        """Per hidden layer: does a learned policy (which costs multiply-adds) decide its blocks?"""
+        return [isinstance(self.policy(i), BlockPolicy) for i in range(len(self.hidden))]
 
     def network_parameters(self) -> list[nn.Parameter]:
         """Theta_NN: the weights and biases of the hidden and output layers."""
@@ -91,7 +98,7 @@ class CondNet(nn.Module):
 
     def policy_parameters(self, layer: int) -> list[nn.Parameter]:
         """Theta_pi of one hidden layer: {Z, d} (empty for the NN and bdNN baselines)."""
-        return [] if self.policies is None else list(self.policies[layer].parameters())
+        return [] if self.policies is None else list(self.policies[layer].parameters())  # NoPolicy: []
 
     def forward(
         self,
@@ -113,7 +120,7 @@ class CondNet(nn.Module):
         for index, layer in enumerate(self.hidden):
             sigma, mask = self._decide(index, h, mode, generator, masks, estimator, temperature)
             pre = layer(h)
-            if mask is None:  # dense NN
+            if mask is None:  # a dense layer
                 out = self.activation(pre)
                 if self.training and self.cfg.dropout > 0:
                     out = F.dropout(out, self.cfg.dropout)
@@ -145,12 +152,13 @@ class CondNet(nn.Module):
             if ((mask != 0) & (mask != 1)).any():
                 raise ValueError(f"masks[{index}] must hold only 0 and 1 (a block is on or off)")
             mask = mask.to(h.dtype)
-            sigma = None if self.policies is None else self.policies[index](h.detach())
-            return sigma, mask
-        if self.policies is None:
+            policy = self.policy(index)
+            return (None if policy is None else policy(h.detach())), mask
+        policy = self.policy(index)
+        if policy is None:  # a dense layer
             return None, None
         # The policy reads h detached: its parameters are {Z, d} only, and no policy loss reaches W.
-        sigma = self.policies[index](h.detach())
+        sigma = policy(h.detach())
         if mode == "threshold":
             return sigma, (sigma > 0.5).to(h.dtype)
         noise = torch.rand(sigma.shape, generator=generator, dtype=sigma.dtype, device=sigma.device)

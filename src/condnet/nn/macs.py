@@ -20,18 +20,20 @@ def active_macs(
     block_sizes: list[int],
     n_classes: int,
     masks: list[torch.Tensor],
-    with_policy: bool = True,
+    with_policy: bool | list[bool] = True,
 ) -> torch.Tensor:
     """MACs per example, (batch,), when each layer computes only its active blocks.
 
-    masks: per hidden layer, (batch, n_blocks) in {0, 1}. with_policy adds n_in_active * n_blocks per layer.
+    masks: per hidden layer, (batch, n_blocks) in {0, 1}. with_policy (one value, or one per layer)
+    adds the learned policy's n_in_active * n_blocks.
     """
     active_in = torch.full((masks[0].shape[0],), float(input_dim), dtype=torch.float64)
     total = torch.zeros_like(active_in)
-    for mask, size in zip(masks, block_sizes, strict=True):
+    policies = with_policy if isinstance(with_policy, list) else [with_policy] * len(masks)
+    for mask, size, policy in zip(masks, block_sizes, policies, strict=True):
         active_out = mask.to(torch.float64).sum(dim=1) * size
         total += active_in * active_out
-        if with_policy:
+        if policy:
             total += active_in * mask.shape[1]
         active_in = active_out
     return total + active_in * n_classes

@@ -37,3 +37,7 @@ class UniformPolicy(nn.Module):
 
     def forward(self, s: torch.Tensor) -> torch.Tensor:
         return s.new_full((s.shape[0], self.n_blocks), self.tau)
+
+
+class NoPolicy(nn.Module):
+    """The place of a dense layer's policy in a gated net (model.gated = false): every block is on."""

@@ -45,7 +45,7 @@ def evaluate(
         nll += F.cross_entropy(out.logits, yb, reduction="sum").item()
         errors += (out.logits.argmax(dim=1) != yb).sum().item()
         masks = [t.mask for t in out.layers]
-        with_policy = model.cfg.kind == "condnet"
+        with_policy = model.learned_policies
         macs += (
             active_macs(model.input_dim, model.block_sizes, model.n_classes, masks, with_policy).sum().item()
         )

@@ -94,6 +94,8 @@ def training_loss(
     if model.cfg.kind == "condnet":
         b = baseline(cost) if t.estimator == "reinforce" else 0.0
         for index, (trace, tau) in enumerate(zip(out.layers, model.cfg.tau, strict=True)):
+            if trace.sigma is None:
+                continue  # a dense layer
             if t.estimator == "reinforce":
                 loss = loss + reduce(reinforce_surrogate(trace.sigma, trace.mask, cost, b))
             loss = loss + lambda_s * (block_balance(trace.sigma, tau) + example_balance(trace.sigma, tau))
