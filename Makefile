@@ -12,7 +12,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[train,bench,dev]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[train,bench,search,dev]'
 	touch $(STAMP)
 
 # The main job: the default model and its dense twin, trained on MNIST (runs/ is rewritten each time),

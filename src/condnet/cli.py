@@ -13,7 +13,7 @@ from condnet.run_dir import CONFIG, RunDir
 # the extra (pyproject.toml) that brings each optional module: the core package runs the engine only.
 # `condnet bench` needs the bench extra, which has torch too.
 MODULE_EXTRA = {"torch": "train", "tqdm": "train", "matplotlib": "train", "scipy": "train",
-                "onnx": "bench", "onnxruntime": "bench"}  # fmt: skip
+                "onnx": "bench", "onnxruntime": "bench", "optuna": "search"}  # fmt: skip
 
 
 def _progress_callbacks(max_epochs: int):
@@ -252,6 +252,17 @@ def cmd_parity(args) -> None:
         raise CondnetError(f"the engine differs from the PyTorch model in {len(result.mismatches)} case(s)")
 
 
+def cmd_search(args) -> None:
+    from condnet.search.study import run_search
+
+    outputs = run_search(args.space, args.trials, args.out, args.storage, args.workers)
+    print(f"{outputs.trials} trials in {outputs.csv}; the Pareto set (validation error, batch-1 latency):")
+    for row in outputs.pareto:
+        params = ", ".join(f"{k[6:]}={v}" for k, v in row.items() if k.startswith("param:"))
+        print(f"  trial {row['trial']}: {100 * row['valid_error']:.2f} %, {row['b1_latency_us']:.1f} us "
+              f"({row['latency_from']}); {params}")  # fmt: skip
+
+
 def _run_table(args, table) -> None:
     from condnet.reproduce.command import run_table
     from condnet.reproduce.tables import select_rows
@@ -348,6 +359,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help='print {"records": [...]} instead of a table')
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("search", help="Optuna search: validation error and batch-1 latency, the Pareto set")
+    p.add_argument("space", type=Path, help="SPACE.toml (see condnet.search.space)")
+    p.add_argument(
+        "--trials", type=_positive_int, default=100, help="trials in the study, resumed ones included"
+    )
+    p.add_argument("--workers", type=_positive_int, default=1, help="trials trained in parallel")
+    p.add_argument("--out", type=Path, required=True, help="the trials' runs, search.csv and pareto.csv")
+    p.add_argument("--storage", type=Path, help="Optuna journal file (default: OUT/journal.log)")
+    p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("parity", help="a randomized sweep: the engine against the PyTorch model, same masks")
     p.add_argument("--cases", type=_positive_int, default=10_000)

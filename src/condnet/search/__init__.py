@@ -1,0 +1,1 @@
+"""Searching configurations with Optuna: spaces (TOML) and the two-objective study."""

@@ -1,0 +1,173 @@
+"""`condnet search SPACE.toml`: Optuna chooses configs; each trial trains a run and is scored by its
+validation error and its measured batch-1 latency on one core (two objectives; the result is the
+Pareto set of trials). The test split is never read for a choice.
+
+- Storage: Optuna's journal file (OUT/journal.log by default), so a killed search resumes and several
+  processes share it. Trials that a killed search left running are marked failed and tried again.
+- A trial's run is OUT/runs/<hash of its resolved config>: a config drawn twice is trained once, and a
+  trial interrupted mid-training continues from its last epoch (condnet.run_dir).
+- Latency: the engine's for gated nets; for dense nets the fastest of PyTorch, the engine and ONNX
+  Runtime (what a user would deploy). With several workers, a trial is timed while the others train:
+  the Pareto set should be timed again alone (`condnet frontier` does).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from condnet.config import to_toml
+from condnet.errors import CondnetError
+from condnet.reproduce.runner import end_with_parent
+from condnet.run_dir import ANALYSIS, CONFIG, EPOCH_LOG, RunDir, write_atomic
+from condnet.search.space import Space, load_space
+
+OBJECTIVES = ("valid_error", "b1_latency_us")
+TIMING_REPEATS = 9
+
+
+@dataclass
+class SearchOutputs:
+    csv: Path
+    pareto: list[dict]  # one dict per Pareto-optimal trial (a row of the CSV)
+    trials: int
+
+
+def run_dir_of(out: Path, toml: str) -> Path:
+    return out / "runs" / hashlib.sha256(toml.encode()).hexdigest()[:12]
+
+
+def best_validation_error(run_dir: Path) -> float:
+    """The validation error of the epoch that early stopping kept (the run's model)."""
+    import json
+
+    best = json.loads((run_dir / ANALYSIS).read_text())["best_epoch"]
+    records = [json.loads(line) for line in (run_dir / EPOCH_LOG).read_text().splitlines()]
+    return next(r["valid_error"] for r in records if r["epoch"] == best)
+
+
+def batch1_latency_us(run_dir: Path, repeats: int = TIMING_REPEATS) -> tuple[float, str]:
+    """Median batch-1 latency on one core, on validation inputs, and what ran it."""
+    import torch
+
+    from condnet.bench.compare import bench
+    from condnet.experiment import load_run
+
+    torch.set_num_threads(1)
+    cfg, model, splits = load_run(run_dir)
+    record = bench(model, splits.x_valid[:512].numpy(), [1], [1], "sample", repeats)[0]
+    if cfg.model.kind != "nn":
+        return 1e3 * record.engine_ms, "engine"
+    times = {"pytorch": record.dense_ms, "onnxruntime": record.ort_ms, "engine": record.engine_ms}
+    fastest = min(times, key=times.get)
+    return 1e3 * times[fastest], fastest
+
+
+def objective(space: Space, out: Path, trial) -> tuple[float, float]:
+    from condnet.experiment import run_training
+
+    cfg = space.config({p.key: p.suggest(trial) for p in space.params})
+    toml = to_toml(cfg)
+    run = RunDir(run_dir_of(out, toml))
+    trial.set_user_attr("config", toml)
+    trial.set_user_attr("run_dir", str(run.path))
+    if not run.is_finished():
+        resume = (run.partial / CONFIG).is_file() and (run.partial / CONFIG).read_text() == toml
+        run_training(cfg, run.path, force=True, resume=resume)
+    latency, source = batch1_latency_us(run.path)
+    trial.set_user_attr("latency_from", source)
+    return best_validation_error(run.path), latency
+
+
+def _study(space: Space, storage: Path, worker: int = 0):
+    """The study in the journal file (created if new); worker: seeds its own sampler."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    journal = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(storage)))
+    sampler = optuna.samplers.TPESampler(seed=1000 * space.seed + worker)
+    return optuna.create_study(
+        study_name=space.name, storage=journal, sampler=sampler, directions=["minimize", "minimize"],
+        load_if_exists=True,
+    )  # fmt: skip
+
+
+def _worker(space_path: str, storage: str, out: str, trials: int, threads: int, worker: int) -> None:
+    import optuna
+    import torch
+
+    torch.set_num_threads(threads)
+    space = load_space(space_path)
+    study = _study(space, Path(storage), worker)
+    done = optuna.study.MaxTrialsCallback(trials, states=None)  # failed trials count too
+    study.optimize(
+        lambda trial: objective(space, Path(out), trial), n_trials=trials, callbacks=[done],
+        catch=(CondnetError,),
+    )  # fmt: skip
+
+
+def rows(study) -> list[dict]:
+    """Every trial as a CSV row: its number, state, objectives, parameters, run and config."""
+    table = []
+    for t in study.get_trials(deepcopy=False):
+        row = {"trial": t.number, "state": t.state.name}
+        row.update(zip(OBJECTIVES, t.values or [None, None], strict=True))
+        row["latency_from"] = t.user_attrs.get("latency_from")
+        row.update({f"param:{k}": v for k, v in t.params.items()})
+        row["run_dir"] = t.user_attrs.get("run_dir")
+        table.append(row)
+    return table
+
+
+def write_rows(table: list[dict], path: Path) -> None:
+    fields = list(dict.fromkeys(k for row in table for k in row))
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fields)
+    writer.writeheader()
+    writer.writerows(table)
+    write_atomic(path, text.getvalue())
+
+
+def run_search(
+    space_path: Path, trials: int, out: Path, storage: Path | None = None, workers: int = 1, log=print
+) -> SearchOutputs:
+    """Run the search until the study holds `trials` finished or failed trials; write OUT/search.csv
+    (every trial) and OUT/pareto.csv (the Pareto set)."""
+    import optuna
+
+    for name, value in (("--trials", trials), ("--workers", workers)):
+        if value < 1:
+            raise CondnetError(f"{name} must be at least 1, got {value}")
+    space = load_space(space_path)
+    storage = storage or out / "journal.log"
+    with RunDir(out).lock():  # one search per output directory
+        out.mkdir(parents=True, exist_ok=True)
+        study = _study(space, storage)
+        for stale in study.get_trials(states=(optuna.trial.TrialState.RUNNING,)):  # killed mid-trial
+            study._storage.set_trial_state_values(stale._trial_id, optuna.trial.TrialState.FAIL)
+            study.enqueue_trial(stale.params, skip_if_exists=False)
+        finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL)
+        before = len(study.get_trials(states=finished))
+        log(f"{space.name}: {before} of {trials} trials done; {max(0, trials - before)} to run")
+        if before < trials:
+            threads = max(1, (os.cpu_count() or 1) // workers)
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(workers, mp_context=context, initializer=end_with_parent,
+                                     initargs=(os.getpid(),)) as pool:  # fmt: skip
+                futures = [pool.submit(_worker, str(space_path), str(storage), str(out), trials, threads, w)
+                           for w in range(workers)]  # fmt: skip
+                for future in futures:
+                    future.result()
+        study = _study(space, storage)
+        table = rows(study)
+        write_rows(table, out / "search.csv")
+        pareto_numbers = {t.number for t in study.best_trials}
+        pareto = [row for row in table if row["trial"] in pareto_numbers]
+        write_rows(pareto or [{"trial": None}], out / "pareto.csv")
+    return SearchOutputs(out / "search.csv", sorted(pareto, key=lambda r: r["b1_latency_us"]), len(table))
