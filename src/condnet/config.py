@@ -23,7 +23,8 @@ ACTIVATIONS = ("tanh", "relu")
 OPTIMIZERS = ("sgd", "adam")
 BASELINES = ("none", "batch_min", "batch_mean", "leave_one_out", "moving_average")
 REDUCTIONS = ("sum", "mean")
-ESTIMATORS = ("reinforce", "straight_through", "gumbel")  # how the policies learn (train/objective.py)
+ESTIMATORS = ("reinforce", "straight_through", "gumbel")
+ROUTERS = ("bernoulli", "topk")  # how the policies learn (train/objective.py)
 DATASETS = ("mnist", "cifar10", "svhn", "idx")
 MODES = ("sample", "threshold")  # how a trained model decides its masks at test time
 
@@ -41,6 +42,11 @@ class ModelConfig:
     # per hidden layer: gated by its policy (condnet, bdnn) or dense; for instance [false, true] is a
     # dense trunk whose output routes a wide gated layer. The dense NN (kind nn) has no gated layer.
     gated: list[bool] = field(default_factory=lambda: [True])
+    # how a gated layer of a condnet picks its blocks: bernoulli (the paper's policy, one draw per block)
+    # or topk (exactly k blocks per example, scaled by their gate values; condnet.nn.router)
+    router: str = "bernoulli"
+    k: list[int] = field(default_factory=lambda: [1])  # blocks on per example, per layer (topk)
+    router_detach: bool = True  # the policy / router reads the previous layer detached (the paper)
 
 
 @dataclass
@@ -55,6 +61,7 @@ class TrainConfig:
     # policies become input-dependent before the rate is pulled down to tau
     lambda_s_warmup: float = 0.0
     lambda_v: float = 200.0  # weight of L_v (eq. 7)
+    lambda_balance: float = 0.01  # weight of the top-k routers' load-balancing loss (not in the paper)
     lambda_l2: float = 0.005
     baseline: str = "none"  # REINFORCE baseline b (eq. 4): none is the paper
     baseline_momentum: float = 0.9  # for baseline = "moving_average"
@@ -92,7 +99,7 @@ class Config:
 
 
 SECTIONS = {"model": ModelConfig, "train": TrainConfig, "data": DataConfig}
-PER_LAYER = {("model", "block_size"), ("model", "tau"), ("train", "lr_policy")}
+PER_LAYER = {("model", "block_size"), ("model", "k"), ("model", "tau"), ("train", "lr_policy")}
 
 
 def _fields(cls) -> dict[str, dataclasses.Field]:
@@ -214,7 +221,7 @@ def validate(cfg: Config) -> Config:
     m.widths = [_number("model.widths", w, int) for w in widths]
     _check("model.widths", m.widths, all(w > 0 for w in m.widths), "a list of positive whole numbers")
     for section, name in sorted(PER_LAYER):
-        _per_layer(cfg, section, name, int if name == "block_size" else float)
+        _per_layer(cfg, section, name, int if name in ("block_size", "k") else float)
     for layer, (width, size) in enumerate(zip(m.widths, m.block_size, strict=True)):
         _check(
             f"model.block_size[{layer}]",
@@ -227,6 +234,21 @@ def validate(cfg: Config) -> Config:
     _check("model.gated", m.gated, len(gated) == cfg.n_hidden and all(isinstance(g, bool) for g in gated),
            "true or false, one value or one per hidden layer")  # fmt: skip
     m.gated = gated
+    _choice("model.router", m.router, ROUTERS)
+    _check(
+        "model.router",
+        m.router,
+        m.router == "bernoulli" or m.kind == "condnet",
+        "topk only with kind condnet",
+    )
+    _check("model.router_detach", m.router_detach, isinstance(m.router_detach, bool), "true or false")
+    for layer, (width, size, k) in enumerate(zip(m.widths, m.block_size, m.k, strict=True)):
+        _check(
+            f"model.k[{layer}]",
+            k,
+            1 <= k <= width // size,
+            f"a whole number from 1 to {width // size} (blocks)",
+        )
     for tau in m.tau:
         _check("model.tau", m.tau, 0 < tau <= 1, "numbers in (0, 1], one or one per hidden layer")
     _number("model.p_min", m.p_min, float)
@@ -242,7 +264,7 @@ def validate(cfg: Config) -> Config:
     t.lr_net = _number("train.lr_net", t.lr_net, float)
     _check("train.lr_net", t.lr_net, t.lr_net > 0, "a number > 0")
     _check("train.lr_policy", t.lr_policy, all(lr >= 0 for lr in t.lr_policy), "numbers >= 0")
-    for name in ("lambda_s", "lambda_v", "lambda_l2", "lambda_s_warmup"):
+    for name in ("lambda_s", "lambda_v", "lambda_l2", "lambda_s_warmup", "lambda_balance"):
         value = _number(f"train.{name}", getattr(t, name), float)
         _check(f"train.{name}", value, value >= 0, "a number >= 0")
         setattr(t, name, value)

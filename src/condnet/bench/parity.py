@@ -1,7 +1,8 @@
 """`condnet parity`: a randomized sweep of the engine against the PyTorch model (the reference).
 
 Each case draws an architecture (1-3 hidden layers, block sizes 1-64, 1-12 blocks), a model kind
-(learned policy, uniform bdNN policy, dense), which layers of a gated net are dense, an activation,
+(learned policy, uniform bdNN policy, dense), the router (Bernoulli or top-k, and k), which layers
+of a gated net are dense, an activation,
 policy densities from 0 to 1, a batch (0; 1 = the fused path; up to 300), a mode (threshold, sample,
 or masks given by the caller), one or two threads, and which layers the engine computes densely (its
 fallback: a random crossover per layer). The engine decides its masks; the PyTorch model is run with
@@ -40,12 +41,13 @@ class Case:
     densities: list[float]
     dense_layers: list[bool]  # layers whose crossover sends them to the engine's dense product
     gated: list[bool]  # per hidden layer: gated, or a dense layer of a gated net (model.gated)
+    top_k: list[int]  # per hidden layer: blocks a top-k router computes; all 0: Bernoulli policies
 
     def __str__(self) -> str:
         arch = "-".join([str(self.input_dim), *(f"{k}x{b}" for k, b in self.layers), str(self.n_classes)])
         return (f"case {self.index}: {self.kind} {self.activation} {arch} batch {self.batch} {self.mode} "
                 f"threads {self.threads} densities {[round(d, 2) for d in self.densities]} "
-                f"dense {self.dense_layers} gated {self.gated}")  # fmt: skip
+                f"dense {self.dense_layers} gated {self.gated} top-k {self.top_k}")  # fmt: skip
 
 
 def draw_case(index: int, rng: np.random.Generator, max_threads: int) -> Case:
@@ -54,6 +56,7 @@ def draw_case(index: int, rng: np.random.Generator, max_threads: int) -> Case:
         (int(rng.integers(1, 13)), int(rng.choice([1, 2, 3, 4, 8, 16, 33, 64]))) for _ in range(n_hidden)
     ]
     kind = str(rng.choice(["condnet", "condnet", "bdnn", "nn"]))
+    top_k = kind == "condnet" and rng.random() < 0.4
     densities = [float(rng.choice([0.0, 1.0])) if rng.random() < 0.2 else float(rng.random()) for _ in layers]
     return Case(
         index,
@@ -68,6 +71,7 @@ def draw_case(index: int, rng: np.random.Generator, max_threads: int) -> Case:
         densities,
         [bool(rng.random() < 0.3) for _ in range(n_hidden + 1)],
         [kind != "nn" and bool(rng.random() < 0.75) for _ in range(n_hidden)],
+        [int(rng.integers(1, k + 1)) if top_k else 0 for k, _ in layers],
     )
 
 
@@ -76,7 +80,12 @@ def build(case: Case, rng: np.random.Generator) -> CondNet:
     widths = [k * b for k, b in case.layers]
     taus = [min(max(d, 0.01), 1.0) for d in case.densities]
     sizes = [b for _, b in case.layers]
-    cfg = Config(model=ModelConfig(case.kind, widths, sizes, case.activation, taus, gated=case.gated))
+    router, k = ("topk" if any(case.top_k) else "bernoulli"), [max(k, 1) for k in case.top_k]
+    cfg = Config(
+        model=ModelConfig(
+            case.kind, widths, sizes, case.activation, taus, gated=case.gated, router=router, k=k
+        )
+    )
     model = CondNet(case.input_dim, case.n_classes, validate(cfg).model)
     with torch.no_grad():
         for p in model.parameters():
@@ -124,10 +133,17 @@ def check(case: Case, seed: int) -> str | None:
         if not case.gated[index]:
             if not mask.all():
                 return f"layer {index + 1} is dense, but the engine turned blocks off"
+        elif case.top_k[index]:  # exactly k blocks, those of the largest scores (up to float ties)
+            if np.any(mask.sum(axis=1) != case.top_k[index]):
+                return f"layer {index + 1}: the engine did not compute exactly k blocks"
+            sigma = trace.sigma.numpy()
+            chosen = np.where(mask != 0, sigma, np.inf).min(axis=1, initial=np.inf)
+            others = np.where(mask == 0, sigma, -np.inf).max(axis=1, initial=-np.inf)
+            if np.any(chosen < others - SIGMA_TIE):
+                return f"layer {index + 1}: the engine's top-k blocks are not those of the largest scores"
         elif case.mode == "threshold":
-            sigma = (
-                trace.sigma.numpy() if case.kind == "condnet" else np.full(mask.shape, model.cfg.tau[index])
-            )
+            tau = np.full(mask.shape, model.cfg.tau[index])
+            sigma = trace.sigma.numpy() if case.kind == "condnet" else tau
             clear = np.abs(sigma - 0.5) > SIGMA_TIE
             if np.any((sigma > 0.5)[clear] != mask.astype(bool)[clear]):
                 return f"threshold decisions of layer {index + 1} differ from sigma > 0.5"
@@ -153,7 +169,8 @@ def sweep(cases: int, seed: int = 0, max_threads: int = 2, on_case=None) -> Swee
         covered = {"kind": case.kind, "mode": case.mode, "threads": case.threads,
                    "batch": str(case.batch) if case.batch < 2 else ">1", "hidden layers": len(case.layers),
                    "dense layers": sum(case.dense_layers) > 0,
-                   "mixed dense and gated layers": len(set(case.gated)) > 1}  # fmt: skip
+                   "mixed dense and gated layers": len(set(case.gated)) > 1,
+                   "router": "topk" if any(case.top_k) else "bernoulli"}  # fmt: skip
         for name, value in covered.items():
             counts[name][value] += 1
         try:

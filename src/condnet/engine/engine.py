@@ -7,6 +7,8 @@ PyTorch model does), and computes only the active output blocks from the active 
 - Batch 1 (latency): one fused numba call runs the whole network, policies included, reading only
   active blocks; its arguments are few and its buffers made once, so a call costs little more than
   its arithmetic. It never falls back to a dense product.
+- Top-k routers (condnet.nn.router): at every batch size layer by layer, as below; the chosen blocks'
+  outputs are scaled by their gate values after the block product.
 - Batch > 1: layer by layer; the policy and the layer product are block kernels that group the
   examples by output block (`kernels.block_layer`; the policy is one output block, always on). A layer
   with every block on, or whose work fraction is above its measured crossover (`Engine.calibrate`),
@@ -45,6 +47,7 @@ class EngineLayer:
     z_tiles: np.ndarray | None = None  # learned policy: Z cut by input block, (n_in_blocks, n_blocks, bs_in)
     d: np.ndarray | None = None
     tau: float | None = None  # uniform policy (bdNN)
+    top_k: int = 0  # a top-k router (z_tiles, d are its scores) computing this many blocks; 0: not one
     # work fraction (active input x active output fraction) above which the dense product is faster,
     # per calibrated batch size (batch 1 runs the fused kernel); measured by Engine.calibrate. Empty:
     # only a layer with every block on takes the dense product.
@@ -117,6 +120,7 @@ class Engine:
             if gated and cfg.kind == "condnet":
                 layer.z_tiles = policy_tiles(np.asarray(tensors[f"policies.{index}.Z"]), sizes[index])
                 layer.d = np.array(tensors[f"policies.{index}.d"], np.float32)
+                layer.top_k = cfg.k[index] if cfg.router == "topk" else 0
             elif gated and cfg.kind == "bdnn":
                 layer.tau = cfg.tau[index]
             self.layers.append(layer)
@@ -130,7 +134,9 @@ class Engine:
         self._flags = np.zeros((2, n_hidden, max_blocks), np.uint8)
         self._decided = [self._flags[1, i : i + 1, :k] for i, k in enumerate(self._blocks)]
         self._rng = np.random.default_rng()
-        self._one_example = (1, self.input_dim)
+        # the fused batch-1 kernel knows Bernoulli policies only: top-k nets run layer by layer
+        self._fused = not any(layer.top_k for layer in self.hidden)
+        self._one_example = (1, self.input_dim) if self._fused else None
         self._draws = any(layer.z_tiles is not None or layer.tau is not None for layer in self.hidden)
         self.set_threads(threads)
 
@@ -193,7 +199,7 @@ class Engine:
                 and x.shape[1] == self.input_dim):  # fmt: skip
             x = self._converted(x)
         batch = x.shape[0]
-        if batch == 1:  # converted into one example
+        if batch == 1 and self._fused:  # converted into one example
             return self.forward(x, mode, masks, seed)
         if batch == 0:
             empty = [np.zeros((0, k), np.uint8) for k in self._blocks]
@@ -203,12 +209,15 @@ class Engine:
         rng = self._generator(seed) if code == kernels.SAMPLE and masks is None else None
         h, in_mask, drawn = x, np.ones((batch, 1), np.uint8), []
         for index, layer in enumerate(self.layers):
+            gates = None
             if index < len(self.hidden):
-                out_mask = self._decide(index, layer, h, in_mask, code, masks, rng)
+                out_mask, gates = self._decide(index, layer, h, in_mask, code, masks, rng)
                 drawn.append(out_mask)
             else:
                 out_mask = np.ones((batch, 1), np.uint8)
             h = self._product(layer, h, in_mask, out_mask)
+            if gates is not None:  # top-k: each computed block's output scaled by its gate value
+                h.reshape(batch, layer.n_out_blocks, layer.bs_out)[...] *= gates[:, :, None]
             in_mask = out_mask
         return h, drawn
 
@@ -244,26 +253,31 @@ class Engine:
             raise ValueError(f"masks[{index}] must hold only 0 and 1 (a block is on or off)")
         return np.ascontiguousarray(on, dtype=np.uint8)
 
-    def _decide(self, index, layer, h, in_mask, code, masks, rng) -> np.ndarray:
+    def _decide(self, index, layer, h, in_mask, code, masks, rng) -> tuple[np.ndarray, np.ndarray | None]:
+        """The layer's mask (batch, n_blocks) uint8, and a top-k router's gate values (else None)."""
         batch, k = h.shape[0], layer.n_out_blocks
-        if masks is not None:
-            return self._given_mask(index, masks, batch, k)
-        if layer.z_tiles is not None:
+        given = None if masks is None else self._given_mask(index, masks, batch, k)
+        if layer.z_tiles is not None and (given is None or layer.top_k):
             # the policy is a layer with one output block, always on: the block kernel reads only the
             # active input blocks (3072-640-640-10 at batch 50, density 0.18: both policies took
             # 0.35 ms as a dense product, 0.11 ms this way)
             logits = np.empty((batch, k), np.float32)
             always_on = np.ones((batch, 1), np.uint8)
             self._layer_kernel(h, in_mask, layer.z_tiles[None], layer.d, always_on, kernels.IDENTITY, logits)
+            if layer.top_k:
+                on = _top_k(logits, layer.top_k) if given is None else given
+                return on, _gate_values(logits, on)
             noise = logits if code == kernels.THRESHOLD else rng.random((batch, k), dtype=np.float32)
             decided = np.empty((batch, k), np.uint8)
             kernels.decide(logits, self.p_min, self.p_max, code, noise, decided)
-            return decided
+            return decided, None
+        if given is not None:
+            return given, None
         if layer.tau is None:
-            return np.ones((batch, k), np.uint8)  # dense NN
+            return np.ones((batch, k), np.uint8), None  # a dense layer
         if code == kernels.THRESHOLD:
-            return np.full((batch, k), layer.tau > 0.5, np.uint8)
-        return (rng.random((batch, k), dtype=np.float32) < np.float32(layer.tau)).astype(np.uint8)
+            return np.full((batch, k), layer.tau > 0.5, np.uint8), None
+        return (rng.random((batch, k), dtype=np.float32) < np.float32(layer.tau)).astype(np.uint8), None
 
     def calibrate(self, densities=(0.3, 0.45, 0.6, 0.75, 0.9, 1.0), batches=(8, 64, 256), repeats=7) -> None:
         """Measure, per layer, batch size and on this machine, where the dense product overtakes the
@@ -317,6 +331,22 @@ class Engine:
 
 _FLOAT32 = np.dtype(np.float32)  # numpy's native float32 dtype is one object: `is` is the fastest test
 _NON_FINITE = "the input contains NaN, infinite or float32-overflowing values"
+
+
+def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """uint8 mask of the k largest scores of each row."""
+    on = np.zeros(scores.shape, np.uint8)
+    np.put_along_axis(on, np.argpartition(-scores, k - 1, axis=1)[:, :k], 1, axis=1)
+    return on
+
+
+def _gate_values(scores: np.ndarray, on: np.ndarray) -> np.ndarray:
+    """Softmax of the scores over the blocks on, 0 elsewhere (condnet.nn.router.gate_values)."""
+    masked = np.where(on != 0, scores, -np.inf)
+    peak = masked.max(axis=1, keepdims=True)
+    weights = np.exp(masked - np.where(np.isfinite(peak), peak, 0)).astype(np.float32)
+    total = weights.sum(axis=1, keepdims=True)
+    return np.divide(weights, total, out=np.zeros_like(weights), where=total > 0)
 
 
 def _work_fraction(in_mask: np.ndarray, out_mask: np.ndarray) -> float:

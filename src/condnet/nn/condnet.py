@@ -24,6 +24,7 @@ from torch.nn import functional as F
 
 from condnet.config import MODES, ModelConfig
 from condnet.nn.policy import BlockPolicy, NoPolicy, UniformPolicy
+from condnet.nn.router import TopKRouter, gate_values, top_k_mask
 
 _REAL = {torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.uint8, torch.int8, torch.int16,
          torch.int32, torch.int64, torch.bool}  # fmt: skip
@@ -33,8 +34,9 @@ _REAL = {torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.uint
 class LayerTrace:
     """What one hidden layer decided for a batch."""
 
-    sigma: torch.Tensor | None  # (batch, n_blocks) probabilities; None for the dense NN
-    mask: torch.Tensor  # (batch, n_blocks) in {0., 1.}
+    sigma: torch.Tensor | None  # (batch, n_blocks) probabilities (top-k: the router's softmax); None: dense
+    mask: torch.Tensor  # (batch, n_blocks) in {0., 1.}: which blocks are computed
+    gates: torch.Tensor | None = None  # top-k: what each computed block's output is scaled by
 
 
 @dataclass
@@ -69,17 +71,22 @@ class CondNet(nn.Module):
         if cfg.kind == "nn":
             self.policies = None
         else:  # a dense layer of a gated net has the placeholder NoPolicy (no parameters)
-            layers = zip(dims[:-1], self.n_blocks, cfg.tau, cfg.gated, strict=True)
-            self.policies = nn.ModuleList(
-                NoPolicy() if not gated
-                else BlockPolicy(n_in, k, cfg.p_min, cfg.p_max) if cfg.kind == "condnet"
-                else UniformPolicy(k, tau)
-                for n_in, k, tau, gated in layers
-            )  # fmt: skip
+            layers = zip(dims[:-1], self.n_blocks, cfg.tau, cfg.gated, cfg.k, strict=True)
+            self.policies = nn.ModuleList(self._policy_of(cfg, *layer) for layer in layers)
         self.activation = torch.tanh if cfg.activation == "tanh" else torch.relu
         for layer in [*self.hidden, self.output]:  # paper section 4.1: Glorot-uniform, zero biases
             nn.init.xavier_uniform_(layer.weight)
             nn.init.zeros_(layer.bias)
+
+    @staticmethod
+    def _policy_of(cfg: ModelConfig, n_in: int, n_blocks: int, tau: float, gated: bool, k: int) -> nn.Module:
+        if not gated:
+            return NoPolicy()
+        if cfg.kind == "bdnn":
+            return UniformPolicy(n_blocks, tau)
+        if cfg.router == "topk":
+            return TopKRouter(n_in, n_blocks, k)
+        return BlockPolicy(n_in, n_blocks, cfg.p_min, cfg.p_max)
 
     def policy(self, layer: int) -> nn.Module | None:
         """The policy of a hidden layer, None for a dense layer."""
@@ -90,7 +97,7 @@ class CondNet(nn.Module):
     @property
     def learned_policies(self) -> list[bool]:
         """Per hidden layer: does a learned policy (which costs multiply-adds) decide its blocks?"""
-        return [isinstance(self.policy(i), BlockPolicy) for i in range(len(self.hidden))]
+        return [isinstance(self.policy(i), BlockPolicy | TopKRouter) for i in range(len(self.hidden))]
 
     def network_parameters(self) -> list[nn.Parameter]:
         """Theta_NN: the weights and biases of the hidden and output layers."""
@@ -118,7 +125,7 @@ class CondNet(nn.Module):
             )
         h, trace = x, []
         for index, layer in enumerate(self.hidden):
-            sigma, mask = self._decide(index, h, mode, generator, masks, estimator, temperature)
+            sigma, mask, gates = self._decide(index, h, mode, generator, masks, estimator, temperature)
             pre = layer(h)
             if mask is None:  # a dense layer
                 out = self.activation(pre)
@@ -126,8 +133,9 @@ class CondNet(nn.Module):
                     out = F.dropout(out, self.cfg.dropout)
                 mask = torch.ones(x.shape[0], self.n_blocks[index], dtype=x.dtype, device=x.device)
             else:
-                out = self.activation(pre) * mask.repeat_interleave(self.block_sizes[index], dim=1)
-            trace.append(LayerTrace(sigma, mask))
+                scale = mask if gates is None else gates
+                out = self.activation(pre) * scale.repeat_interleave(self.block_sizes[index], dim=1)
+            trace.append(LayerTrace(sigma, mask, gates))
             h = out
         return Output(self.output(h), trace)
 
@@ -144,31 +152,42 @@ class CondNet(nn.Module):
         return x
 
     def _decide(self, index, h, mode, generator, masks, estimator="reinforce", temperature=1.0):
-        if masks is not None:
-            mask = torch.as_tensor(masks[index])
-            expected = (h.shape[0], self.n_blocks[index])
-            if mask.shape != expected:
-                raise ValueError(f"masks[{index}] must have shape {expected}, got {tuple(mask.shape)}")
-            if ((mask != 0) & (mask != 1)).any():
-                raise ValueError(f"masks[{index}] must hold only 0 and 1 (a block is on or off)")
-            mask = mask.to(h.dtype)
-            policy = self.policy(index)
-            return (None if policy is None else policy(h.detach())), mask
+        """(sigma, mask, gates) of one hidden layer; (None, None, None) for a dense layer."""
         policy = self.policy(index)
+        # By default the policy reads h detached: its parameters are {Z, d} only, and no policy loss
+        # reaches W (model.router_detach = false lets the task loss train W through the router too).
+        s = h.detach() if self.cfg.router_detach else h
+        if isinstance(policy, TopKRouter):
+            scores = policy(s)
+            given = self._given_mask(index, h, masks)
+            mask = top_k_mask(scores, policy.k) if given is None else given
+            return torch.softmax(scores, dim=1), mask, gate_values(scores, mask)
+        if masks is not None:
+            return (None if policy is None else policy(s)), self._given_mask(index, h, masks), None
         if policy is None:  # a dense layer
-            return None, None
-        # The policy reads h detached: its parameters are {Z, d} only, and no policy loss reaches W.
-        sigma = policy(h.detach())
+            return None, None, None
+        sigma = policy(s)
         if mode == "threshold":
-            return sigma, (sigma > 0.5).to(h.dtype)
+            return sigma, (sigma > 0.5).to(h.dtype), None
         noise = torch.rand(sigma.shape, generator=generator, dtype=sigma.dtype, device=sigma.device)
         if estimator == "gumbel" and self.cfg.kind == "condnet":
             # binary concrete: sigmoid((logit sigma + logit U) / T), a relaxed Bernoulli(sigma) draw that
             # tends to the hard one as T -> 0 (the clamp keeps logit U finite)
             noise = noise.clamp(1e-6, 1 - 1e-6)
-            return sigma, torch.sigmoid((torch.logit(sigma) + torch.logit(noise)) / temperature)
+            return sigma, torch.sigmoid((torch.logit(sigma) + torch.logit(noise)) / temperature), None
         mask = (noise < sigma.detach()).to(h.dtype)
         if estimator == "straight_through" and self.cfg.kind == "condnet":
             # forward: exactly the hard draw (sigma - sigma is exactly 0); backward: d mask / d sigma = 1
             mask = mask + (sigma - sigma.detach())
-        return sigma, mask
+        return sigma, mask, None
+
+    def _given_mask(self, index, h, masks) -> torch.Tensor | None:
+        if masks is None:
+            return None
+        mask = torch.as_tensor(masks[index])
+        expected = (h.shape[0], self.n_blocks[index])
+        if mask.shape != expected:
+            raise ValueError(f"masks[{index}] must have shape {expected}, got {tuple(mask.shape)}")
+        if ((mask != 0) & (mask != 1)).any():
+            raise ValueError(f"masks[{index}] must hold only 0 and 1 (a block is on or off)")
+        return mask.to(h.dtype)

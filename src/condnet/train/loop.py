@@ -31,6 +31,7 @@ from condnet.train.objective import (
     block_balance,
     distillation,
     example_balance,
+    load_balance,
     reinforce_surrogate,
     squared_norm,
     variance_reward,
@@ -96,6 +97,10 @@ def training_loss(
         for index, (trace, tau) in enumerate(zip(out.layers, model.cfg.tau, strict=True)):
             if trace.sigma is None:
                 continue  # a dense layer
+            if trace.gates is not None:  # a top-k router: learns from C through its gates
+                loss = loss + t.lambda_balance * load_balance(trace.sigma, trace.mask)
+                loss = loss + t.lambda_l2 * squared_norm(model.policy_parameters(index))
+                continue
             if t.estimator == "reinforce":
                 loss = loss + reduce(reinforce_surrogate(trace.sigma, trace.mask, cost, b))
             loss = loss + lambda_s * (block_balance(trace.sigma, tau) + example_balance(trace.sigma, tau))

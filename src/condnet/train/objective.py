@@ -12,6 +12,10 @@ Which gradient reaches which parameter (the task loss C is the per-example NLL, 
     train.gumbel_temperature[0] to [1] over the epochs (biased while T > 0; hard masks at test time).
   The policies read the previous layer's activations detached (see CondNet), so none of these terms
   reaches Theta_NN; Theta_NN is trained with the masks it will run with (relaxed, for gumbel).
+- A top-k router (model.router = "topk", condnet.nn.router) gets C's gradient through its gate values
+  by backprop, plus lambda_balance times the load-balancing loss and lambda_L2 ||Z, d||^2; no REINFORCE
+  and no L_b, L_e, L_v (exactly k blocks are on by construction).
+- With model.router_detach = false, the policy terms also reach the previous layers' W, b.
 
 Scale (how lambdas map onto the paper's): with loss_reduction = "sum" (the authors' code) the NLL and the
 REINFORCE term are summed over the m examples of the batch; with "mean" both are averaged, which divides
@@ -47,6 +51,16 @@ def distillation(student: torch.Tensor, teacher: torch.Tensor, temperature: floa
     target = torch.log_softmax(teacher.detach() / temperature, dim=1)
     log_student = torch.log_softmax(student / temperature, dim=1)
     return temperature**2 * (target.exp() * (target - log_student)).sum(dim=1)
+
+
+def load_balance(probs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """A top-k router's load-balancing loss (Switch Transformer): n_blocks * sum_j f_j P_j, where f_j
+    is the fraction of the batch's block assignments that went to block j (no gradient) and P_j the
+    mean router probability of block j. It is 1 when both are uniform and grows as the router favours
+    a few blocks; its gradient reaches the router through P."""
+    n_blocks = probs.shape[1]
+    assigned = mask.detach() / mask.detach().sum().clamp(min=1)
+    return n_blocks * (assigned.sum(dim=0) * probs.mean(dim=0)).sum()
 
 
 def block_balance(sigma: torch.Tensor, tau: float) -> torch.Tensor:

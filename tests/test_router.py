@@ -1,0 +1,91 @@
+"""Top-k routing: exactly k blocks, gate values and the load-balancing loss by hand, the router learns
+by backprop, and the engine computes the same network."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from condnet.config import Config, ModelConfig, validate
+from condnet.data.splits import load_idx_splits
+from condnet.engine import Engine
+from condnet.nn.condnet import CondNet
+from condnet.nn.router import gate_values, top_k_mask
+from condnet.train.evaluate import evaluate
+from condnet.train.loop import train
+from condnet.train.objective import load_balance
+from test_training import small_config
+
+
+@settings(max_examples=50, deadline=None)
+@given(batch=st.integers(1, 20), n_blocks=st.integers(1, 12), data=st.data())
+def test_top_k_picks_exactly_k_of_the_largest(batch, n_blocks, data):
+    k = data.draw(st.integers(1, n_blocks))
+    scores = torch.from_numpy(np.random.default_rng(batch * 100 + n_blocks).normal(size=(batch, n_blocks)))
+    mask = top_k_mask(scores, k)
+    assert torch.all(mask.sum(dim=1) == k)
+    for row, on in zip(scores.tolist(), mask.tolist(), strict=True):
+        chosen = sorted(s for s, m in zip(row, on, strict=True) if m)
+        assert chosen == sorted(row)[-k:]
+
+
+def test_gate_values_by_hand():
+    scores = torch.tensor([[1.0, 2.0, 3.0], [0.5, 0.5, 0.5]])
+    mask = torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 0.0]])
+    e1, e3 = math.exp(1.0), math.exp(3.0)
+    expected = torch.tensor([[e1 / (e1 + e3), 0.0, e3 / (e1 + e3)], [0.0, 0.0, 0.0]])
+    torch.testing.assert_close(gate_values(scores, mask), expected)
+
+
+def test_load_balance_by_hand():
+    uniform = torch.full((4, 4), 0.25)
+    spread = torch.eye(4)  # each example to its own block
+    assert load_balance(uniform, spread).item() == pytest.approx(1.0)
+    crowded = torch.tensor([[1.0, 0, 0, 0]] * 4)  # every example to block 0, with probability 1
+    assert load_balance(crowded, crowded).item() == pytest.approx(4.0)
+    # f = (0.5, 0.5, 0, 0), P = (0.4, 0.3, 0.2, 0.1): 4 * (0.5 * 0.4 + 0.5 * 0.3) = 1.4
+    probs = torch.tensor([[0.4, 0.3, 0.2, 0.1]] * 2)
+    assert load_balance(probs, torch.tensor([[1.0, 0, 0, 0], [0, 1.0, 0, 0]])).item() == pytest.approx(1.4)
+
+
+def topk_model(k=2, gated=(True, True)) -> CondNet:
+    torch.manual_seed(0)
+    cfg = ModelConfig(widths=[24, 16], block_size=[4, 4], router="topk", k=[k], gated=list(gated))
+    return CondNet(10, 3, validate(Config(model=cfg)).model).eval()
+
+
+def test_the_task_loss_reaches_the_router_through_the_gates():
+    model = topk_model()
+    out = model(torch.rand(8, 10))
+    assert torch.all(out.layers[0].mask.sum(dim=1) == 2)
+    loss = torch.nn.functional.cross_entropy(out.logits, torch.randint(0, 3, (8,)))
+    grads = torch.autograd.grad(loss, [model.policies[0].Z, model.policies[1].d])
+    assert all(g.abs().sum() > 0 for g in grads)
+
+
+@pytest.mark.parametrize("batch", [1, 9])
+@pytest.mark.parametrize("gated", [(True, True), (False, True)])
+def test_engine_matches_the_model(batch, gated):
+    model = topk_model(k=2, gated=gated)
+    x = np.random.default_rng(2).random((batch, 10), dtype=np.float32)
+    logits, masks = Engine(model).forward(x)
+    assert all(m.sum(axis=1).tolist() == [2] * batch for m, g in zip(masks, gated, strict=True) if g)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x))
+    for mine, theirs in zip(masks, expected.layers, strict=True):
+        assert np.array_equal(mine, theirs.mask.numpy())
+    np.testing.assert_allclose(logits, expected.logits.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_a_top_k_net_learns(idx_dir):
+    cfg = small_config(idx_dir, "model.router=topk", "model.k=1", "train.lambda_balance=0.01")
+    splits = load_idx_splits(idx_dir, 200)
+    result = train(cfg, splits)
+    test = evaluate(result.model, splits.x_test, splits.y_test, "threshold")
+    assert test.error < 0.25, test.error
+    assert test.activation_rate == [pytest.approx(0.25)]  # 1 of 4 blocks, for every example
