@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from condnet.config import Config, ModelConfig, validate
 from condnet.data.splits import load_idx_splits
 from condnet.engine import Engine
+from condnet.errors import ConfigError
 from condnet.nn.condnet import CondNet
 from condnet.nn.router import gate_values, top_k_mask
 from condnet.train.evaluate import evaluate
@@ -55,7 +56,8 @@ def test_load_balance_by_hand():
 
 def topk_model(k=2, gated=(True, True)) -> CondNet:
     torch.manual_seed(0)
-    cfg = ModelConfig(widths=[24, 16], block_size=[4, 4], router="topk", k=[k], gated=list(gated))
+    sizes = [4 if gated[0] else 24, 4]  # a dense layer may be one block: k = 2 is not asked of it
+    cfg = ModelConfig(widths=[24, 16], block_size=sizes, router="topk", k=[k], gated=list(gated))
     return CondNet(10, 3, validate(Config(model=cfg)).model).eval()
 
 
@@ -89,3 +91,10 @@ def test_a_top_k_net_learns(idx_dir):
     test = evaluate(result.model, splits.x_test, splits.y_test, "threshold")
     assert test.error < 0.25, test.error
     assert test.activation_rate == [pytest.approx(0.25)]  # 1 of 4 blocks, for every example
+
+
+def test_k_is_checked_against_the_gated_layers_only():
+    with pytest.raises(ConfigError, match=r"model.k\[1\].*from 1 to 4"):
+        validate(Config(model=ModelConfig(widths=[16, 16], block_size=[2, 4], router="topk", k=[5])))
+    cfg = ModelConfig(widths=[8, 16], block_size=[8, 4], router="topk", k=[3], gated=[False, True])
+    assert validate(Config(model=cfg)).model.k == [3, 3]

@@ -242,13 +242,10 @@ def validate(cfg: Config) -> Config:
         "topk only with kind condnet",
     )
     _check("model.router_detach", m.router_detach, isinstance(m.router_detach, bool), "true or false")
-    for layer, (width, size, k) in enumerate(zip(m.widths, m.block_size, m.k, strict=True)):
-        _check(
-            f"model.k[{layer}]",
-            k,
-            1 <= k <= width // size,
-            f"a whole number from 1 to {width // size} (blocks)",
-        )
+    for layer, (width, size, k, gated) in enumerate(zip(m.widths, m.block_size, m.k, m.gated, strict=True)):
+        routed = m.router == "topk" and gated  # k means nothing to a dense layer
+        most = width // size if routed else k
+        _check(f"model.k[{layer}]", k, 1 <= k <= most, f"a whole number from 1 to {most} (blocks)")
     for tau in m.tau:
         _check("model.tau", m.tau, 0 < tau <= 1, "numbers in (0, 1], one or one per hidden layer")
     _number("model.p_min", m.p_min, float)
