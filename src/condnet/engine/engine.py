@@ -7,8 +7,8 @@ PyTorch model does), and computes only the active output blocks from the active 
 - Batch 1 (latency): one fused numba call runs the whole network, policies included, reading only
   active blocks; its arguments are few and its buffers made once, so a call costs little more than
   its arithmetic. It never falls back to a dense product.
-- Top-k routers (condnet.nn.router): at every batch size layer by layer, as below; the chosen blocks'
-  outputs are scaled by their gate values after the block product.
+- Top-k routers (condnet.nn.router): the router's scores take the policy's place; the k chosen blocks'
+  outputs are scaled by their gate values after their product (both paths).
 - Batch > 1: layer by layer; the policy and the layer product are block kernels that group the
   examples by output block (`kernels.block_layer`; the policy is one output block, always on). A layer
   with every block on, or whose work fraction is above its measured crossover (`Engine.calibrate`),
@@ -134,9 +134,7 @@ class Engine:
         self._flags = np.zeros((2, n_hidden, max_blocks), np.uint8)
         self._decided = [self._flags[1, i : i + 1, :k] for i, k in enumerate(self._blocks)]
         self._rng = np.random.default_rng()
-        # the fused batch-1 kernel knows Bernoulli policies only: top-k nets run layer by layer
-        self._fused = not any(layer.top_k for layer in self.hidden)
-        self._one_example = (1, self.input_dim) if self._fused else None
+        self._one_example = (1, self.input_dim)
         self._draws = any(layer.z_tiles is not None or layer.tau is not None for layer in self.hidden)
         self.set_threads(threads)
 
@@ -199,7 +197,7 @@ class Engine:
                 and x.shape[1] == self.input_dim):  # fmt: skip
             x = self._converted(x)
         batch = x.shape[0]
-        if batch == 1 and self._fused:  # converted into one example
+        if batch == 1:  # converted into one example
             return self.forward(x, mode, masks, seed)
         if batch == 0:
             empty = [np.zeros((0, k), np.uint8) for k in self._blocks]

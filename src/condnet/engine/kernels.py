@@ -266,10 +266,41 @@ def decide(logits, p_min, p_max, mode, noise, out):
 # for one array, 0.73 us for twelve, measured), and at batch 1 that is a large share of the call.
 # Every layer lives in the flat `weights` buffer described by one row of `meta`:
 M_IN_BLOCKS, M_BS_IN, M_OUT_BLOCKS, M_BS_OUT, M_TILES, M_BIAS, M_Z, M_D, M_TAU, M_ACTIVATION = range(10)
-META_COLUMNS = 10
+M_TOP_K = 10
+META_COLUMNS = 11  # M_TOP_K: k of a top-k router (its scores are Z s + d), 0 for a Bernoulli policy
 NONE = -1  # no policy (M_Z, M_D) or no uniform rate (M_TAU)
 P_MIN, P_MAX = 0, 1  # weights[0:2]: the policies' probability range
 NON_FINITE_INPUT = 1  # forward_one's status when x holds NaN or infinities
+
+
+@njit(inline="always")
+def _top_k(scores, k, on):
+    """on[j] = 1 for the k largest scores (the first of equal ones), 0 elsewhere."""
+    on[:] = 0
+    for _ in range(k):
+        best = -1
+        for j in range(scores.shape[0]):
+            if not on[j] and (best < 0 or scores[j] > scores[best]):
+                best = j
+        on[best] = 1
+
+
+@njit(inline="always")
+def _gates(scores, on):
+    """In place: the softmax of the scores over the blocks on (condnet.nn.router.gate_values); the
+    values of blocks off are not read."""
+    peak = -np.inf
+    for j in range(scores.shape[0]):
+        if on[j] and scores[j] > peak:
+            peak = scores[j]
+    total = 0.0
+    for j in range(scores.shape[0]):
+        if on[j]:
+            scores[j] = np.exp(scores[j] - peak)
+            total += scores[j]
+    for j in range(scores.shape[0]):
+        if on[j]:
+            scores[j] /= total
 
 
 @njit(inline="always")
@@ -324,21 +355,25 @@ def forward_one(x, weights, meta, work, flags, mode):
         n_in_blocks, bs_in = meta[layer, M_IN_BLOCKS], meta[layer, M_BS_IN]
         n_out_blocks, bs_out = meta[layer, M_OUT_BLOCKS], meta[layer, M_BS_OUT]
         hidden = layer < n_layers - 1
+        top_k = meta[layer, M_TOP_K] if hidden else 0
         # decide which output blocks to compute: decided[layer] (the output layer is always on)
         if hidden:
             on = decided[layer, :n_out_blocks]
-            if mode == GIVEN:
-                on[:] = given[layer, :n_out_blocks]
-            elif meta[layer, M_Z] != NONE:
+            sigma = work[o_sigma : o_sigma + n_out_blocks]  # policy logits; a top-k router's gates
+            if meta[layer, M_Z] != NONE and (mode != GIVEN or top_k > 0):
                 z0, d0 = meta[layer, M_Z], meta[layer, M_D]
                 z = weights[z0 : z0 + n_in_blocks * n_out_blocks * bs_in].reshape(
                     (n_in_blocks, n_out_blocks, bs_in)
                 )
-                sigma = work[o_sigma : o_sigma + n_out_blocks]
                 sigma[:] = weights[d0 : d0 + n_out_blocks]
                 for i in range(n_in_blocks):
                     if layer == 0 or in_mask[i]:
                         _add_dots(sigma, h[i * bs_in : (i + 1) * bs_in], z[i], 0, bs_in)
+            if mode == GIVEN:
+                on[:] = given[layer, :n_out_blocks]
+            elif top_k > 0:
+                _top_k(sigma, top_k, on)
+            elif meta[layer, M_Z] != NONE:
                 noise = work[layer * max_blocks : layer * max_blocks + n_out_blocks]
                 for j in range(n_out_blocks):
                     on[j] = _switched_on(_probability(sigma[j], p_min, p_max), mode, noise[j])
@@ -348,6 +383,8 @@ def forward_one(x, weights, meta, work, flags, mode):
                     on[j] = _switched_on(tau, mode, work[layer * max_blocks + j])
             else:
                 on[:] = 1
+            if top_k > 0:
+                _gates(sigma, on)
         # the product: active output blocks from active input blocks; other outputs are never read
         if hidden:
             start = o_a if layer % 2 == 0 else o_b
@@ -373,6 +410,8 @@ def forward_one(x, weights, meta, work, flags, mode):
                 weights[b0 + j * bs_out : b0 + (j + 1) * bs_out],
                 activation,
             )
+            if hidden and top_k > 0:
+                out[j * bs_out : (j + 1) * bs_out] *= sigma[j]  # its gate value
         h = out
         if hidden:
             in_mask = decided[layer]
