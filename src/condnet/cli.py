@@ -255,7 +255,7 @@ def cmd_parity(args) -> None:
 def cmd_search(args) -> None:
     from condnet.search.study import run_search
 
-    outputs = run_search(args.space, args.trials, args.out, args.storage, args.workers)
+    outputs = run_search(args.space, args.trials, args.out, args.storage, args.workers, args.threads)
     print(f"{outputs.trials} trials in {outputs.csv}; the Pareto set (validation error, batch-1 latency):")
     for row in outputs.pareto:
         params = ", ".join(f"{k[6:]}={v}" for k, v in row.items() if k.startswith("param:"))
@@ -368,6 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=_positive_int, default=1, help="trials trained in parallel")
     p.add_argument("--out", type=Path, required=True, help="the trials' runs, search.csv and pareto.csv")
     p.add_argument("--storage", type=Path, help="Optuna journal file (default: OUT/journal.log)")
+    p.add_argument("--threads", type=_positive_int, help="cores per worker (default: all cores / workers)")
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("parity", help="a randomized sweep: the engine against the PyTorch model, same masks")

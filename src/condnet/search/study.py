@@ -135,7 +135,13 @@ def write_rows(table: list[dict], path: Path) -> None:
 
 
 def run_search(
-    space_path: Path, trials: int, out: Path, storage: Path | None = None, workers: int = 1, log=print
+    space_path: Path,
+    trials: int,
+    out: Path,
+    storage: Path | None = None,
+    workers: int = 1,
+    threads: int | None = None,
+    log=print,
 ) -> SearchOutputs:
     """Run the search until the study holds `trials` finished or failed trials; write OUT/search.csv
     (every trial) and OUT/pareto.csv (the Pareto set)."""
@@ -156,7 +162,7 @@ def run_search(
         before = len(study.get_trials(states=finished))
         log(f"{space.name}: {before} of {trials} trials done; {max(0, trials - before)} to run")
         if before < trials:
-            threads = max(1, (os.cpu_count() or 1) // workers)
+            threads = threads or max(1, (os.cpu_count() or 1) // workers)
             context = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(workers, mp_context=context, initializer=end_with_parent,
                                      initargs=(os.getpid(),)) as pool:  # fmt: skip
