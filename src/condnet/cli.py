@@ -263,6 +263,18 @@ def cmd_search(args) -> None:
               f"({row['latency_from']}); {params}")  # fmt: skip
 
 
+def cmd_frontier(args) -> None:
+    from condnet.reproduce.frontier import run_frontier
+
+    found = run_frontier(
+        args.dataset, args.configs, args.seeds, args.out or Path("runs") / "frontier" / args.dataset,
+        args.report, args.workers, args.threads, args.timing_repeats, "condnet " + " ".join(sys.argv[1:]),
+    )  # fmt: skip
+    print(f"wrote {args.report}/{args.dataset}.csv, .md and .png")
+    for line in found:
+        print(f"- {line}")
+
+
 def _run_table(args, table) -> None:
     from condnet.reproduce.command import run_table
     from condnet.reproduce.tables import select_rows
@@ -370,6 +382,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", type=Path, help="Optuna journal file (default: OUT/journal.log)")
     p.add_argument("--threads", type=_positive_int, help="cores per worker (default: all cores / workers)")
     p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser(
+        "frontier", help="train chosen configs on fresh seeds: gated against dense, error and latency"
+    )
+    p.add_argument("dataset", help="the data.name every config must have, e.g. mnist")
+    p.add_argument(
+        "--configs", type=Path, required=True, help="a directory of configs (chosen on validation)"
+    )
+    p.add_argument("--seeds", type=_positive_int, default=5)
+    p.add_argument("--out", type=Path, help="run directories (default: runs/frontier/DATASET)")
+    p.add_argument("--report", type=Path, default=Path("docs/frontier"), help="where DATASET.csv/.md/.png go")
+    p.add_argument("--workers", type=_positive_int, default=1)
+    p.add_argument("--threads", type=_positive_int, help="cores per worker (default: all cores / workers)")
+    p.add_argument("--timing-repeats", type=_positive_int, default=15)
+    p.set_defaults(func=cmd_frontier)
 
     p = sub.add_parser("parity", help="a randomized sweep: the engine against the PyTorch model, same masks")
     p.add_argument("--cases", type=_positive_int, default=10_000)

@@ -39,7 +39,14 @@ class Job:
     cfg: Config
 
 
-def plan(table: Table, seeds: int, out: Path, overrides: list[str], config_dir: Path = CONFIG_DIR):
+def plan(
+    table: Table,
+    seeds: int,
+    out: Path,
+    overrides: list[str],
+    config_dir: Path = CONFIG_DIR,
+    first_seed: int = 0,
+):
     """Every (row, seed) of the table with its resolved config; configs are checked before any run."""
     if seeds < 1:
         raise CondnetError(f"--seeds must be at least 1, got {seeds}")
@@ -47,7 +54,7 @@ def plan(table: Table, seeds: int, out: Path, overrides: list[str], config_dir: 
         Job(row, seed, out / row.name.replace("/", "_") / f"seed-{seed}",
             load_config(config_path(row, config_dir), [*overrides, *row.overrides], seed))
         for row in table.rows
-        for seed in range(seeds)
+        for seed in range(first_seed, first_seed + seeds)
     ]  # fmt: skip
 
 

@@ -1,0 +1,47 @@
+"""`condnet frontier` end to end on the fixture data, and its verdict rule against hand-made numbers."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+from condnet.cli import main
+from condnet.config import load_config, to_toml
+from condnet.reproduce.frontier import ConfigSummary, verdicts
+from test_training import SMALL
+
+
+def test_verdicts_need_two_standard_errors_against_every_dense_net_as_fast():
+    dense_fast = ConfigSummary("dense-fast", False, 5, (3.0, 0.1), 5.0, 1.0)
+    dense_slow = ConfigSummary("dense-slow", False, 5, (2.0, 0.1), 20.0, 1.0)
+    clear = ConfigSummary("clear", True, 5, (2.8, 0.1), 6.0, 1.0)  # 0.2 better, SE 0.063: +3.2 SE
+    close = ConfigSummary("close", True, 5, (2.95, 0.1), 6.0, 1.0)  # 0.05 better: +0.8 SE
+    slow = ConfigSummary("slow", True, 5, (2.5, 0.1), 25.0, 1.0)  # dense-slow is faster and better
+    lines = dict(v.split(": ", 1) for v in verdicts([dense_fast, dense_slow, clear, close, slow]))
+    assert lines["clear"].startswith("ON the front") and "+3.2 standard errors" in lines["clear"]
+    assert lines["close"].startswith("NOT on the front") and "+0.8 standard errors" in lines["close"]
+    assert lines["slow"].startswith("NOT on the front") and "dense-slow" in lines["slow"]
+
+
+def test_frontier_end_to_end(tmp_path, idx_dir, capsys):
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    common = [*SMALL, f"data.dir={json.dumps(str(idx_dir))}", "train.max_epochs=1"]
+    for name, extra in (("dense", "model.kind=nn"), ("topk", "model.router=topk")):
+        (configs / f"{name}.toml").write_text(to_toml(load_config(None, [*common, extra])))
+    report = tmp_path / "report"
+    args = ["frontier", "idx", "--configs", str(configs), "--seeds", "2", "--timing-repeats", "1",
+            "--out", str(tmp_path / "runs"), "--report", str(report)]  # fmt: skip
+    assert main(args) == 0
+    with open(report / "idx.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["config"], r["gated"], r["seed"]) for r in rows] == [
+        ("dense", "False", "100"),
+        ("dense", "False", "101"),
+        ("topk", "True", "100"),
+        ("topk", "True", "101"),
+    ]
+    assert all(float(r["b1_latency_us"]) > 0 and float(r["b50_pass_ms"]) > 0 for r in rows)
+    markdown = (report / "idx.md").read_text()
+    assert "topk: " in markdown and "standard errors" in markdown and "Command:" in markdown
+    assert (report / "idx.png").stat().st_size > 10_000
