@@ -12,6 +12,7 @@ next command on that directory (`recover`). Every file is written by write-then-
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import os
@@ -44,6 +45,16 @@ def write_atomic(path: Path, data: str | bytes) -> None:
 
 def write_json(path: Path, value) -> None:
     write_atomic(path, json.dumps(value, indent=2) + "\n")
+
+
+def write_csv(rows: list[dict], path: Path, fields: list[str] | None = None) -> None:
+    """Rows as CSV (columns: `fields`, else every key in first-seen order), by write-then-rename."""
+    fields = fields or list(dict.fromkeys(key for row in rows for key in row))
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(path, text.getvalue())
 
 
 def save_figure(figure, path: Path, **options) -> None:

@@ -10,10 +10,10 @@ from condnet.config import toml_string
 from condnet.engine.timing import machine
 from condnet.errors import CondnetError
 from condnet.reproduce import figures
-from condnet.reproduce.report import markdown_table, pareto_verdicts, run_record, summarize, write_csv
+from condnet.reproduce.report import CSV_FIELDS, markdown_table, pareto_verdicts, run_record, summarize
 from condnet.reproduce.runner import plan, time_all, train_all
 from condnet.reproduce.tables import CONFIG_DIR, Table
-from condnet.run_dir import RunDir, write_atomic
+from condnet.run_dir import RunDir, write_atomic, write_csv
 
 
 @dataclass
@@ -57,7 +57,7 @@ def run_table(
     summaries = summarize(table, records)
     outputs = Outputs(report_dir / f"{table.name}.csv", report_dir / f"{table.name}.md",
                       report_dir / f"{table.name}.png", failures)  # fmt: skip
-    write_csv(records, outputs.csv)
+    write_csv(records, outputs.csv, CSV_FIELDS)
     data = jobs[0].cfg.data.name
     title = f"{table.name}" + ("" if data == table.dataset else f" architectures trained on {data}")
     if table.plot == "pareto":

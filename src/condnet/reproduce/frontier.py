@@ -16,8 +16,6 @@ whose mean batch-1 latency is at most its own, by at least two standard errors o
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 from dataclasses import dataclass
@@ -28,7 +26,7 @@ from condnet.report.plots import plt
 from condnet.report.summary import mean_std
 from condnet.reproduce.runner import Job, plan, time_all, train_all
 from condnet.reproduce.tables import Row, Table
-from condnet.run_dir import METRICS, TIMING, RunDir, save_figure, write_atomic
+from condnet.run_dir import METRICS, TIMING, RunDir, save_figure, write_atomic, write_csv
 
 FIRST_SEED = 100
 CSV_FIELDS = ["config", "gated", "seed", "test_error", "b1_latency_us", "b50_pass_ms", "activation_rate",
@@ -138,14 +136,6 @@ def figure(records: list[dict], summaries: list[ConfigSummary], title: str, path
     plt.close(fig)
 
 
-def write_csv(records: list[dict], path: Path) -> None:
-    text = io.StringIO(newline="")
-    writer = csv.DictWriter(text, CSV_FIELDS)
-    writer.writeheader()
-    writer.writerows(records)
-    write_atomic(path, text.getvalue())
-
-
 def run_frontier(
     dataset: str,
     config_dir: Path,
@@ -179,7 +169,7 @@ def run_frontier(
         raise CondnetError("no run finished; see the errors above")
     summaries = summarize(records)
     report_dir.mkdir(parents=True, exist_ok=True)
-    write_csv(records, report_dir / f"{dataset}.csv")
+    write_csv(records, report_dir / f"{dataset}.csv", CSV_FIELDS)
     figure(records, summaries, f"{dataset}: gated against dense", report_dir / f"{dataset}.png")
     found = verdicts(summaries)
     lines = [

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 from condnet.report.summary import mean_std
 from condnet.reproduce.runner import Job
 from condnet.reproduce.tables import Table
-from condnet.run_dir import FAILED, METRICS, TIMING, RunDir, write_atomic
+from condnet.run_dir import FAILED, METRICS, TIMING, RunDir
 
 CSV_FIELDS = [
     "row", "kind", "seed", "status", "test_error_sample", "test_error_threshold", "activation_rate",
@@ -42,14 +39,6 @@ def run_record(job: Job) -> dict:
         **{k: timing.get(k) for k in CSV_FIELDS if k in timing},
     )
     return record
-
-
-def write_csv(records: list[dict], path: Path) -> None:
-    text = io.StringIO(newline="")
-    writer = csv.DictWriter(text, CSV_FIELDS)
-    writer.writeheader()
-    writer.writerows(records)
-    write_atomic(path, text.getvalue())
 
 
 def best_latency(kind: str, dense_ms: float, engine_ms: float) -> float:

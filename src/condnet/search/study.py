@@ -13,9 +13,7 @@ Pareto set of trials). The test split is never read for a choice.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -25,7 +23,7 @@ from pathlib import Path
 from condnet.config import to_toml
 from condnet.errors import CondnetError
 from condnet.reproduce.runner import end_with_parent
-from condnet.run_dir import ANALYSIS, CONFIG, EPOCH_LOG, RunDir, write_atomic
+from condnet.run_dir import ANALYSIS, CONFIG, EPOCH_LOG, RunDir, write_csv
 from condnet.search.space import Space, load_space
 
 OBJECTIVES = ("valid_error", "b1_latency_us")
@@ -125,15 +123,6 @@ def rows(study) -> list[dict]:
     return table
 
 
-def write_rows(table: list[dict], path: Path) -> None:
-    fields = list(dict.fromkeys(k for row in table for k in row))
-    text = io.StringIO(newline="")
-    writer = csv.DictWriter(text, fields)
-    writer.writeheader()
-    writer.writerows(table)
-    write_atomic(path, text.getvalue())
-
-
 def run_search(
     space_path: Path,
     trials: int,
@@ -172,8 +161,8 @@ def run_search(
                     future.result()
         study = _study(space, storage)
         table = rows(study)
-        write_rows(table, out / "search.csv")
+        write_csv(table, out / "search.csv")
         pareto_numbers = {t.number for t in study.best_trials}
         pareto = [row for row in table if row["trial"] in pareto_numbers]
-        write_rows(pareto or [{"trial": None}], out / "pareto.csv")
+        write_csv(pareto or [{"trial": None}], out / "pareto.csv")
     return SearchOutputs(out / "search.csv", sorted(pareto, key=lambda r: r["b1_latency_us"]), len(table))
