@@ -104,5 +104,5 @@ def test_macs_by_hand():
     masks = [torch.tensor([[1.0, 0.0, 1.0]]), torch.tensor([[0.0, 1.0, 0.0, 0.0]])]
     # layer 1: 5 * 8 + policy 5 * 3; layer 2: 8 * 2 + policy 8 * 4; output 2 * 3
     assert active_macs(5, [4, 2], 3, masks).item() == 40 + 15 + 16 + 32 + 6
-    assert active_macs(5, [4, 2], 3, masks, with_policy=False).item() == 40 + 16 + 6
+    assert active_macs(5, [4, 2], 3, masks, policy_rows=False).item() == 40 + 16 + 6
     assert dense_macs(5, [12, 8], 3) == 60 + 96 + 24

@@ -31,7 +31,7 @@ def test_only_gated_layers_have_policies():
     policy_tensors = {k for k in model.state_dict() if k.startswith("policies.")}
     assert policy_tensors == {"policies.1.Z", "policies.1.d"}
     assert model.policies[1].Z.shape == (6, 8)  # the gated layer is routed from the trunk's output
-    assert model.learned_policies == [False, True]
+    assert model.policy_rows == [0, 6]
     out = model(torch.rand(5, 10), "sample", torch.Generator().manual_seed(0))
     assert out.layers[0].sigma is None and torch.equal(out.layers[0].mask, torch.ones(5, 1))
     assert out.layers[1].sigma.shape == (5, 6)
@@ -41,7 +41,7 @@ def test_macs_of_a_mixed_net_by_hand():
     # dense trunk 10 x 8 (no policy), gated layer: policy 8 x 6, 2 of 6 blocks of 4 on -> 8 x 8,
     # output: 8 active units x 3
     masks = [torch.ones(1, 1), torch.tensor([[1.0, 0, 0, 1, 0, 0]])]
-    macs = active_macs(10, [8, 4], 3, masks, [False, True])
+    macs = active_macs(10, [8, 4], 3, masks, [0, 6])
     assert macs.item() == 10 * 8 + 8 * 6 + 8 * 8 + 8 * 3
 
 

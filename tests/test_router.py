@@ -98,3 +98,56 @@ def test_k_is_checked_against_the_gated_layers_only():
         validate(Config(model=ModelConfig(widths=[16, 16], block_size=[2, 4], router="topk", k=[5])))
     cfg = ModelConfig(widths=[8, 16], block_size=[8, 4], router="topk", k=[3], gated=[False, True])
     assert validate(Config(model=cfg)).model.k == [3, 3]
+
+
+def test_tree_leaf_probabilities_and_path_by_hand():
+    from condnet.nn.router import leaf_probabilities, tree_path_mask
+
+    # depth 2: root, then its left and right children; scores 1.0 (right), -2.0 and 0.5
+    scores = torch.tensor([[1.0, -2.0, 0.5]])
+    s = torch.sigmoid(scores[0])
+    expected = [(1 - s[0]) * (1 - s[1]), (1 - s[0]) * s[1], s[0] * (1 - s[2]), s[0] * s[2]]
+    torch.testing.assert_close(leaf_probabilities(scores)[0], torch.stack(expected))
+    assert tree_path_mask(scores).tolist() == [[0.0, 0.0, 0.0, 1.0]]  # right, then right
+    assert tree_path_mask(torch.tensor([[-1.0, 3.0, -9.0]])).tolist() == [[0.0, 1.0, 0.0, 0.0]]
+
+
+def tree_model(gated=(True, True)) -> CondNet:
+    torch.manual_seed(1)
+    sizes = [4 if gated[0] else 32, 2]
+    cfg = ModelConfig(widths=[32, 16], block_size=sizes, router="tree", gated=list(gated))
+    return CondNet(10, 3, validate(Config(model=cfg)).model).eval()
+
+
+def test_a_tree_routes_each_example_to_one_block_and_trains_its_path():
+    model = tree_model()
+    assert model.policies[1].Z.shape == (7, 4 * 8) and model.policy_rows == [3, 3]  # 8 leaves, depth 3
+    out = model(torch.rand(6, 10))
+    assert all(torch.all(layer.mask.sum(dim=1) == 1) for layer in out.layers)
+    loss = torch.nn.functional.cross_entropy(out.logits, torch.randint(0, 3, (6,)))
+    (grad,) = torch.autograd.grad(loss, [model.policies[0].d])
+    assert grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("batch", [1, 9])
+@pytest.mark.parametrize("gated", [(True, True), (False, True)])
+def test_engine_follows_the_same_tree_paths(batch, gated):
+    model = tree_model(gated)
+    x = np.random.default_rng(3).random((batch, 10), dtype=np.float32)
+    logits, masks = Engine(model).forward(x)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x))
+    for mine, theirs in zip(masks, expected.layers, strict=True):
+        assert np.array_equal(mine, theirs.mask.numpy())
+    np.testing.assert_allclose(logits, expected.logits.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_a_tree_needs_a_power_of_two_blocks_and_learns(idx_dir):
+    with pytest.raises(ConfigError, match="power of 2"):
+        validate(Config(model=ModelConfig(widths=[12], block_size=[4], router="tree")))
+    cfg = small_config(idx_dir, "model.router=tree")  # 4 blocks of 8: depth 2
+    splits = load_idx_splits(idx_dir, 200)
+    result = train(cfg, splits)
+    test = evaluate(result.model, splits.x_test, splits.y_test, "threshold")
+    assert test.error < 0.25, test.error
+    assert test.activation_rate == [pytest.approx(0.25)]

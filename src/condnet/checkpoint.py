@@ -47,8 +47,9 @@ def expected_shapes(input_dim: int, n_classes: int, model: ModelConfig) -> dict[
         layers = zip(dims[:-1], model.widths, model.block_size, model.gated, strict=True)
         for index, (n_in, width, block, gated) in enumerate(layers):
             if gated:
-                shapes[f"policies.{index}.Z"] = (width // block, n_in)
-                shapes[f"policies.{index}.d"] = (width // block,)
+                rows = width // block - (model.router == "tree")  # a tree's internal nodes
+                shapes[f"policies.{index}.Z"] = (rows, n_in)
+                shapes[f"policies.{index}.d"] = (rows,)
     return shapes
 
 

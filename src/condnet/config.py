@@ -24,7 +24,7 @@ OPTIMIZERS = ("sgd", "adam")
 BASELINES = ("none", "batch_min", "batch_mean", "leave_one_out", "moving_average")
 REDUCTIONS = ("sum", "mean")
 ESTIMATORS = ("reinforce", "straight_through", "gumbel")
-ROUTERS = ("bernoulli", "topk")  # how the policies learn (train/objective.py)
+ROUTERS = ("bernoulli", "topk", "tree")  # how the policies learn (train/objective.py)
 DATASETS = ("mnist", "cifar10", "svhn", "idx")
 MODES = ("sample", "threshold")  # how a trained model decides its masks at test time
 
@@ -43,7 +43,8 @@ class ModelConfig:
     # dense trunk whose output routes a wide gated layer. The dense NN (kind nn) has no gated layer.
     gated: list[bool] = field(default_factory=lambda: [True])
     # how a gated layer of a condnet picks its blocks: bernoulli (the paper's policy, one draw per block)
-    # or topk (exactly k blocks per example, scaled by their gate values; condnet.nn.router)
+    # or topk (exactly k blocks per example, scaled by their gate values) or tree (one block per
+    # example, chosen by a binary tree of decision units; blocks per layer a power of 2): condnet.nn.router
     router: str = "bernoulli"
     k: list[int] = field(default_factory=lambda: [1])  # blocks on per example, per layer (topk)
     router_detach: bool = True  # the policy / router reads the previous layer detached (the paper)
@@ -239,10 +240,14 @@ def validate(cfg: Config) -> Config:
         "model.router",
         m.router,
         m.router == "bernoulli" or m.kind == "condnet",
-        "topk only with kind condnet",
+        "topk or tree only with kind condnet",
     )
     _check("model.router_detach", m.router_detach, isinstance(m.router_detach, bool), "true or false")
     for layer, (width, size, k, gated) in enumerate(zip(m.widths, m.block_size, m.k, m.gated, strict=True)):
+        n_blocks = width // size
+        tree = m.router == "tree" and gated
+        _check(f"model.block_size[{layer}]", size, not tree or n_blocks & (n_blocks - 1) == 0,
+               f"a tree router needs a power of 2 of blocks; {width} / {size} = {n_blocks}")  # fmt: skip
         routed = m.router == "topk" and gated  # k means nothing to a dense layer
         most = width // size if routed else k
         _check(f"model.k[{layer}]", k, 1 <= k <= most, f"a whole number from 1 to {most} (blocks)")

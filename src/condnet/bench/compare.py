@@ -127,14 +127,14 @@ def bench(
             mask_rng = np.random.default_rng(seed)  # one stream: every chunk draws its own masks
             masks = [engine.forward(c, mode, seed=mask_rng)[1] for c in chunks]
             per_layer = [np.concatenate([m[layer] for m in masks]) for layer in range(len(model.hidden))]
-            with_policy = model.learned_policies
+            rows = model.policy_rows
             macs = (
                 active_macs(
                     model.input_dim,
                     model.block_sizes,
                     model.n_classes,
                     [torch.from_numpy(m) for m in per_layer],
-                    with_policy,
+                    rows,
                 )
                 .mean()
                 .item()

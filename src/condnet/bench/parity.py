@@ -42,12 +42,14 @@ class Case:
     dense_layers: list[bool]  # layers whose crossover sends them to the engine's dense product
     gated: list[bool]  # per hidden layer: gated, or a dense layer of a gated net (model.gated)
     top_k: list[int]  # per hidden layer: blocks a top-k router computes; all 0: Bernoulli policies
+    tree: bool  # tree routers (layers of 1, 2, 4 or 8 blocks) instead
 
     def __str__(self) -> str:
         arch = "-".join([str(self.input_dim), *(f"{k}x{b}" for k, b in self.layers), str(self.n_classes)])
         return (f"case {self.index}: {self.kind} {self.activation} {arch} batch {self.batch} {self.mode} "
                 f"threads {self.threads} densities {[round(d, 2) for d in self.densities]} "
-                f"dense {self.dense_layers} gated {self.gated} top-k {self.top_k}")  # fmt: skip
+                f"dense {self.dense_layers} gated {self.gated} top-k {self.top_k} "
+                f"tree {self.tree}")  # fmt: skip
 
 
 def draw_case(index: int, rng: np.random.Generator, max_threads: int) -> Case:
@@ -56,7 +58,14 @@ def draw_case(index: int, rng: np.random.Generator, max_threads: int) -> Case:
         (int(rng.integers(1, 13)), int(rng.choice([1, 2, 3, 4, 8, 16, 33, 64]))) for _ in range(n_hidden)
     ]
     kind = str(rng.choice(["condnet", "condnet", "bdnn", "nn"]))
-    top_k = kind == "condnet" and rng.random() < 0.4
+    router = (
+        str(rng.choice(["bernoulli", "topk", "tree"], p=[0.6, 0.2, 0.2]))
+        if kind == "condnet"
+        else "bernoulli"
+    )
+    top_k = router == "topk"
+    if router == "tree":  # a power of 2 of blocks
+        layers = [(int(rng.choice([1, 2, 4, 8])), size) for _, size in layers]
     densities = [float(rng.choice([0.0, 1.0])) if rng.random() < 0.2 else float(rng.random()) for _ in layers]
     return Case(
         index,
@@ -72,6 +81,7 @@ def draw_case(index: int, rng: np.random.Generator, max_threads: int) -> Case:
         [bool(rng.random() < 0.3) for _ in range(n_hidden + 1)],
         [kind != "nn" and bool(rng.random() < 0.75) for _ in range(n_hidden)],
         [int(rng.integers(1, k + 1)) if top_k else 0 for k, _ in layers],
+        router == "tree",
     )
 
 
@@ -80,7 +90,8 @@ def build(case: Case, rng: np.random.Generator) -> CondNet:
     widths = [k * b for k, b in case.layers]
     taus = [min(max(d, 0.01), 1.0) for d in case.densities]
     sizes = [b for _, b in case.layers]
-    router, k = ("topk" if any(case.top_k) else "bernoulli"), [max(k, 1) for k in case.top_k]
+    router = "tree" if case.tree else "topk" if any(case.top_k) else "bernoulli"
+    k = [max(k, 1) for k in case.top_k]
     cfg = Config(
         model=ModelConfig(
             case.kind, widths, sizes, case.activation, taus, gated=case.gated, router=router, k=k
@@ -133,6 +144,9 @@ def check(case: Case, seed: int) -> str | None:
         if not case.gated[index]:
             if not mask.all():
                 return f"layer {index + 1} is dense, but the engine turned blocks off"
+        elif case.tree:  # one leaf per example (its choice is checked in tests/test_router.py)
+            if np.any(mask.sum(axis=1) != 1):
+                return f"layer {index + 1}: the tree router did not choose exactly one block"
         elif case.top_k[index]:  # exactly k blocks, those of the largest scores (up to float ties)
             if np.any(mask.sum(axis=1) != case.top_k[index]):
                 return f"layer {index + 1}: the engine did not compute exactly k blocks"
@@ -170,7 +184,7 @@ def sweep(cases: int, seed: int = 0, max_threads: int = 2, on_case=None) -> Swee
                    "batch": str(case.batch) if case.batch < 2 else ">1", "hidden layers": len(case.layers),
                    "dense layers": sum(case.dense_layers) > 0,
                    "mixed dense and gated layers": len(set(case.gated)) > 1,
-                   "router": "topk" if any(case.top_k) else "bernoulli"}  # fmt: skip
+                   "router": "tree" if case.tree else "topk" if any(case.top_k) else "bernoulli"}  # fmt: skip
         for name, value in covered.items():
             counts[name][value] += 1
         try:

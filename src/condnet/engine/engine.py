@@ -48,6 +48,7 @@ class EngineLayer:
     d: np.ndarray | None = None
     tau: float | None = None  # uniform policy (bdNN)
     top_k: int = 0  # a top-k router (z_tiles, d are its scores) computing this many blocks; 0: not one
+    tree_depth: int = 0  # a tree router's depth (z_tiles, d: its n_blocks - 1 nodes); 0: not one
     # work fraction (active input x active output fraction) above which the dense product is faster,
     # per calibrated batch size (batch 1 runs the fused kernel); measured by Engine.calibrate. Empty:
     # only a layer with every block on takes the dense product.
@@ -117,10 +118,13 @@ class Engine:
                 activation=ACTIVATIONS[cfg.activation] if index < n_hidden else kernels.IDENTITY,
             )
             gated = index < n_hidden and cfg.kind != "nn" and cfg.gated[index]  # else: every block on
+            if gated and cfg.router == "tree" and layer.n_out_blocks == 1:
+                gated = False  # a one-leaf tree: that block, with probability 1
             if gated and cfg.kind == "condnet":
                 layer.z_tiles = policy_tiles(np.asarray(tensors[f"policies.{index}.Z"]), sizes[index])
                 layer.d = np.array(tensors[f"policies.{index}.d"], np.float32)
                 layer.top_k = cfg.k[index] if cfg.router == "topk" else 0
+                layer.tree_depth = (layer.n_out_blocks.bit_length() - 1) if cfg.router == "tree" else 0
             elif gated and cfg.kind == "bdnn":
                 layer.tau = cfg.tau[index]
             self.layers.append(layer)
@@ -255,6 +259,12 @@ class Engine:
         """The layer's mask (batch, n_blocks) uint8, and a top-k router's gate values (else None)."""
         batch, k = h.shape[0], layer.n_out_blocks
         given = None if masks is None else self._given_mask(index, masks, batch, k)
+        if layer.tree_depth:
+            nodes = np.empty((batch, k - 1), np.float32)
+            always_on = np.ones((batch, 1), np.uint8)
+            self._layer_kernel(h, in_mask, layer.z_tiles[None], layer.d, always_on, kernels.IDENTITY, nodes)
+            on = _tree_path(nodes) if given is None else given
+            return on, _leaf_probabilities(nodes) * on
         if layer.z_tiles is not None and (given is None or layer.top_k):
             # the policy is a layer with one output block, always on: the block kernel reads only the
             # active input blocks (3072-640-640-10 at batch 50, density 0.18: both policies took
@@ -336,6 +346,29 @@ def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
     on = np.zeros(scores.shape, np.uint8)
     np.put_along_axis(on, np.argpartition(-scores, k - 1, axis=1)[:, :k], 1, axis=1)
     return on
+
+
+def _tree_path(nodes: np.ndarray) -> np.ndarray:
+    """uint8 mask of the leaf each row's path ends at (right where a node's score is > 0)."""
+    batch, n_nodes = nodes.shape
+    position, level, rows = np.zeros(batch, np.int64), 0, np.arange(batch)
+    while level < n_nodes:
+        position = 2 * position + (nodes[rows, level + position] > 0)
+        level = 2 * level + 1
+    on = np.zeros((batch, n_nodes + 1), np.uint8)
+    on[rows, position] = 1
+    return on
+
+
+def _leaf_probabilities(nodes: np.ndarray) -> np.ndarray:
+    """Each leaf's path probability (condnet.nn.router.leaf_probabilities), float32."""
+    probs, level = np.ones((nodes.shape[0], 1), np.float32), 0
+    while probs.shape[1] < nodes.shape[1] + 1:
+        width = probs.shape[1]
+        right = 1 / (1 + np.exp(-nodes[:, level : level + width]))
+        probs = np.stack([probs * (1 - right), probs * right], axis=2).reshape(len(probs), 2 * width)
+        level += width
+    return probs.astype(np.float32)
 
 
 def _gate_values(scores: np.ndarray, on: np.ndarray) -> np.ndarray:

@@ -266,8 +266,8 @@ def decide(logits, p_min, p_max, mode, noise, out):
 # for one array, 0.73 us for twelve, measured), and at batch 1 that is a large share of the call.
 # Every layer lives in the flat `weights` buffer described by one row of `meta`:
 M_IN_BLOCKS, M_BS_IN, M_OUT_BLOCKS, M_BS_OUT, M_TILES, M_BIAS, M_Z, M_D, M_TAU, M_ACTIVATION = range(10)
-M_TOP_K = 10
-META_COLUMNS = 11  # M_TOP_K: k of a top-k router (its scores are Z s + d), 0 for a Bernoulli policy
+M_TOP_K, M_TREE = 10, 11  # k of a top-k router (scores Z s + d); depth of a tree router; else 0
+META_COLUMNS = 12
 NONE = -1  # no policy (M_Z, M_D) or no uniform rate (M_TAU)
 P_MIN, P_MAX = 0, 1  # weights[0:2]: the policies' probability range
 NON_FINITE_INPUT = 1  # forward_one's status when x holds NaN or infinities
@@ -301,6 +301,34 @@ def _gates(scores, on):
     for j in range(scores.shape[0]):
         if on[j]:
             scores[j] /= total
+
+
+@njit(inline="always")
+def _tree_leaf(h, in_mask, weights, row, first_layer, depth, leaf, gates):
+    """Walk a tree router from its root: to `leaf` (>= 0), or (leaf -1) right wherever a node's score is
+    > 0. Computes only the nodes on the path (depth dot products over the active inputs), writes the
+    path probability (product of sigmoid(score) right, 1 - sigmoid(score) left) to gates[leaf] and
+    returns the leaf."""
+    n_in_blocks, bs_in, n_nodes = row[M_IN_BLOCKS], row[M_BS_IN], row[M_OUT_BLOCKS] - 1
+    z = weights[row[M_Z] : row[M_Z] + n_in_blocks * n_nodes * bs_in].reshape((n_in_blocks, n_nodes, bs_in))
+    position, level, probability = 0, 0, np.float32(1.0)
+    for t in range(depth):
+        node = level + position
+        score = weights[row[M_D] + node]
+        for i in range(n_in_blocks):
+            if first_layer or in_mask[i]:
+                for u in range(bs_in):
+                    score += h[i * bs_in + u] * z[i, node, u]
+        if leaf < 0:
+            right = 1 if score > 0 else 0
+        else:
+            right = (leaf >> (depth - 1 - t)) & 1
+        p_right = np.float32(1.0) / (np.float32(1.0) + np.exp(-score))
+        probability *= p_right if right else np.float32(1.0) - p_right
+        position = 2 * position + right
+        level = 2 * level + 1
+    gates[position] = probability
+    return position
 
 
 @njit(inline="always")
@@ -356,11 +384,12 @@ def forward_one(x, weights, meta, work, flags, mode):
         n_out_blocks, bs_out = meta[layer, M_OUT_BLOCKS], meta[layer, M_BS_OUT]
         hidden = layer < n_layers - 1
         top_k = meta[layer, M_TOP_K] if hidden else 0
+        tree = meta[layer, M_TREE] if hidden else 0
         # decide which output blocks to compute: decided[layer] (the output layer is always on)
         if hidden:
             on = decided[layer, :n_out_blocks]
             sigma = work[o_sigma : o_sigma + n_out_blocks]  # policy logits; a top-k router's gates
-            if meta[layer, M_Z] != NONE and (mode != GIVEN or top_k > 0):
+            if meta[layer, M_Z] != NONE and tree == 0 and (mode != GIVEN or top_k > 0):
                 z0, d0 = meta[layer, M_Z], meta[layer, M_D]
                 z = weights[z0 : z0 + n_in_blocks * n_out_blocks * bs_in].reshape(
                     (n_in_blocks, n_out_blocks, bs_in)
@@ -373,6 +402,9 @@ def forward_one(x, weights, meta, work, flags, mode):
                 on[:] = given[layer, :n_out_blocks]
             elif top_k > 0:
                 _top_k(sigma, top_k, on)
+            elif tree > 0:
+                on[:] = 0
+                on[_tree_leaf(h, in_mask, weights, meta[layer], layer == 0, tree, -1, sigma)] = 1
             elif meta[layer, M_Z] != NONE:
                 noise = work[layer * max_blocks : layer * max_blocks + n_out_blocks]
                 for j in range(n_out_blocks):
@@ -385,6 +417,10 @@ def forward_one(x, weights, meta, work, flags, mode):
                 on[:] = 1
             if top_k > 0:
                 _gates(sigma, on)
+            elif tree > 0 and mode == GIVEN:  # the path probability of every leaf that is on
+                for j in range(n_out_blocks):
+                    if on[j]:
+                        _tree_leaf(h, in_mask, weights, meta[layer], layer == 0, tree, j, sigma)
         # the product: active output blocks from active input blocks; other outputs are never read
         if hidden:
             start = o_a if layer % 2 == 0 else o_b
@@ -410,7 +446,7 @@ def forward_one(x, weights, meta, work, flags, mode):
                 weights[b0 + j * bs_out : b0 + (j + 1) * bs_out],
                 activation,
             )
-            if hidden and top_k > 0:
+            if hidden and (top_k > 0 or tree > 0):
                 out[j * bs_out : (j + 1) * bs_out] *= sigma[j]  # its gate value
         h = out
         if hidden:

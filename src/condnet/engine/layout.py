@@ -37,7 +37,7 @@ def pack(layers, p_min: float, p_max: float) -> tuple[np.ndarray, np.ndarray]:
     for layer in layers:
         n_out_blocks, n_in_blocks, bs_out, bs_in = layer.tiles.shape
         row = [n_in_blocks, bs_in, n_out_blocks, bs_out, put(layer.tiles), put(layer.bias)]
-        row += [kernels.NONE] * 3 + [layer.activation, layer.top_k]
+        row += [kernels.NONE] * 3 + [layer.activation, layer.top_k, layer.tree_depth]
         if layer.z_tiles is not None:
             row[kernels.M_Z], row[kernels.M_D] = put(layer.z_tiles), put(layer.d)
         if layer.tau is not None:

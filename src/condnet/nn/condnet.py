@@ -24,7 +24,14 @@ from torch.nn import functional as F
 
 from condnet.config import MODES, ModelConfig
 from condnet.nn.policy import BlockPolicy, NoPolicy, UniformPolicy
-from condnet.nn.router import TopKRouter, gate_values, top_k_mask
+from condnet.nn.router import (
+    TopKRouter,
+    TreeRouter,
+    gate_values,
+    leaf_probabilities,
+    top_k_mask,
+    tree_path_mask,
+)
 
 _REAL = {torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.uint8, torch.int8, torch.int16,
          torch.int32, torch.int64, torch.bool}  # fmt: skip
@@ -86,6 +93,8 @@ class CondNet(nn.Module):
             return UniformPolicy(n_blocks, tau)
         if cfg.router == "topk":
             return TopKRouter(n_in, n_blocks, k)
+        if cfg.router == "tree":
+            return TreeRouter(n_in, n_blocks)
         return BlockPolicy(n_in, n_blocks, cfg.p_min, cfg.p_max)
 
     def policy(self, layer: int) -> nn.Module | None:
@@ -95,9 +104,18 @@ class CondNet(nn.Module):
         return self.policies[layer]
 
     @property
-    def learned_policies(self) -> list[bool]:
-        """Per hidden layer: does a learned policy (which costs multiply-adds) decide its blocks?"""
-        return [isinstance(self.policy(i), BlockPolicy | TopKRouter) for i in range(len(self.hidden))]
+    def policy_rows(self) -> list[int]:
+        """Per hidden layer: the policy's or router's dot products per example (its multiply-adds are
+        this times the active inputs): n_blocks for a learned policy or top-k router, the depth for a
+        tree, 0 for a dense layer or a uniform policy."""
+        rows = []
+        for index in range(len(self.hidden)):
+            policy = self.policy(index)
+            if isinstance(policy, TreeRouter):
+                rows.append(policy.depth)
+            else:
+                rows.append(self.n_blocks[index] if isinstance(policy, BlockPolicy | TopKRouter) else 0)
+        return rows
 
     def network_parameters(self) -> list[nn.Parameter]:
         """Theta_NN: the weights and biases of the hidden and output layers."""
@@ -162,6 +180,12 @@ class CondNet(nn.Module):
             given = self._given_mask(index, h, masks)
             mask = top_k_mask(scores, policy.k) if given is None else given
             return torch.softmax(scores, dim=1), mask, gate_values(scores, mask)
+        if isinstance(policy, TreeRouter):
+            scores = policy(s)
+            given = self._given_mask(index, h, masks)
+            mask = tree_path_mask(scores) if given is None else given
+            leaves = leaf_probabilities(scores)
+            return leaves, mask, leaves * mask
         if masks is not None:
             return (None if policy is None else policy(s)), self._given_mask(index, h, masks), None
         if policy is None:  # a dense layer

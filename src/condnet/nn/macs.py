@@ -20,20 +20,20 @@ def active_macs(
     block_sizes: list[int],
     n_classes: int,
     masks: list[torch.Tensor],
-    with_policy: bool | list[bool] = True,
+    policy_rows: bool | list[int] = True,
 ) -> torch.Tensor:
     """MACs per example, (batch,), when each layer computes only its active blocks.
 
-    masks: per hidden layer, (batch, n_blocks) in {0, 1}. with_policy (one value, or one per layer)
-    adds the learned policy's n_in_active * n_blocks.
+    masks: per hidden layer, (batch, n_blocks) in {0, 1}. policy_rows: per layer, the dot products of its
+    policy or router (CondNet.policy_rows), each over the active inputs; True: n_blocks every layer.
     """
     active_in = torch.full((masks[0].shape[0],), float(input_dim), dtype=torch.float64)
     total = torch.zeros_like(active_in)
-    policies = with_policy if isinstance(with_policy, list) else [with_policy] * len(masks)
-    for mask, size, policy in zip(masks, block_sizes, policies, strict=True):
+    if not isinstance(policy_rows, list):
+        policy_rows = [mask.shape[1] if policy_rows else 0 for mask in masks]
+    for mask, size, rows in zip(masks, block_sizes, policy_rows, strict=True):
         active_out = mask.to(torch.float64).sum(dim=1) * size
         total += active_in * active_out
-        if policy:
-            total += active_in * mask.shape[1]
+        total += active_in * rows
         active_in = active_out
     return total + active_in * n_classes

@@ -45,10 +45,8 @@ def evaluate(
         nll += F.cross_entropy(out.logits, yb, reduction="sum").item()
         errors += (out.logits.argmax(dim=1) != yb).sum().item()
         masks = [t.mask for t in out.layers]
-        with_policy = model.learned_policies
-        macs += (
-            active_macs(model.input_dim, model.block_sizes, model.n_classes, masks, with_policy).sum().item()
-        )
+        rows = model.policy_rows
+        macs += active_macs(model.input_dim, model.block_sizes, model.n_classes, masks, rows).sum().item()
         for i, t in enumerate(out.layers):
             on[i] += t.mask.mean(dim=1).sum().item()
             if t.sigma is not None:

@@ -1,4 +1,5 @@
-"""The training loop: network weights by backprop, policies by REINFORCE, at the same time.
+"""The training loop: network weights by backprop, policies by REINFORCE (or another estimator, or
+backprop through a router's gates; train/objective.py), at the same time.
 
 Early stopping on the validation error (sample mode, the paper's inference): the weights of the best
 epoch are kept and restored at the end; with a lambda_s warm-up, only epochs from its end on count.
