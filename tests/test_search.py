@@ -59,3 +59,19 @@ def test_a_bad_space_fails_before_any_trial(tmp_path, idx_dir, capsys, params, s
     assert main(["search", space, "--trials", "1", "--out", str(tmp_path / "s")]) == 2
     assert says in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
+
+
+def test_a_trial_left_running_by_a_killed_search_is_failed_and_tried_again(tmp_path, idx_dir, capsys):
+    import optuna
+
+    from condnet.search.space import load_space
+    from condnet.search.study import _study
+
+    space_path = write_space(tmp_path, idx_dir, '"train.lr_net" = { choices = [0.01] }', name="killed")
+    out = tmp_path / "search"
+    out.mkdir()
+    study = _study(load_space(space_path), out / "journal.log")
+    study.ask({"train.lr_net": optuna.distributions.CategoricalDistribution(["0.01"])})  # left RUNNING
+    assert main(["search", space_path, "--trials", "1", "--out", str(out)]) == 0
+    states = [t.state.name for t in _study(load_space(space_path), out / "journal.log").get_trials()]
+    assert states == ["FAIL", "COMPLETE"]

@@ -96,16 +96,27 @@ def _study(space: Space, storage: Path, worker: int = 0):
     )  # fmt: skip
 
 
+def trials_done(study) -> int:
+    """Finished trials: complete, or failed by their own error (not those a killed search left)."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
+    return sum(not t.user_attrs.get("interrupted") for t in trials)
+
+
 def _worker(space_path: str, storage: str, out: str, trials: int, threads: int, worker: int) -> None:
-    import optuna
     import torch
 
     torch.set_num_threads(threads)
     space = load_space(space_path)
     study = _study(space, Path(storage), worker)
-    done = optuna.study.MaxTrialsCallback(trials, states=None)  # failed trials count too
+
+    def enough(study, _trial) -> None:
+        if trials_done(study) >= trials:
+            study.stop()
+
     study.optimize(
-        lambda trial: objective(space, Path(out), trial), n_trials=trials, callbacks=[done],
+        lambda trial: objective(space, Path(out), trial), n_trials=trials, callbacks=[enough],
         catch=(CondnetError,),
     )  # fmt: skip
 
@@ -145,10 +156,10 @@ def run_search(
         out.mkdir(parents=True, exist_ok=True)
         study = _study(space, storage)
         for stale in study.get_trials(states=(optuna.trial.TrialState.RUNNING,)):  # killed mid-trial
+            study._storage.set_trial_user_attr(stale._trial_id, "interrupted", True)
             study._storage.set_trial_state_values(stale._trial_id, optuna.trial.TrialState.FAIL)
             study.enqueue_trial(stale.params, skip_if_exists=False)
-        finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL)
-        before = len(study.get_trials(states=finished))
+        before = trials_done(study)
         log(f"{space.name}: {before} of {trials} trials done; {max(0, trials - before)} to run")
         if before < trials:
             threads = threads or max(1, (os.cpu_count() or 1) // workers)
