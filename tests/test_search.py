@@ -75,3 +75,14 @@ def test_a_trial_left_running_by_a_killed_search_is_failed_and_tried_again(tmp_p
     assert main(["search", space_path, "--trials", "1", "--out", str(out)]) == 0
     states = [t.state.name for t in _study(load_space(space_path), out / "journal.log").get_trials()]
     assert states == ["FAIL", "COMPLETE"]
+
+
+def test_the_committed_spaces_load():
+    from pathlib import Path
+
+    from condnet.search.space import load_space
+
+    spaces = sorted((Path(__file__).parents[1] / "configs" / "search").glob("*.toml"))
+    assert len(spaces) >= 3
+    for path in spaces:
+        assert load_space(path).params
