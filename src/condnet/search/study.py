@@ -57,9 +57,13 @@ def batch1_latency_us(run_dir: Path, repeats: int = TIMING_REPEATS) -> tuple[flo
     from condnet.bench.compare import bench
     from condnet.experiment import load_run
 
-    torch.set_num_threads(1)
     cfg, model, splits = load_run(run_dir)
-    record = bench(model, splits.x_valid[:512].numpy(), [1], [1], "sample", repeats)[0]
+    training_threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one core, as every latency of the front
+    try:
+        record = bench(model, splits.x_valid[:512].numpy(), [1], [1], "sample", repeats)[0]
+    finally:
+        torch.set_num_threads(training_threads)
     if cfg.model.kind != "nn":
         return 1e3 * record.engine_ms, "engine"
     times = {"pytorch": record.dense_ms, "onnxruntime": record.ort_ms, "engine": record.engine_ms}
