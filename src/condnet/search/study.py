@@ -14,6 +14,7 @@ Pareto set of trials). The test split is never read for a choice.
 from __future__ import annotations
 
 import hashlib
+import json
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -43,8 +44,6 @@ def run_dir_of(out: Path, toml: str) -> Path:
 
 def best_validation_error(run_dir: Path) -> float:
     """The validation error of the epoch that early stopping kept (the run's model)."""
-    import json
-
     best = json.loads((run_dir / ANALYSIS).read_text())["best_epoch"]
     records = [json.loads(line) for line in (run_dir / EPOCH_LOG).read_text().splitlines()]
     return next(r["valid_error"] for r in records if r["epoch"] == best)
