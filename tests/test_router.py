@@ -70,20 +70,6 @@ def test_the_task_loss_reaches_the_router_through_the_gates():
     assert all(g.abs().sum() > 0 for g in grads)
 
 
-@pytest.mark.parametrize("batch", [1, 9])
-@pytest.mark.parametrize("gated", [(True, True), (False, True)])
-def test_engine_matches_the_model(batch, gated):
-    model = topk_model(k=2, gated=gated)
-    x = np.random.default_rng(2).random((batch, 10), dtype=np.float32)
-    logits, masks = Engine(model).forward(x)
-    assert all(m.sum(axis=1).tolist() == [2] * batch for m, g in zip(masks, gated, strict=True) if g)
-    with torch.no_grad():
-        expected = model(torch.from_numpy(x))
-    for mine, theirs in zip(masks, expected.layers, strict=True):
-        assert np.array_equal(mine, theirs.mask.numpy())
-    np.testing.assert_allclose(logits, expected.logits.numpy(), rtol=1e-5, atol=1e-6)
-
-
 def test_a_top_k_net_learns(idx_dir):
     cfg = small_config(idx_dir, "model.router=topk", "model.k=1", "train.lambda_balance=0.01")
     splits = load_idx_splits(idx_dir, 200)
@@ -131,10 +117,13 @@ def test_a_tree_routes_each_example_to_one_block_and_trains_its_path():
 
 @pytest.mark.parametrize("batch", [1, 9])
 @pytest.mark.parametrize("gated", [(True, True), (False, True)])
-def test_engine_follows_the_same_tree_paths(batch, gated):
-    model = tree_model(gated)
+@pytest.mark.parametrize("router", ["topk", "tree"])
+def test_engine_makes_the_routers_decisions_and_matches_the_model(batch, gated, router):
+    model = topk_model(k=2, gated=gated) if router == "topk" else tree_model(gated)
     x = np.random.default_rng(3).random((batch, 10), dtype=np.float32)
     logits, masks = Engine(model).forward(x)
+    on = 2 if router == "topk" else 1
+    assert all(m.sum(axis=1).tolist() == [on] * batch for m, g in zip(masks, gated, strict=True) if g)
     with torch.no_grad():
         expected = model(torch.from_numpy(x))
     for mine, theirs in zip(masks, expected.layers, strict=True):
