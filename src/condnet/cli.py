@@ -275,6 +275,20 @@ def cmd_frontier(args) -> None:
         print(f"- {line}")
 
 
+def cmd_sparsify(args) -> None:
+    from condnet.sparsify.convert import SparsifyOptions, sparsify
+
+    options = SparsifyOptions(args.layer, args.block_size, args.k, args.router_epochs, args.router_lr,
+                              args.profile_examples, args.seed)  # fmt: skip
+    found = sparsify(args.run_dir, args.out, options, args.set or [], args.force, _progress_callbacks)
+    print(
+        f"{args.out}: validation error dense {100 * found['dense_valid_error']:.2f} %, converted "
+        f"{100 * found['converted_valid_error']:.2f} % (router recall {found['router_valid_recall']:.3f}), "
+        f"fine-tuned {100 * found['finetuned_valid_error']:.2f} %; test error dense "
+        f"{100 * found['dense_test_error']:.2f} %, fine-tuned {100 * found['finetuned_test_error']:.2f} %"
+    )
+
+
 def _run_table(args, table) -> None:
     from condnet.reproduce.command import run_table
     from condnet.reproduce.tables import select_rows
@@ -397,6 +411,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_positive_int, help="cores per worker (default: all cores / workers)")
     p.add_argument("--timing-repeats", type=_positive_int, default=15)
     p.set_defaults(func=cmd_frontier)
+
+    p = sub.add_parser("sparsify", help="gate a trained dense run after the fact: group, route, fine-tune")
+    p.add_argument("run_dir", type=Path, help="a finished dense run (model.kind = nn)")
+    p.add_argument("--out", type=Path, required=True, help="converted/, finetuned/ and sparsify.json go here")
+    p.add_argument("--layer", type=int, default=-1, help="the hidden layer to gate (negative: from the last)")
+    p.add_argument("--block-size", type=_positive_int, default=16, help="units per block")
+    p.add_argument("--k", type=_positive_int, default=4, help="blocks computed per example")
+    p.add_argument("--router-epochs", type=int, default=5, help="epochs fitting the router, network frozen")
+    p.add_argument("--router-lr", type=float, default=1e-3, help="the router's rate (fit and fine-tuning)")
+    p.add_argument("--profile-examples", type=_positive_int, default=10_000, help="examples that group units")
+    p.add_argument("--seed", type=int, default=0, help="grouping and router initialisation")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override the fine-tuning config")
+    p.add_argument("--force", action="store_true", help="replace a finished sparsify at --out")
+    p.set_defaults(func=cmd_sparsify)
 
     p = sub.add_parser("parity", help="a randomized sweep: the engine against the PyTorch model, same masks")
     p.add_argument("--cases", type=_positive_int, default=10_000)

@@ -77,6 +77,9 @@ class TrainConfig:
     teacher: str = ""
     distill_weight: float = 0.0
     distill_temperature: float = 4.0
+    # a checkpoint directory (a finished run, or `condnet sparsify`'s converted model) whose weights
+    # start the training instead of the random initialisation; its [model] must be this config's
+    init: str = ""
 
 
 @dataclass
@@ -160,6 +163,20 @@ def load_config(path: str | Path | None, overrides: list[str] = (), seed: int | 
             raw = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    _apply_overrides(raw, overrides)
+    if seed is not None:
+        raw["seed"] = seed
+    return from_dict(raw)
+
+
+def with_overrides(cfg: Config, overrides: list[str]) -> Config:
+    """A copy of cfg with `--set key=value` overrides applied, validated."""
+    raw = to_dict(cfg)
+    _apply_overrides(raw, overrides)
+    return from_dict(raw)
+
+
+def _apply_overrides(raw: dict[str, Any], overrides: list[str]) -> None:
     for text in overrides:
         key, value = parse_override(text)
         section, _, name = key.partition(".")
@@ -167,9 +184,6 @@ def load_config(path: str | Path | None, overrides: list[str] = (), seed: int | 
             raw.setdefault(section, {})[name] = value
         else:
             raw[key] = value
-    if seed is not None:
-        raw["seed"] = seed
-    return from_dict(raw)
 
 
 def _per_layer(cfg: Config, section: str, name: str, kind: type) -> None:
@@ -288,6 +302,7 @@ def validate(cfg: Config) -> Config:
     _check("train.distill_weight", t.distill_weight, 0 <= t.distill_weight <= 1, "a number in [0, 1]")
     _check("train.distill_weight", t.distill_weight, t.distill_weight == 0 or bool(t.teacher),
            "0 unless train.teacher names a finished run")  # fmt: skip
+    _check("train.init", t.init, isinstance(t.init, str), "a checkpoint directory (string)")
     t.distill_temperature = _number("train.distill_temperature", t.distill_temperature, float)
     _check("train.distill_temperature", t.distill_temperature, t.distill_temperature > 0, "a number > 0")
 

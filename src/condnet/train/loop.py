@@ -129,6 +129,17 @@ def teacher_logits(cfg: Config, splits: Splits) -> torch.Tensor | None:
     return torch.cat(chunks)
 
 
+def start_from(model: CondNet, directory: str) -> None:
+    """Load train.init's weights into `model`, whose configuration they must have been saved with."""
+    init = load_checkpoint(directory)
+    if (init.cfg, init.input_dim, init.n_classes) != (model.cfg, model.input_dim, model.n_classes):
+        raise TrainingError(
+            f"train.init {directory} holds another model ({init.input_dim} inputs, {init.n_classes} "
+            f"classes, {init.cfg}); its [model] and data must be this config's"
+        )
+    model.load_state_dict(init.state_dict())
+
+
 @dataclass
 class TrainState:
     """Everything a run needs to continue after its last finished epoch exactly as if never stopped."""
@@ -147,6 +158,8 @@ class TrainState:
     def new(cls, cfg: Config, splits: Splits) -> TrainState:
         torch.manual_seed(cfg.seed)
         model = CondNet(splits.input_dim, splits.n_classes, cfg.model)
+        if cfg.train.init:
+            start_from(model, cfg.train.init)
         return cls(
             model,
             make_optimizer(model, cfg),

@@ -1,0 +1,1 @@
+"""Gating a trained dense network after the fact (condnet sparsify)."""
