@@ -90,7 +90,7 @@ def test_converted_net_with_every_block_and_equal_gates_is_the_dense_net():
 def test_train_init_refuses_another_model(tmp_path):
     cfg, dense = _dense([16])
     save_checkpoint(dense, tmp_path / "init")
-    other = CondNet(20, 3, load_config(None, ["model.kind=nn", "model.widths=[8]", "model.block_size=4"]).model)
+    _, other = _dense([8])
     with pytest.raises(TrainingError, match="holds another model"):
         start_from(other, str(tmp_path / "init"))
     same = CondNet(20, 3, cfg.model)
