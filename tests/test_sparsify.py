@@ -43,8 +43,10 @@ def test_balanced_assignment_respects_sizes_and_takes_closest_pairs_first():
 
 
 def _dense(widths, activation="relu", seed=0):
-    cfg = load_config(None, ["model.kind=nn", f"model.widths={widths}", "model.block_size=4",
-                             f"model.activation={activation}"])
+    cfg = load_config(
+        None,
+        ["model.kind=nn", f"model.widths={widths}", "model.block_size=4", f"model.activation={activation}"],
+    )
     torch.manual_seed(seed)
     return cfg, CondNet(20, 3, cfg.model).eval()
 
