@@ -45,3 +45,10 @@ def test_frontier_end_to_end(tmp_path, idx_dir, capsys):
     markdown = (report / "idx.md").read_text()
     assert "topk: " in markdown and "standard errors" in markdown and "Command:" in markdown
     assert (report / "idx.png").stat().st_size > 10_000
+    # make run's comparison of one gated and one dense run
+    gated, dense = (tmp_path / "runs" / name / "seed-100" for name in ("topk", "dense"))
+    capsys.readouterr()
+    assert main(["versus", str(gated), str(dense), "--repeats", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "gated: " in printed and "dense: " in printed and "verdict: the " in printed
+    assert main(["versus", str(dense), str(gated), "--repeats", "1"]) == 2  # the order matters

@@ -289,6 +289,18 @@ def cmd_sparsify(args) -> None:
     )
 
 
+def cmd_versus(args) -> None:
+    from condnet.engine.timing import machine
+    from condnet.reproduce.versus import versus
+
+    gated, dense, verdict = versus(args.gated_run, args.dense_run, args.repeats)
+    print(f"timed one after the other on one core of {machine()}")
+    for name, c in (("gated", gated), ("dense", dense)):
+        print(f"{name}: {c.run_dir}: test error {100 * c.test_error:.2f} %, batch 1 {c.latency_us:.1f} us "
+              f"({c.latency_from}), test pass at batch 50 {c.pass_ms:.1f} ms")  # fmt: skip
+    print(f"verdict: {verdict}")
+
+
 def _run_table(args, table) -> None:
     from condnet.reproduce.command import run_table
     from condnet.reproduce.tables import select_rows
@@ -425,6 +437,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override the fine-tuning config")
     p.add_argument("--force", action="store_true", help="replace a finished sparsify at --out")
     p.set_defaults(func=cmd_sparsify)
+
+    p = sub.add_parser("versus", help="one gated run against one dense run: errors, latencies, verdict")
+    p.add_argument("gated_run", type=Path)
+    p.add_argument("dense_run", type=Path)
+    p.add_argument("--repeats", type=_positive_int, default=15, help="timed repeats (the median is reported)")
+    p.set_defaults(func=cmd_versus)
 
     p = sub.add_parser("parity", help="a randomized sweep: the engine against the PyTorch model, same masks")
     p.add_argument("--cases", type=_positive_int, default=10_000)
