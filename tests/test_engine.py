@@ -286,3 +286,22 @@ def test_mask_decisions_follow_the_models_formula():
     np.testing.assert_array_equal(out, sigma > 0.5)
     decide(logits, p_min, p_max, SAMPLE, noise, out)
     np.testing.assert_array_equal(out, noise < sigma)
+
+
+@pytest.mark.parametrize("kind", ["condnet", "bdnn"])
+def test_unseeded_batch1_draws_follow_the_policy(kind):
+    # batch 1 without a seed draws inside the kernel (numba's generator): the block rates must still be
+    # sigma's (condnet) or tau's (bdnn), and the logits those of the PyTorch model given the same masks
+    model = make_model(6, [(16, 2)], 3, kind=kind)
+    engine = Engine(model)
+    x = np.random.default_rng(7).random((1, 6), dtype=np.float32)
+    draws = [engine.forward(x, "sample") for _ in range(4000)]
+    rate = np.mean([masks[0][0] for _, masks in draws], axis=0)  # (16,): each block's rate
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x), mode="threshold")
+    p = expected.layers[0].sigma.numpy()[0] if kind == "condnet" else np.full(16, model.cfg.tau[0])
+    assert np.all(np.abs(rate - p) < 5 * np.sqrt(p * (1 - p) / 4000) + 1e-3)
+    logits, masks = draws[-1]
+    with torch.no_grad():
+        given = model(torch.from_numpy(x), masks=[torch.from_numpy(masks[0].astype(np.float32))]).logits
+    assert_matches(logits, given)

@@ -108,11 +108,10 @@ def bench(
             chunks = [inputs[(c * batch) % len(inputs) :][:batch] for c in range(calls)]
             chunks = [c if len(c) == batch else np.resize(c, (batch, inputs.shape[1])) for c in chunks]
             tensors = [torch.from_numpy(c) for c in chunks]
-            rng = np.random.default_rng(seed)
 
-            def run_engine(chunks=chunks, rng=rng):
+            def run_engine(chunks=chunks):  # as a user calls it: the engine's own generator
                 for c in chunks:
-                    engine.forward(c, mode, seed=rng)
+                    engine.forward(c, mode)
 
             def run_dense(tensors=tensors):
                 for t in tensors:

@@ -89,8 +89,9 @@ class Engine:
     - mode "threshold" (the default): block on iff sigma > 0.5 (sigma is summed in another order than
       PyTorch's, so a block whose sigma is within float rounding of 0.5 may be decided the other way);
       "sample": Bernoulli(sigma) drawn from numpy's generator: `seed` (an int or a Generator) makes
-      the draws reproducible, None uses the engine's own generator (the engine's draws are not torch's:
-      to compare with the PyTorch model, pass the same `masks`);
+      the draws reproducible; None uses the engine's own generator, and at batch 1 numba's, drawn
+      inside the kernel (not reproducible; the engine's draws are not torch's: to compare with the
+      PyTorch model, pass the same `masks`);
     - masks: per hidden layer (batch, n_blocks) arrays of 0/1 that replace the policy's decision
       (other values are refused, as by the PyTorch model).
     - x: float32 C-contiguous is taken as it is; other real dtypes and layouts are converted. NaN or
@@ -139,7 +140,9 @@ class Engine:
         self._decided = [self._flags[1, i : i + 1, :k] for i, k in enumerate(self._blocks)]
         self._rng = np.random.default_rng()
         self._one_example = (1, self.input_dim)
-        self._draws = any(layer.z_tiles is not None or layer.tau is not None for layer in self.hidden)
+        # only Bernoulli policies draw (a top-k or tree router decides deterministically)
+        self._draws = any(layer.tau is not None or (layer.z_tiles is not None and not layer.top_k
+                          and not layer.tree_depth) for layer in self.hidden)  # fmt: skip
         self.set_threads(threads)
 
     @classmethod
@@ -184,7 +187,10 @@ class Engine:
             if masks is not None:
                 code = self._given_flags(masks)
             elif code == kernels.SAMPLE and self._draws:
-                self._generator(seed).random(dtype=np.float32, out=self._noise)
+                if seed is None:
+                    code = kernels.OWN_SAMPLE
+                else:
+                    self._generator(seed).random(dtype=np.float32, out=self._noise)
             try:  # the kernel's one signature takes float32 C-contiguous x only: numba checks it
                 status = kernels.forward_one(x, self._weights, self._meta, self._work, self._flags, code)
             except TypeError:

@@ -26,7 +26,9 @@ import numpy as np
 from numba import njit, prange
 
 TANH, RELU, IDENTITY = 0, 1, 2
-THRESHOLD, SAMPLE, GIVEN = 0, 1, 2  # how masks are decided
+# how masks are decided; OWN_SAMPLE (batch 1 only): SAMPLE with numba's own generator, drawn in the
+# kernel (a numpy draw of the noise costs about 2 us a call, as much as a small network's arithmetic)
+THRESHOLD, SAMPLE, GIVEN, OWN_SAMPLE = 0, 1, 2, 3
 
 
 @njit(cache=True)
@@ -250,6 +252,12 @@ def _switched_on(sigma, mode, noise):
     return sigma > 0.5 if mode == THRESHOLD else noise < sigma
 
 
+@njit(inline="always")
+def _noise(mode, noise, j):
+    """Block j's uniform draw: numba's generator in mode OWN_SAMPLE, else the caller's noise[j]."""
+    return np.float32(np.random.random()) if mode == OWN_SAMPLE else noise[j]
+
+
 @njit(cache=True)  # no fastmath: exp overflows to inf for very negative logits, which must stay inf
 def decide(logits, p_min, p_max, mode, noise, out):
     """out[b, j] = 1 iff block j of example b is on (`_switched_on`, mode THRESHOLD or SAMPLE; noise is
@@ -365,8 +373,9 @@ def forward_one(x, weights, meta, work, flags, mode):
     x: (1, input_dim) float32. weights: [p_min, p_max], then every layer's tiles, bias, Z tiles, d and
     tau (float32). meta: (n_layers, META_COLUMNS) int64 offsets, shapes and activation (see M_*); the
     last row is the output layer. work: float32 buffer laid out by `work_layout`: the caller writes the
-    noise (mode SAMPLE: block on iff noise < sigma) and reads the logits. flags: (2, n_hidden,
-    max_blocks) uint8: flags[0] the given masks (mode GIVEN), flags[1] receives the decisions.
+    noise (mode SAMPLE: block on iff noise < sigma; OWN_SAMPLE draws it here) and reads the logits.
+    flags: (2, n_hidden, max_blocks) uint8: flags[0] the given masks (mode GIVEN), flags[1] receives
+    the decisions.
     Views of `weights` are reshaped to their tile shapes: indexed that way, LLVM vectorizes the
     inner loops (flat index arithmetic defeats it, about 6x slower).
     """
@@ -408,11 +417,12 @@ def forward_one(x, weights, meta, work, flags, mode):
             elif meta[layer, M_Z] != NONE:
                 noise = work[layer * max_blocks : layer * max_blocks + n_out_blocks]
                 for j in range(n_out_blocks):
-                    on[j] = _switched_on(_probability(sigma[j], p_min, p_max), mode, noise[j])
+                    on[j] = _switched_on(_probability(sigma[j], p_min, p_max), mode, _noise(mode, noise, j))
             elif meta[layer, M_TAU] != NONE:
                 tau = weights[meta[layer, M_TAU]]
+                noise = work[layer * max_blocks : layer * max_blocks + n_out_blocks]
                 for j in range(n_out_blocks):
-                    on[j] = _switched_on(tau, mode, work[layer * max_blocks + j])
+                    on[j] = _switched_on(tau, mode, _noise(mode, noise, j))
             else:
                 on[:] = 1
             if top_k > 0:
