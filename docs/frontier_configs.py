@@ -41,6 +41,7 @@ COMBOS = {
     "combo_topk": ["model.router=topk", "model.k=1"],
     "combo_topk_undetached": ["model.router=topk", "model.k=1", "model.router_detach=false"],
     "combo_tree": ["model.router=tree"],
+    "combo_tree_soft": ["model.router=tree", "train.tree_soft_epochs=10", "train.lambda_harden=0.01"],
 }
 
 

@@ -134,9 +134,43 @@ def test_engine_makes_the_routers_decisions_and_matches_the_model(batch, gated, 
 def test_a_tree_needs_a_power_of_two_blocks_and_learns(idx_dir):
     with pytest.raises(ConfigError, match="power of 2"):
         validate(Config(model=ModelConfig(widths=[12], block_size=[4], router="tree")))
-    cfg = small_config(idx_dir, "model.router=tree")  # 4 blocks of 8: depth 2
     splits = load_idx_splits(idx_dir, 200)
-    result = train(cfg, splits)
-    test = evaluate(result.model, splits.x_test, splits.y_test, "threshold")
-    assert test.error < 0.25, test.error
-    assert test.activation_rate == [pytest.approx(0.25)]
+    for soft in (
+        [],
+        ["train.tree_soft_epochs=2", "train.lambda_harden=0.01"],
+    ):  # hard path; soft mixture first
+        cfg = small_config(idx_dir, "model.router=tree", *soft)  # 4 blocks of 8: depth 2
+        result = train(cfg, splits)
+        test = evaluate(result.model, splits.x_test, splits.y_test, "threshold")
+        assert test.error < 0.25, (soft, test.error)
+        assert test.activation_rate == [pytest.approx(0.25)]
+
+
+def test_soft_tree_is_every_leaf_weighted_by_its_path_probability():
+    model = tree_model(gated=(False, True))  # a dense layer, then a tree over 8 leaves of 2 units
+    x = torch.rand(5, 10)
+    with torch.no_grad():
+        soft = model(x, soft_tree=True)
+        h1 = torch.tanh(model.hidden[0](x))
+        scores = model.policies[1](h1)
+        # the path probability of each leaf by hand: the product along its path (right: sigmoid(score))
+        leaf_p = torch.ones(5, 8)
+        for leaf in range(8):
+            node = 0
+            for level in range(3):
+                right = (leaf >> (2 - level)) & 1
+                p = torch.sigmoid(scores[:, node])
+                leaf_p[:, leaf] *= p if right else 1 - p
+                node = 2 * node + 1 + right
+        h2 = torch.tanh(model.hidden[1](h1)) * leaf_p.repeat_interleave(2, dim=1)
+        expected = model.output(h2)
+    assert torch.allclose(soft.logits, expected, atol=1e-6)
+    assert torch.all(soft.layers[1].mask == 1)
+    assert torch.allclose(leaf_p.sum(dim=1), torch.ones(5))
+
+
+def test_path_entropy_by_hand():
+    from condnet.train.objective import path_entropy
+
+    leaves = torch.tensor([[0.5, 0.5, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]])
+    assert torch.isclose(path_entropy(leaves), torch.tensor(math.log(2) / 2))

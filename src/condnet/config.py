@@ -63,6 +63,11 @@ class TrainConfig:
     lambda_s_warmup: float = 0.0
     lambda_v: float = 200.0  # weight of L_v (eq. 7)
     lambda_balance: float = 0.01  # weight of the top-k routers' load-balancing loss (not in the paper)
+    # tree routers (not in the paper): the first tree_soft_epochs epochs train a soft mixture of every
+    # leaf weighted by its path probability (then the hard path, as at inference), and lambda_harden
+    # weighs the entropy of the leaf probabilities, which pushes the decisions to be firm
+    tree_soft_epochs: int = 0
+    lambda_harden: float = 0.0
     lambda_l2: float = 0.005
     baseline: str = "none"  # REINFORCE baseline b (eq. 4): none is the paper
     baseline_momentum: float = 0.9  # for baseline = "moving_average"
@@ -280,7 +285,7 @@ def validate(cfg: Config) -> Config:
     t.lr_net = _number("train.lr_net", t.lr_net, float)
     _check("train.lr_net", t.lr_net, t.lr_net > 0, "a number > 0")
     _check("train.lr_policy", t.lr_policy, all(lr >= 0 for lr in t.lr_policy), "numbers >= 0")
-    for name in ("lambda_s", "lambda_v", "lambda_l2", "lambda_s_warmup", "lambda_balance"):
+    for name in ("lambda_s", "lambda_v", "lambda_l2", "lambda_s_warmup", "lambda_balance", "lambda_harden"):
         value = _number(f"train.{name}", getattr(t, name), float)
         _check(f"train.{name}", value, value >= 0, "a number >= 0")
         setattr(t, name, value)
@@ -290,6 +295,8 @@ def validate(cfg: Config) -> Config:
         value = _number(f"train.{name}", getattr(t, name), int)
         _check(f"train.{name}", value, value >= 1, "a whole number >= 1")
         setattr(t, name, value)
+    t.tree_soft_epochs = _number("train.tree_soft_epochs", t.tree_soft_epochs, int)
+    _check("train.tree_soft_epochs", t.tree_soft_epochs, t.tree_soft_epochs >= 0, "a whole number >= 0")
     t.patience = _number("train.patience", t.patience, int)
     _check("train.patience", t.patience, t.patience >= 1, "a whole number >= 1")
     _choice("train.estimator", t.estimator, ESTIMATORS)

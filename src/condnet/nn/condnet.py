@@ -64,6 +64,8 @@ class CondNet(nn.Module):
       gradient; "straight_through" draws the same hard masks but passes the gradient to sigma as if
       mask = sigma; "gumbel" uses the relaxed draw sigmoid((logit sigma + logit U) / temperature), whose
       values lie in (0, 1) and carry the gradient.
+    - soft_tree (tree routers; for training): compute every leaf block, each scaled by its path
+      probability (a soft mixture), instead of the one leaf at the end of the hard path.
     x may be any real dtype (converted to the weights'); NaN or infinite inputs are refused, as by the engine.
     """
 
@@ -133,6 +135,7 @@ class CondNet(nn.Module):
         masks: list[torch.Tensor] | None = None,
         estimator: str = "reinforce",
         temperature: float = 1.0,
+        soft_tree: bool = False,
     ) -> Output:
         x = self._checked_input(x)
         if mode not in MODES:
@@ -143,7 +146,8 @@ class CondNet(nn.Module):
             )
         h, trace = x, []
         for index, layer in enumerate(self.hidden):
-            sigma, mask, gates = self._decide(index, h, mode, generator, masks, estimator, temperature)
+            decision = (mode, generator, masks, estimator, temperature, soft_tree)
+            sigma, mask, gates = self._decide(index, h, *decision)
             pre = layer(h)
             if mask is None:  # a dense layer
                 out = self.activation(pre)
@@ -169,7 +173,9 @@ class CondNet(nn.Module):
             raise ValueError("the input contains NaN, infinite or float32-overflowing values")
         return x
 
-    def _decide(self, index, h, mode, generator, masks, estimator="reinforce", temperature=1.0):
+    def _decide(
+        self, index, h, mode, generator, masks, estimator="reinforce", temperature=1.0, soft_tree=False
+    ):
         """(sigma, mask, gates) of one hidden layer; (None, None, None) for a dense layer."""
         policy = self.policy(index)
         # By default the policy reads h detached: its parameters are {Z, d} only, and no policy loss
@@ -183,8 +189,10 @@ class CondNet(nn.Module):
         if isinstance(policy, TreeRouter):
             scores = policy(s)
             given = self._given_mask(index, h, masks)
-            mask = tree_path_mask(scores) if given is None else given
             leaves = leaf_probabilities(scores)
+            if soft_tree and given is None:  # training's soft mixture: every leaf, by its probability
+                return leaves, torch.ones_like(leaves), leaves
+            mask = tree_path_mask(scores) if given is None else given
             return leaves, mask, leaves * mask
         if masks is not None:
             return (None if policy is None else policy(s)), self._given_mask(index, h, masks), None

@@ -33,6 +33,7 @@ from condnet.train.objective import (
     distillation,
     example_balance,
     load_balance,
+    path_entropy,
     reinforce_surrogate,
     squared_norm,
     variance_reward,
@@ -98,8 +99,10 @@ def training_loss(
         for index, (trace, tau) in enumerate(zip(out.layers, model.cfg.tau, strict=True)):
             if trace.sigma is None:
                 continue  # a dense layer
-            if trace.gates is not None:  # a top-k router: learns from C through its gates
+            if trace.gates is not None:  # a top-k or tree router: learns from C through its gates
                 loss = loss + t.lambda_balance * load_balance(trace.sigma, trace.mask)
+                if model.cfg.router == "tree" and t.lambda_harden > 0:
+                    loss = loss + t.lambda_harden * path_entropy(trace.sigma)
                 loss = loss + t.lambda_l2 * squared_norm(model.policy_parameters(index))
                 continue
             if t.estimator == "reinforce":
@@ -228,7 +231,9 @@ def train_epoch(
         x, y = splits.x_train[idx], splits.y_train[idx]
         progress = epoch - 1 + batch / n_batches
         temperature = gumbel_temperature(cfg, progress)
-        out = model(x, "sample", state.masks_rng, estimator=cfg.train.estimator, temperature=temperature)
+        soft_tree = epoch <= cfg.train.tree_soft_epochs
+        out = model(x, "sample", state.masks_rng, estimator=cfg.train.estimator, temperature=temperature,
+                    soft_tree=soft_tree)  # fmt: skip
         soft = None if teacher is None else teacher[idx]
         loss, nll = training_loss(model, out, y, cfg, state.baseline, progress, soft)
         if not torch.isfinite(loss):

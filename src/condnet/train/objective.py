@@ -14,7 +14,8 @@ Which gradient reaches which parameter (the task loss C is the per-example NLL, 
   reaches Theta_NN; Theta_NN is trained with the masks it will run with (relaxed, for gumbel).
 - A top-k router (model.router = "topk", condnet.nn.router) gets C's gradient through its gate values
   by backprop, plus lambda_balance times the load-balancing loss and lambda_L2 ||Z, d||^2; no REINFORCE
-  and no L_b, L_e, L_v (exactly k blocks are on by construction).
+  and no L_b, L_e, L_v (exactly k blocks are on by construction). A tree router likewise, through its
+  path probabilities (every leaf's during the soft epochs), plus lambda_harden times path_entropy.
 - With model.router_detach = false, the policy terms also reach the previous layers' W, b.
 
 Scale (how lambdas map onto the paper's): with loss_reduction = "sum" (the authors' code) the NLL and the
@@ -61,6 +62,12 @@ def load_balance(probs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     n_blocks = probs.shape[1]
     assigned = mask.detach() / mask.detach().sum().clamp(min=1)
     return n_blocks * (assigned.sum(dim=0) * probs.mean(dim=0)).sum()
+
+
+def path_entropy(leaves: torch.Tensor) -> torch.Tensor:
+    """Mean entropy (nats) of the tree routers' leaf probabilities, (batch, n_leaves) -> scalar: 0 when
+    every example's path is certain; the hardening loss weighted by train.lambda_harden."""
+    return -(leaves * leaves.clamp_min(1e-12).log()).sum(dim=1).mean()
 
 
 def block_balance(sigma: torch.Tensor, tau: float) -> torch.Tensor:
