@@ -11,7 +11,7 @@ Rules, all on the searches' validation errors and search-time latencies (seed 0)
 - every estimator x router combination on one architecture (COMBOS), for the issue's table;
 - the best gated config: the gated pick with the smallest gap to the dense front, gap = its validation
   error minus the lowest validation error of a dense trial at most as slow; its dense rival is that
-  dense trial.
+  dense trial. Both are also trained with distillation (DISTILL), from configs/frontier/mnist_teacher.toml.
 
     .venv/bin/python docs/frontier_configs.py [SEARCH_DIR]     (default: runs/search)
 """
@@ -27,13 +27,18 @@ from condnet.config import load_config, to_toml
 ROOT = Path(__file__).resolve().parent.parent
 SEARCH = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "runs" / "search"
 OUT = ROOT / "configs" / "frontier"
-PER_SPACE = 3
+PER_SPACE = 2
 DENSE_STEP = 2
 # one architecture for every estimator x router: a dense 64-unit trunk routing 16 blocks of 64 units,
 # one block per example on average (tau = k / blocks = 1/16); the searches' epochs and patience
 COMBO_BASE = ["model.widths=[64, 1024]", "model.block_size=[64, 64]", "model.gated=[false, true]",
               "model.activation=relu", "model.tau=0.0625", "train.lr_policy=0.001",
               "train.max_epochs=30", "train.patience=8"]  # fmt: skip
+DISTILL = [
+    'train.teacher="runs/teacher/mnist_800x2"',
+    "train.distill_weight=0.5",
+    "train.distill_temperature=4",
+]
 COMBOS = {
     "combo_bernoulli_reinforce": ["train.estimator=reinforce", "model.p_min=0.01", "model.p_max=0.99"],
     "combo_bernoulli_straight_through": ["train.estimator=straight_through"],
@@ -118,6 +123,13 @@ def main() -> None:
     write(
         rival, f"the dense rival of mnist_best.toml (trial {rival['trial']})", OUT / "mnist_dense_rival.toml"
     )
+    # distillation for both sides alike: the best gated config and its dense rival, taught by the
+    # teacher of configs/frontier/mnist_teacher.toml (train it first: see that file)
+    for trial, stem in ((best, name), (rival, f"dense_trial{rival['trial']}")):
+        cfg = load_config(ROOT / trial["run_dir"] / "config.toml", DISTILL)
+        (target / f"{stem}_distilled.toml").write_text(
+            f"# {stem} with distillation: docs/frontier_configs.py DISTILL\n" + to_toml(cfg)
+        )
     print(
         f"{len(gated_picks)} gated, {len(dense_picks)} dense, {len(COMBOS)} combinations; best gated {name} "
         f"({best['valid_error']:.4f} at {best['b1_latency_us']:.1f} us), dense rival trial {rival['trial']} "
