@@ -40,11 +40,10 @@ DISTILL = [
     "train.distill_temperature=4",
 ]
 COMBOS = {
-    "combo_bernoulli_reinforce": ["train.estimator=reinforce", "model.p_min=0.01", "model.p_max=0.99"],
+    "combo_bernoulli_reinforce": ["train.estimator=reinforce"],
     "combo_bernoulli_straight_through": ["train.estimator=straight_through"],
     "combo_bernoulli_gumbel": ["train.estimator=gumbel"],
     "combo_topk": ["model.router=topk", "model.k=1"],
-    "combo_topk_undetached": ["model.router=topk", "model.k=1", "model.router_detach=false"],
     "combo_tree": ["model.router=tree"],
     "combo_tree_soft": ["model.router=tree", "train.tree_soft_epochs=10", "train.lambda_harden=0.01"],
 }
