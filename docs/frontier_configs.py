@@ -27,8 +27,8 @@ from condnet.config import load_config, to_toml
 ROOT = Path(__file__).resolve().parent.parent
 SEARCH = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "runs" / "search"
 OUT = ROOT / "configs" / "frontier"
-PER_SPACE = 2
-DENSE_STEP = 2
+PER_SPACE = 1
+DENSE_STEP = 4
 # one architecture for every estimator x router: a dense 64-unit trunk routing 16 blocks of 64 units,
 # one block per example on average (tau = k / blocks = 1/16); the searches' epochs and patience
 COMBO_BASE = ["model.widths=[64, 1024]", "model.block_size=[64, 64]", "model.gated=[false, true]",
@@ -45,7 +45,6 @@ COMBOS = {
     "combo_bernoulli_gumbel": ["train.estimator=gumbel"],
     "combo_topk": ["model.router=topk", "model.k=1"],
     "combo_tree": ["model.router=tree"],
-    "combo_tree_soft": ["model.router=tree", "train.tree_soft_epochs=10", "train.lambda_harden=0.01"],
 }
 
 
