@@ -15,7 +15,13 @@ from condnet.engine import Engine
 from condnet.errors import TrainingError
 from condnet.experiment import load_run
 from condnet.nn.condnet import CondNet
-from condnet.sparsify.convert import SparsifyOptions, block_importance, convert, gated_config
+from condnet.sparsify.convert import (
+    SparsifyOptions,
+    block_importance,
+    convert,
+    gated_config,
+    hidden_activations,
+)
 from condnet.sparsify.grouping import balanced_assignment, balanced_clusters, permute_units
 from condnet.train.checkpoint import save_checkpoint
 from condnet.train.loop import start_from
@@ -76,7 +82,7 @@ def test_converted_net_with_every_block_and_equal_gates_is_the_dense_net():
     cfg, dense = _dense([16, 24])
     x = torch.randn(30, 20)
     options = SparsifyOptions(layer=1, block_size=4, k=5, profile_examples=30)
-    gated, groups = convert(dense, cfg, x, options, 1)
+    gated, groups = convert(dense, cfg, hidden_activations(dense, x)[1], options, 1)
     assert sorted(groups.reshape(-1)) == list(range(24))
     with torch.no_grad():  # equal router scores: every chosen block's gate is 1/k; k = 5 of the 6 blocks
         gated.policies[1].Z.zero_()

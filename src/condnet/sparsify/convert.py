@@ -106,10 +106,10 @@ def check_options(model: CondNet, options: SparsifyOptions) -> int:
     return layer
 
 
-def convert(dense: CondNet, cfg: Config, x_train: torch.Tensor, options: SparsifyOptions, layer: int):
-    """Steps 1 and 2 without the router fit: (the gated CondNet, the block groups of old unit indices)."""
-    acts = hidden_activations(dense, x_train[: options.profile_examples])
-    groups = balanced_clusters(activity_profiles(acts[layer].numpy()), options.block_size, seed=options.seed)
+def convert(dense: CondNet, cfg: Config, profile: torch.Tensor, options: SparsifyOptions, layer: int):
+    """Steps 1 and 2 without the router fit: (the gated CondNet, the block groups of old unit indices).
+    profile: hidden layer `layer`'s activations on the examples that group its units, (n, width)."""
+    groups = balanced_clusters(activity_profiles(profile.numpy()), options.block_size, seed=options.seed)
     next_name = _next_layer(layer, len(dense.hidden))
     state = {name: value.clone() for name, value in dense.state_dict().items()}
     permute_units(state, layer, groups.reshape(-1), next_name)
@@ -165,9 +165,9 @@ def sparsify(
                            "and --k make of the dense one")  # fmt: skip
     converted_dir = out / CONVERTED
     tuned_cfg = with_overrides(gated_config(cfg, layer, options, str(converted_dir)), list(overrides))
-    gated, groups = convert(dense, cfg, splits.x_train, options, layer)
     inputs = [splits.x_train, splits.x_valid]
     acts = [hidden_activations(dense, x) for x in inputs]
+    gated, groups = convert(dense, cfg, acts[0][layer][: options.profile_examples], options, layer)
     next_weight = gated.state_dict()[f"{_next_layer(layer, len(gated.hidden))}.weight"]
     reorder = torch.as_tensor(groups.reshape(-1))
     importance = [block_importance(a[layer][:, reorder], next_weight, options.block_size) for a in acts]
