@@ -9,7 +9,8 @@ STAMP := $(VENV)/.installed
 setup: $(STAMP)
 
 # The CPU build of torch is installed first and pinned: an unpinned torch pulls a multi-GB CUDA build.
-$(STAMP): pyproject.toml
+# Installing condnet builds the engine's C micro-kernel (setup.py) with the system compiler.
+$(STAMP): pyproject.toml setup.py src/condnet/engine/microkernel.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[train,bench,search,dev]'

@@ -23,7 +23,9 @@ grouping is done inside the kernel from the masks.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+
+from condnet.engine import native  # noqa: F401  (loads the micro-kernel before any kernel links to it)
 
 TANH, RELU, IDENTITY = 0, 1, 2
 # how masks are decided; OWN_SAMPLE (batch 1 only): SAMPLE with numba's own generator, drawn in the
@@ -103,23 +105,6 @@ def _dot_1x4(x, w0, w1, w2, w3):
 
 
 @njit(inline="always", fastmath=True, error_model="numpy")
-def _dot_4x2(x0, x1, x2, x3, w0, w1):
-    s00 = s01 = s10 = s11 = s20 = s21 = s30 = s31 = np.float32(0.0)
-    for a in range(x0.shape[0]):
-        u0, u1 = w0[a], w1[a]
-        v0, v1, v2, v3 = x0[a], x1[a], x2[a], x3[a]
-        s00 += v0 * u0
-        s01 += v0 * u1
-        s10 += v1 * u0
-        s11 += v1 * u1
-        s20 += v2 * u0
-        s21 += v2 * u1
-        s30 += v3 * u0
-        s31 += v3 * u1
-    return s00, s01, s10, s11, s20, s21, s30, s31
-
-
-@njit(inline="always", fastmath=True, error_model="numpy")
 def _add_dots(acc, x, w, a0, a1):
     """acc[c] += x . w[c, a0:a1] for every row c of w; x: (a1 - a0,), w: (rows, n), acc: (rows,)."""
     rows = w.shape[0]
@@ -135,40 +120,24 @@ def _add_dots(acc, x, w, a0, a1):
         acc[r] += _dot(x, w[r, a0:a1])
 
 
-@njit(inline="always", fastmath=True, error_model="numpy")
-def _add_dots_four(acc, e0, e1, e2, e3, x0, x1, x2, x3, w, a0, a1):
-    """acc[e_k, c] += x_k . w[c, a0:a1] for four examples k and every row c of w (the batched step)."""
-    rows = w.shape[0]
-    c = 0
-    while c + 2 <= rows:
-        s = _dot_4x2(x0, x1, x2, x3, w[c, a0:a1], w[c + 1, a0:a1])
-        acc[e0, c] += s[0]
-        acc[e0, c + 1] += s[1]
-        acc[e1, c] += s[2]
-        acc[e1, c + 1] += s[3]
-        acc[e2, c] += s[4]
-        acc[e2, c + 1] += s[5]
-        acc[e3, c] += s[6]
-        acc[e3, c + 1] += s[7]
-        c += 2
-    if c < rows:
-        acc[e0, c] += _dot(x0, w[c, a0:a1])
-        acc[e1, c] += _dot(x1, w[c, a0:a1])
-        acc[e2, c] += _dot(x2, w[c, a0:a1])
-        acc[e3, c] += _dot(x3, w[c, a0:a1])
-
-
-# Wide input blocks (a dense first layer: 3072 inputs) are read in segments of this many inputs: the
-# segment of a 64-unit tile (256 KiB) stays in L2 while every group of four examples passes over it.
-# Measured on 3072-640-10 at batch 50 / 256, density 0.18: 1.1x faster than whole rows.
-SEGMENT = 1024
+# microkernel.c's product, called by name (condnet.engine.native has loaded it): acc[accrows[r]] +=
+# x[xrows[r], col0 : col0 + k] @ panels for r < m. Arguments: x, ldx, xrows, accrows, m, col0, k, panels,
+# width, acc, ldacc; arrays as addresses (array.ctypes.data), leading dimensions in floats.
+gathered_product = types.ExternalFunction(
+    "condnet_gathered_product",
+    types.void(types.intp, types.int64, types.intp, types.intp, types.int64, types.int64, types.int64,
+               types.intp, types.int64, types.intp, types.int64),
+)  # fmt: skip
 
 
 @njit(inline="always", fastmath=True, error_model="numpy")
-def _output_block(x, in_mask, tiles, bias, out_mask, activation, out, j, rows, gathered, acc):
-    """Compute output block j for the examples whose block j is on (rows, gathered, acc: scratch)."""
-    batch = x.shape[0]
-    n_in_blocks, bs_out, bs_in = tiles.shape[1], tiles.shape[2], tiles.shape[3]
+def _output_block(x, in_mask, panels, bias, out_mask, activation, out, j, rows, xrows, accrows, acc):
+    """Compute output block j for the examples whose block j is on (rows, xrows, accrows, acc: scratch).
+
+    For each active input block i, the group's examples with block i on are one call of the
+    micro-kernel, which adds their product with tile (j, i) to their rows of acc."""
+    batch, n_in_blocks = x.shape[0], panels.shape[1]
+    bs_in, bs_out, width = x.shape[1] // n_in_blocks, out.shape[1] // panels.shape[0], acc.shape[1]
     n = 0
     for b in range(batch):
         if out_mask[b, j]:
@@ -181,63 +150,56 @@ def _output_block(x, in_mask, tiles, bias, out_mask, activation, out, j, rows, g
         m = 0  # examples of this group whose input block i is on
         for e in range(n):
             if in_mask[rows[e], i]:
-                gathered[m] = e
+                xrows[m] = rows[e]
+                accrows[m] = e
                 m += 1
-        if m == 0:
-            continue
-        tile = tiles[j, i]
-        for a0 in range(0, bs_in, SEGMENT):
-            a1 = min(a0 + SEGMENT, bs_in)
-            lo, hi = i * bs_in + a0, i * bs_in + a1
-            g = 0
-            while g + 4 <= m:
-                e0, e1, e2, e3 = gathered[g], gathered[g + 1], gathered[g + 2], gathered[g + 3]
-                x0, x1 = x[rows[e0], lo:hi], x[rows[e1], lo:hi]
-                x2, x3 = x[rows[e2], lo:hi], x[rows[e3], lo:hi]
-                _add_dots_four(acc, e0, e1, e2, e3, x0, x1, x2, x3, tile, a0, a1)
-                g += 4
-            for rest in range(g, m):
-                e = gathered[rest]
-                _add_dots(acc[e], x[rows[e], lo:hi], tile, a0, a1)
+        if m > 0:
+            gathered_product(x.ctypes.data, x.strides[0] // 4, xrows.ctypes.data, accrows.ctypes.data, m,
+                             i * bs_in, bs_in, panels[j, i].ctypes.data, width, acc.ctypes.data, width)  # fmt: skip
     columns = slice(j * bs_out, (j + 1) * bs_out)
     for e in range(n):
-        out[rows[e], columns] = acc[e]
+        out[rows[e], columns] = acc[e, :bs_out]
         _finish_block(out[rows[e], columns], bias[columns], activation)
 
 
-@njit(fastmath=True, error_model="numpy", cache=True)
-def block_layer(x, in_mask, tiles, bias, out_mask, activation, out):
-    """out[b, block j] = f(sum over active input blocks i of x[b, block i] @ tiles[j, i] + bias) where
-    out_mask[b, j]; out must be zero-filled by the caller (inactive blocks stay exactly 0).
+@njit(inline="always")
+def _scratch(batch, width):
+    """rows, xrows, accrows and acc of `_output_block`."""
+    index = np.empty((3, batch), np.int64)
+    return index[0], index[1], index[2], np.empty((batch, width), np.float32)
 
-    x: (batch, n_in) float32; in_mask: (batch, n_in_blocks) uint8; tiles: (n_out_blocks, n_in_blocks,
-    bs_out, bs_in) float32; bias: (n_out,); out_mask: (batch, n_out_blocks) uint8; out: (batch, n_out).
+
+@njit(fastmath=True, error_model="numpy", cache=True)
+def block_layer(x, in_mask, panels, bias, out_mask, activation, out):
+    """out[b, block j] = f(sum over active input blocks i of x[b, block i] @ W[block j, block i]^T + bias)
+    where out_mask[b, j]; out must be zero-filled by the caller (inactive blocks stay exactly 0).
+
+    x: (batch, n_in) float32 with contiguous rows; in_mask: (batch, n_in_blocks) uint8; panels: the
+    layer's weights as `layout.to_panels` lays them out, (n_out_blocks, n_in_blocks, width * bs_in);
+    bias: (n_out,); out_mask: (batch, n_out_blocks) uint8; out: (batch, n_out).
     """
-    batch = x.shape[0]
-    rows = np.empty(batch, np.int64)
-    gathered = np.empty(batch, np.int64)
-    acc = np.empty((batch, tiles.shape[2]), np.float32)
-    for j in range(tiles.shape[0]):
-        _output_block(x, in_mask, tiles, bias, out_mask, activation, out, j, rows, gathered, acc)
+    width = panels.shape[2] // (x.shape[1] // panels.shape[1])
+    rows, xrows, accrows, acc = _scratch(x.shape[0], width)
+    for j in range(panels.shape[0]):
+        _output_block(x, in_mask, panels, bias, out_mask, activation, out, j, rows, xrows, accrows, acc)
 
 
 @njit(fastmath=True, error_model="numpy", parallel=True, cache=True)
-def block_layer_parallel(x, in_mask, tiles, bias, out_mask, activation, out, threads):
+def block_layer_parallel(x, in_mask, panels, bias, out_mask, activation, out, threads):
     """block_layer on `threads` threads. With many output blocks, each thread takes its share of them
-    (each group of examples stays whole, so its tiles are read once); with few (a policy is a single
-    block), each thread takes a slice of consecutive examples instead.
+    (each group of examples stays whole, so its tiles are read once); with few (a policy or a dense
+    layer is a single block), each thread takes a slice of consecutive examples instead.
     """
-    batch, n_out_blocks = x.shape[0], tiles.shape[0]
+    batch, n_out_blocks = x.shape[0], panels.shape[0]
+    width = panels.shape[2] // (x.shape[1] // panels.shape[1])
     if n_out_blocks >= 4 * threads:
         for j in prange(n_out_blocks):
-            rows = np.empty(batch, np.int64)
-            gathered = np.empty(batch, np.int64)
-            acc = np.empty((batch, tiles.shape[2]), np.float32)
-            _output_block(x, in_mask, tiles, bias, out_mask, activation, out, j, rows, gathered, acc)
+            rows, xrows, accrows, acc = _scratch(batch, width)
+            _output_block(x, in_mask, panels, bias, out_mask, activation, out, j, rows, xrows, accrows, acc)
     else:
         for t in prange(threads):
             lo, hi = t * batch // threads, (t + 1) * batch // threads
-            block_layer(x[lo:hi], in_mask[lo:hi], tiles, bias, out_mask[lo:hi], activation, out[lo:hi])
+            block_layer(x[lo:hi], in_mask[lo:hi], panels, bias, out_mask[lo:hi], activation, out[lo:hi])
 
 
 @njit(inline="always", fastmath=True, error_model="numpy")

@@ -15,6 +15,29 @@ def to_tiles(weight: np.ndarray, bs_in: int, bs_out: int) -> np.ndarray:
     return np.ascontiguousarray(tiles, dtype=np.float32)
 
 
+PANEL = 16  # outputs per panel of microkernel.c (its last panel may be 8 wide)
+
+
+def panel_width(bs_out: int) -> int:
+    """Outputs the micro-kernel computes for a block of bs_out: rounded up to whole 8-wide vectors."""
+    return -(-bs_out // 8) * 8
+
+
+def to_panels(weight: np.ndarray, bs_in: int, bs_out: int) -> np.ndarray:
+    """W (n_out, n_in) -> (n_out_blocks, n_in_blocks, panel_width(bs_out) * bs_in), the layout of
+    microkernel.c: tile (j, i) = W's (output block j, input block i) sub-matrix transposed (inputs x
+    outputs), padded with zero outputs to the panel width and cut into panels of PANEL outputs, each
+    panel (bs_in, PANEL) contiguous, so the kernel reads every panel as one stream."""
+    tiles = to_tiles(weight, bs_in, bs_out)
+    n_out_blocks, n_in_blocks = tiles.shape[:2]
+    width = panel_width(bs_out)
+    padded = np.zeros((n_out_blocks, n_in_blocks, width, bs_in), np.float32)
+    padded[:, :, :bs_out] = tiles
+    panels = [padded[:, :, p : p + PANEL].swapaxes(2, 3) for p in range(0, width, PANEL)]
+    flat = [panel.reshape(n_out_blocks, n_in_blocks, -1) for panel in panels]
+    return np.ascontiguousarray(np.concatenate(flat, axis=2))
+
+
 def policy_tiles(z: np.ndarray, bs_in: int) -> np.ndarray:
     """Z (n_blocks, n_in) -> (n_in_blocks, n_blocks, bs_in): Z cut by input block."""
     k, n_in = z.shape

@@ -1,0 +1,96 @@
+/* The engine's one product: acc[accrows[r]] += x[xrows[r], col0 : col0 + k] @ B for r < m, where B is a
+ * weight tile (k inputs x width outputs) packed by condnet.engine.layout.pack_panels into panels of 16
+ * outputs (the last one 8 wide when width is 8 mod 16), each panel k rows of contiguous outputs.
+ *
+ * Why C: numba cannot hold a block of accumulators in registers. This register-blocked kernel keeps a
+ * 6 x 16 block of sums in twelve 8-wide registers; per input it loads two vectors of the panel and
+ * broadcasts one input of each of six examples (2 loads + 6 broadcasts per 12 FMAs). The examples are
+ * rows of x picked by index, so the engine's groups of examples (those that switched a block on) need
+ * no copy. Written with GCC vector types rather than intrinsics so that one source compiles for every
+ * CPU: target_clones builds an AVX-512, an AVX2 + FMA and a baseline (SSE2) version and picks one when
+ * the library is loaded, so a build on one machine runs on another.
+ *
+ * numba kernels call it by symbol (condnet.engine.kernels); the library is loaded by
+ * condnet.engine.native. Pointers arrive as integers (numba's array.ctypes.data).
+ */
+#include <stdint.h>
+
+typedef float v8f __attribute__((vector_size(32)));
+typedef float v8f_unaligned __attribute__((vector_size(32), aligned(4)));
+
+#define PANEL 16 /* outputs per panel: two 8-wide vectors */
+#define ROWS 6   /* examples per step: 12 accumulators + 2 panel vectors + 1 broadcast <= 16 registers */
+
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
+ALWAYS_INLINE v8f load(const float *p) { return *(const v8f_unaligned *)p; }
+ALWAYS_INLINE void store(float *p, v8f v) { *(v8f_unaligned *)p = v; }
+
+/* `rows` (<= ROWS, a constant once inlined) examples times one panel of `vectors` (2 or 1) vectors. */
+ALWAYS_INLINE void step(int rows, int vectors, const float *x, int64_t ldx, const int64_t *xrows,
+                        const int64_t *accrows, int64_t col0, int64_t k, const float *panel, float *acc,
+                        int64_t ldacc) {
+    v8f sum[ROWS][2];
+    const float *in[ROWS];
+    const int stride = 8 * vectors;
+#pragma GCC unroll 6
+    for (int r = 0; r < ROWS; r++) {
+        if (r < rows) {
+            in[r] = x + xrows[r] * ldx + col0;
+            for (int v = 0; v < vectors; v++) sum[r][v] = load(acc + accrows[r] * ldacc + 8 * v);
+        }
+    }
+    for (int64_t q = 0; q < k; q++) {
+        v8f w0 = load(panel + q * stride);
+        v8f w1 = vectors == 2 ? load(panel + q * stride + 8) : w0;
+#pragma GCC unroll 6
+        for (int r = 0; r < ROWS; r++) {
+            if (r < rows) {
+                float t = in[r][q];
+                v8f s = {t, t, t, t, t, t, t, t};
+                sum[r][0] += s * w0;
+                if (vectors == 2) sum[r][1] += s * w1;
+            }
+        }
+    }
+#pragma GCC unroll 6
+    for (int r = 0; r < ROWS; r++) {
+        if (r < rows) {
+            for (int v = 0; v < vectors; v++) store(acc + accrows[r] * ldacc + 8 * v, sum[r][v]);
+        }
+    }
+}
+
+/* Every example of the group times one panel: ROWS at a time, then the remainder (a constant per case,
+ * so each case compiles to its own register-blocked loop). */
+ALWAYS_INLINE void panel_product(int vectors, const float *x, int64_t ldx, const int64_t *xrows,
+                                 const int64_t *accrows, int64_t m, int64_t col0, int64_t k,
+                                 const float *panel, float *acc, int64_t ldacc) {
+    int64_t r = 0;
+    for (; r + ROWS <= m; r += ROWS)
+        step(ROWS, vectors, x, ldx, xrows + r, accrows + r, col0, k, panel, acc, ldacc);
+    xrows += r;
+    accrows += r;
+    switch (m - r) {
+    case 5: step(5, vectors, x, ldx, xrows, accrows, col0, k, panel, acc, ldacc); break;
+    case 4: step(4, vectors, x, ldx, xrows, accrows, col0, k, panel, acc, ldacc); break;
+    case 3: step(3, vectors, x, ldx, xrows, accrows, col0, k, panel, acc, ldacc); break;
+    case 2: step(2, vectors, x, ldx, xrows, accrows, col0, k, panel, acc, ldacc); break;
+    case 1: step(1, vectors, x, ldx, xrows, accrows, col0, k, panel, acc, ldacc); break;
+    }
+}
+
+/* x: rows of ldx floats; acc: rows of ldacc floats (ldacc >= width, width a multiple of 8); packed:
+ * width * k floats. Panel-major order: one panel (k x 16 floats, 64 KiB for k = 1024) stays in cache
+ * while every example of the group passes over it. */
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+void condnet_gathered_product(const float *x, int64_t ldx, const int64_t *xrows, const int64_t *accrows,
+                              int64_t m, int64_t col0, int64_t k, const float *packed, int64_t width,
+                              float *acc, int64_t ldacc) {
+    for (int64_t p = 0; p < width; p += PANEL) {
+        if (width - p >= PANEL)
+            panel_product(2, x, ldx, xrows, accrows, m, col0, k, packed + p * k, acc + p, ldacc);
+        else
+            panel_product(1, x, ldx, xrows, accrows, m, col0, k, packed + p * k, acc + p, ldacc);
+    }
+}

@@ -1,0 +1,27 @@
+"""The engine's compiled micro-kernel (microkernel.c, built on install by setup.py): found beside this
+file and loaded into the process once, so that numba's linker resolves the kernels' calls to it by
+name (which keeps numba's on-disk cache valid: a symbol, not an address)."""
+
+from __future__ import annotations
+
+import importlib.machinery
+from pathlib import Path
+
+import llvmlite.binding
+
+NAME = "_microkernel"
+
+
+def library_path() -> Path:
+    """The built library, or an ImportError that says how to build it."""
+    here = Path(__file__).parent
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        if (here / f"{NAME}{suffix}").is_file():
+            return here / f"{NAME}{suffix}"
+    raise ImportError(
+        f"condnet's compiled engine kernel ({here / NAME}*.so) is missing: install condnet with pip "
+        "(`pip install -e .` or `make setup`), which builds it with the system C compiler"
+    )
+
+
+llvmlite.binding.load_library_permanently(str(library_path()))
