@@ -91,8 +91,7 @@ def bench(
     engine: Engine | None = None,
 ) -> list[BenchRecord]:
     """Time dense PyTorch, dense ONNX Runtime and the engine on the same weights and inputs, for every
-    (batch, threads). `engine`: the model's engine when the caller has one (it is calibrated here, per
-    thread count)."""
+    (batch, threads). `engine`: the model's engine when the caller has one."""
     engine = engine or Engine(model)
     dense = dense_forward(model)
     checkpoint = model_arrays(model)
@@ -102,7 +101,6 @@ def bench(
         engine.set_threads(n_threads)
         torch.set_num_threads(n_threads)
         ort = ort_session(checkpoint, n_threads)
-        engine.calibrate()  # the dense-fallback crossover depends on the thread count
         for batch in batches:
             calls = max(1, CALLS_PER_SAMPLE // batch)
             chunks = [inputs[(c * batch) % len(inputs) :][:batch] for c in range(calls)]

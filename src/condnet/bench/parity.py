@@ -3,9 +3,9 @@
 Each case draws an architecture (1-3 hidden layers, block sizes 1-64, 1-12 blocks), a model kind
 (learned policy, uniform bdNN policy, dense), the router (Bernoulli or top-k, and k), which layers
 of a gated net are dense, an activation,
-policy densities from 0 to 1, a batch (0; 1 = the fused path; up to 300), a mode (threshold, sample,
-or masks given by the caller), one or two threads, and which layers the engine computes densely (its
-fallback: a random crossover per layer). The engine decides its masks; the PyTorch model is run with
+policy densities from 0 to 1, a batch (0; 1 = the batch-1 kernel; up to 300 = the batched kernel),
+a mode (threshold, sample, or masks given by the caller) and one or two threads. The engine decides
+its masks; the PyTorch model is run with
 those masks and must give the same logits within 1e-5 relative. A dense layer must have every block
 on; in threshold mode the engine's decisions must be PyTorch's sigma > 0.5 wherever sigma is further
 than 1e-5 from 0.5 (closer, float rounding may decide either way).
@@ -39,7 +39,6 @@ class Case:
     mode: str  # threshold | sample | given
     threads: int
     densities: list[float]
-    dense_layers: list[bool]  # layers whose crossover sends them to the engine's dense product
     gated: list[bool]  # per hidden layer: gated, or a dense layer of a gated net (model.gated)
     top_k: list[int]  # per hidden layer: blocks a top-k router computes; all 0: Bernoulli policies
     tree: bool  # tree routers (layers of 1, 2, 4 or 8 blocks) instead
@@ -48,7 +47,7 @@ class Case:
         arch = "-".join([str(self.input_dim), *(f"{k}x{b}" for k, b in self.layers), str(self.n_classes)])
         return (f"case {self.index}: {self.kind} {self.activation} {arch} batch {self.batch} {self.mode} "
                 f"threads {self.threads} densities {[round(d, 2) for d in self.densities]} "
-                f"dense {self.dense_layers} gated {self.gated} top-k {self.top_k} "
+                f"gated {self.gated} top-k {self.top_k} "
                 f"tree {self.tree}")  # fmt: skip
 
 
@@ -78,7 +77,6 @@ def draw_case(index: int, rng: np.random.Generator, max_threads: int) -> Case:
         str(rng.choice(["threshold", "sample", "given"])),
         int(rng.integers(1, max_threads + 1)),
         densities,
-        [bool(rng.random() < 0.3) for _ in range(n_hidden + 1)],
         [kind != "nn" and bool(rng.random() < 0.75) for _ in range(n_hidden)],
         [int(rng.integers(1, k + 1)) if top_k else 0 for k, _ in layers],
         router == "tree",
@@ -118,8 +116,6 @@ def check(case: Case, seed: int) -> str | None:
     rng = np.random.default_rng([seed, case.index])
     model = build(case, rng)
     engine = Engine(model, threads=case.threads)
-    for layer, dense in zip(engine.layers, case.dense_layers, strict=True):
-        layer.crossovers = {case.batch: 0.0 if dense else 1.01}
     x = rng.random((case.batch, case.input_dim), dtype=np.float32) * rng.choice([1.0, 4.0])
     given = None
     if case.mode == "given":
@@ -182,7 +178,6 @@ def sweep(cases: int, seed: int = 0, max_threads: int = 2, on_case=None) -> Swee
         case = draw_case(index, rng, max_threads)
         covered = {"kind": case.kind, "mode": case.mode, "threads": case.threads,
                    "batch": str(case.batch) if case.batch < 2 else ">1", "hidden layers": len(case.layers),
-                   "dense layers": sum(case.dense_layers) > 0,
                    "mixed dense and gated layers": len(set(case.gated)) > 1,
                    "router": "tree" if case.tree else "topk" if any(case.top_k) else "bernoulli"}  # fmt: skip
         for name, value in covered.items():

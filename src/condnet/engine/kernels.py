@@ -132,7 +132,8 @@ gathered_product = types.ExternalFunction(
 
 @njit(inline="always", fastmath=True, error_model="numpy")
 def _output_block(x, in_mask, panels, bias, out_mask, activation, out, j, rows, xrows, accrows, acc):
-    """Compute output block j for the examples whose block j is on (rows, xrows, accrows, acc: scratch).
+    """Compute output block j for the examples whose block j is on (rows, xrows, accrows, acc: scratch);
+    returns how many of them have a non-finite sum (see `block_layer`).
 
     For each active input block i, the group's examples with block i on are one call of the
     micro-kernel, which adds their product with tile (j, i) to their rows of acc."""
@@ -144,7 +145,7 @@ def _output_block(x, in_mask, panels, bias, out_mask, activation, out, j, rows, 
             rows[n] = b
             n += 1
     if n == 0:
-        return
+        return 0
     acc[:n] = 0.0
     for i in range(n_in_blocks):
         m = 0  # examples of this group whose input block i is on
@@ -154,12 +155,19 @@ def _output_block(x, in_mask, panels, bias, out_mask, activation, out, j, rows, 
                 accrows[m] = e
                 m += 1
         if m > 0:
-            gathered_product(x.ctypes.data, x.strides[0] // 4, xrows.ctypes.data, accrows.ctypes.data, m,
-                             i * bs_in, bs_in, panels[j, i].ctypes.data, width, acc.ctypes.data, width)  # fmt: skip
+            x_at, rows_at, acc_at = x.ctypes.data, xrows.ctypes.data, accrows.ctypes.data
+            tile_at, sums_at = panels[j, i].ctypes.data, acc.ctypes.data
+            gathered_product(
+                x_at, x.strides[0] // 4, rows_at, acc_at, m, i * bs_in, bs_in, tile_at, width, sums_at, width
+            )
     columns = slice(j * bs_out, (j + 1) * bs_out)
+    bits = acc[:n, 0].view(np.uint32)  # integer tests: fastmath may assume floats finite
+    non_finite = 0
     for e in range(n):
+        non_finite += (bits[e] & 0x7F800000) == 0x7F800000
         out[rows[e], columns] = acc[e, :bs_out]
         _finish_block(out[rows[e], columns], bias[columns], activation)
+    return non_finite
 
 
 @njit(inline="always")
@@ -173,6 +181,11 @@ def _scratch(batch, width):
 def block_layer(x, in_mask, panels, bias, out_mask, activation, out):
     """out[b, block j] = f(sum over active input blocks i of x[b, block i] @ W[block j, block i]^T + bias)
     where out_mask[b, j]; out must be zero-filled by the caller (inactive blocks stay exactly 0).
+    Returns how many (example, output block) sums are NaN or infinite. The micro-kernel keeps IEEE
+    arithmetic, so a NaN or infinite input in an active input block makes every sum it enters
+    non-finite (inf * 0 is NaN): this checks the input of the first layer without a pass of its own
+    (on 256 x 784 inputs, a separate check took 44 us when they come from memory, a third of the
+    forward).
 
     x: (batch, n_in) float32 with contiguous rows; in_mask: (batch, n_in_blocks) uint8; panels: the
     layer's weights as `layout.to_panels` lays them out, (n_out_blocks, n_in_blocks, width * bs_in);
@@ -180,8 +193,12 @@ def block_layer(x, in_mask, panels, bias, out_mask, activation, out):
     """
     width = panels.shape[2] // (x.shape[1] // panels.shape[1])
     rows, xrows, accrows, acc = _scratch(x.shape[0], width)
+    non_finite = 0
     for j in range(panels.shape[0]):
-        _output_block(x, in_mask, panels, bias, out_mask, activation, out, j, rows, xrows, accrows, acc)
+        non_finite += _output_block(
+            x, in_mask, panels, bias, out_mask, activation, out, j, rows, xrows, accrows, acc
+        )
+    return non_finite
 
 
 @njit(fastmath=True, error_model="numpy", parallel=True, cache=True)
@@ -192,14 +209,20 @@ def block_layer_parallel(x, in_mask, panels, bias, out_mask, activation, out, th
     """
     batch, n_out_blocks = x.shape[0], panels.shape[0]
     width = panels.shape[2] // (x.shape[1] // panels.shape[1])
+    non_finite = 0
     if n_out_blocks >= 4 * threads:
         for j in prange(n_out_blocks):
             rows, xrows, accrows, acc = _scratch(batch, width)
-            _output_block(x, in_mask, panels, bias, out_mask, activation, out, j, rows, xrows, accrows, acc)
+            non_finite += _output_block(
+                x, in_mask, panels, bias, out_mask, activation, out, j, rows, xrows, accrows, acc
+            )
     else:
         for t in prange(threads):
             lo, hi = t * batch // threads, (t + 1) * batch // threads
-            block_layer(x[lo:hi], in_mask[lo:hi], panels, bias, out_mask[lo:hi], activation, out[lo:hi])
+            non_finite += block_layer(
+                x[lo:hi], in_mask[lo:hi], panels, bias, out_mask[lo:hi], activation, out[lo:hi]
+            )
+    return non_finite
 
 
 @njit(inline="always", fastmath=True, error_model="numpy")
@@ -237,7 +260,8 @@ def decide(logits, p_min, p_max, mode, noise, out):
 # Every layer lives in the flat `weights` buffer described by one row of `meta`:
 M_IN_BLOCKS, M_BS_IN, M_OUT_BLOCKS, M_BS_OUT, M_TILES, M_BIAS, M_Z, M_D, M_TAU, M_ACTIVATION = range(10)
 M_TOP_K, M_TREE = 10, 11  # k of a top-k router (scores Z s + d); depth of a tree router; else 0
-META_COLUMNS = 12
+M_PANELS, M_Z_PANELS = 12, 13  # the tiles and Z as the batched micro-kernel reads them (layout.to_panels)
+META_COLUMNS = 14
 NONE = -1  # no policy (M_Z, M_D) or no uniform rate (M_TAU)
 P_MIN, P_MAX = 0, 1  # weights[0:2]: the policies' probability range
 NON_FINITE_INPUT = 1  # forward_one's status when x holds NaN or infinities
@@ -426,16 +450,131 @@ def forward_one(x, weights, meta, work, flags, mode):
     return 0
 
 
+# Batches: the whole network in one call too (Python between layers cost 10-20 us a call, more than the
+# arithmetic of a small network at batch 50). Each layer's policy and product are block products
+# through the micro-kernel; the decisions are those of the batch-1 kernel, one example at a time.
+
+
+@njit(inline="always")
+def _path_probability(nodes, depth, leaf):
+    """A tree router's probability of reaching `leaf`: the product along its path of sigmoid(score)
+    going right and 1 - sigmoid(score) going left (condnet.nn.router.leaf_probabilities)."""
+    position, level, probability = 0, 0, np.float32(1.0)
+    for t in range(depth):
+        right = (leaf >> (depth - 1 - t)) & 1
+        p_right = np.float32(1.0) / (np.float32(1.0) + np.exp(-nodes[level + position]))
+        probability *= p_right if right else np.float32(1.0) - p_right
+        position = 2 * position + right
+        level = 2 * level + 1
+    return probability
+
+
+@njit(inline="always")
+def _tree_decide(nodes, depth, mode, on, gates):
+    """One example: its leaf (right wherever a node's score is > 0; mode GIVEN keeps `on`), and
+    gates[leaf] = the path probability of every leaf on."""
+    if mode != GIVEN:
+        position, level = 0, 0
+        for _ in range(depth):
+            position = 2 * position + (1 if nodes[level + position] > 0 else 0)
+            level = 2 * level + 1
+        on[:] = 0
+        on[position] = 1
+    for leaf in range(on.shape[0]):
+        if on[leaf]:
+            gates[leaf] = _path_probability(nodes, depth, leaf)
+
+
+@njit(inline="always")
+def _idle_rows_non_finite(x, on):
+    """Whether an example whose first layer computes no block (so the products did not check its
+    input; a NaN input gives NaN policy scores, which switch blocks off) has a NaN or infinite input."""
+    for b in range(x.shape[0]):
+        idle = True
+        for j in range(on.shape[1]):
+            if on[b, j]:
+                idle = False
+        if idle and count_nonfinite(x[b : b + 1]) > 0:
+            return True
+    return False
+
+
+@njit(inline="always")
+def _product(x, in_mask, panels, bias, out_mask, activation, out, threads):
+    if threads > 1:
+        return block_layer_parallel(x, in_mask, panels, bias, out_mask, activation, out, threads)
+    return block_layer(x, in_mask, panels, bias, out_mask, activation, out)
+
+
+@njit(inline="always")
+def _panels(weights, start, n_out_blocks, n_in_blocks, bs_out, bs_in):
+    """A (n_out_blocks, n_in_blocks, panel width * bs_in) view of the flat buffer (layout.to_panels)."""
+    size = ((bs_out + 7) // 8 * 8) * bs_in  # one tile
+    total = n_out_blocks * n_in_blocks * size
+    return weights[start : start + total].reshape((n_out_blocks, n_in_blocks, size))
+
+
 @njit(fastmath=True, error_model="numpy", cache=True)
-def finish_dense(out, bias, activation, out_mask):
-    """After a dense product out = h W^T: out = f(out + bias) on the blocks that out_mask switches on,
-    exactly 0 on the others (in place). out: (batch, n_out); out_mask: (batch, n_out_blocks) uint8."""
-    n_blocks = out_mask.shape[1]
-    bs_out = out.shape[1] // n_blocks
-    for b in range(out.shape[0]):
-        for j in range(n_blocks):
-            columns = slice(j * bs_out, (j + 1) * bs_out)
-            if out_mask[b, j]:
-                _finish_block(out[b, columns], bias[columns], activation)
-            else:
-                out[b, columns] = 0.0
+def forward_batch(x, weights, meta, noise, masks, mode, threads):
+    """A batch through every layer; returns (status, logits): status 0, or NON_FINITE_INPUT when x holds
+    NaN or infinities (found by the first layer's products, which then stop the forward).
+
+    x: (batch, input_dim) float32, C-contiguous. weights, meta: as for forward_one (panels at M_PANELS,
+    M_Z_PANELS). noise: (n_hidden, batch, max_blocks) float32 uniform draws, read in mode SAMPLE only.
+    masks: (n_hidden, batch, max_blocks) uint8: the given masks in mode GIVEN, else written; either way
+    it holds the masks used. mode: THRESHOLD, SAMPLE or GIVEN. threads: numba threads of the products.
+    """
+    batch, n_layers = x.shape[0], meta.shape[0]
+    last = meta[n_layers - 1]
+    logits = np.zeros((batch, last[M_OUT_BLOCKS] * last[M_BS_OUT]), np.float32)
+    p_min, p_max = weights[P_MIN], weights[P_MAX]
+    all_on = np.ones((batch, 1), np.uint8)
+    h, in_mask = x, all_on[:, :]
+    for layer in range(n_layers):
+        row = meta[layer]
+        n_in_blocks, bs_in = row[M_IN_BLOCKS], row[M_BS_IN]
+        n_out_blocks, bs_out = row[M_OUT_BLOCKS], row[M_BS_OUT]
+        hidden = layer < n_layers - 1
+        top_k, tree = (row[M_TOP_K], row[M_TREE]) if hidden else (0, 0)
+        on = masks[layer, :, :n_out_blocks] if hidden else all_on[:, :]
+        # the policy: a product with one output block, always on (a tree's nodes, a top-k's scores)
+        n_scores = n_out_blocks - 1 if tree else n_out_blocks
+        scores = np.empty((batch, n_scores), np.float32)
+        if hidden and row[M_Z] != NONE and (mode != GIVEN or top_k or tree):
+            z = _panels(weights, row[M_Z_PANELS], 1, n_in_blocks, n_scores, bs_in)
+            d = weights[row[M_D] : row[M_D] + n_scores]
+            _product(h, in_mask, z, d, all_on, IDENTITY, scores, threads)
+        if not hidden or mode == GIVEN:
+            pass
+        elif top_k:
+            for b in range(batch):
+                _top_k(scores[b], top_k, on[b])
+        elif row[M_Z] != NONE and not tree:
+            draws = noise[layer, :, :n_out_blocks] if mode == SAMPLE else scores
+            decide(scores, p_min, p_max, mode, draws, on)
+        elif row[M_TAU] != NONE:
+            tau = weights[row[M_TAU]]
+            for b in range(batch):
+                for j in range(n_out_blocks):
+                    on[b, j] = _switched_on(tau, mode, noise[layer, b, j] if mode == SAMPLE else tau)
+        elif not tree:
+            on[:, :] = 1
+        gates = scores if top_k else np.empty((batch, n_out_blocks), np.float32)
+        for b in range(batch):  # a router's gate values, which scale its blocks' outputs
+            if top_k:
+                _gates(scores[b], on[b])
+            elif tree:
+                _tree_decide(scores[b], tree, mode, on[b], gates[b])
+        out = np.zeros((batch, n_out_blocks * bs_out), np.float32) if hidden else logits
+        panels = _panels(weights, row[M_PANELS], n_out_blocks, n_in_blocks, bs_out, bs_in)
+        bias = weights[row[M_BIAS] : row[M_BIAS] + n_out_blocks * bs_out]
+        non_finite = _product(h, in_mask, panels, bias, on, row[M_ACTIVATION], out, threads)
+        if layer == 0 and (non_finite > 0 or _idle_rows_non_finite(x, on)):
+            return NON_FINITE_INPUT, logits
+        if top_k or tree:
+            for b in range(batch):
+                for j in range(n_out_blocks):
+                    if on[b, j]:
+                        out[b, j * bs_out : (j + 1) * bs_out] *= gates[b, j]
+        h, in_mask = out, on
+    return 0, logits

@@ -45,9 +45,11 @@ def policy_tiles(z: np.ndarray, bs_in: int) -> np.ndarray:
 
 
 def pack(layers, p_min: float, p_max: float) -> tuple[np.ndarray, np.ndarray]:
-    """[p_min, p_max] and every layer's tiles, bias, Z tiles, d and tau in one flat float32 buffer, and
-    the (n_layers, kernels.META_COLUMNS) int64 table of shapes, offsets and activations that
-    `kernels.forward_one` reads (columns: kernels.M_*)."""
+    """[p_min, p_max] and every layer's tiles, bias, Z tiles, d, tau and panels in one flat float32
+    buffer, and the (n_layers, kernels.META_COLUMNS) int64 table of shapes, offsets and activations that
+    `kernels.forward_one` and `kernels.forward_batch` read (columns: kernels.M_*). Each weight is
+    stored twice: as tiles for batch 1 (dot products over contiguous rows: a GEMV that streams W's
+    rows) and as panels for batches (the micro-kernel)."""
     parts, meta, offset = [np.float32([p_min, p_max])], [], 2
 
     def put(array) -> int:
@@ -58,11 +60,14 @@ def pack(layers, p_min: float, p_max: float) -> tuple[np.ndarray, np.ndarray]:
         return start
 
     for layer in layers:
-        n_out_blocks, n_in_blocks, bs_out, bs_in = layer.tiles.shape
-        row = [n_in_blocks, bs_in, n_out_blocks, bs_out, put(layer.tiles), put(layer.bias)]
+        (n_out, n_in), bs_in, bs_out = layer.weight.shape, layer.bs_in, layer.bs_out
+        row = [n_in // bs_in, bs_in, n_out // bs_out, bs_out, put(to_tiles(layer.weight, bs_in, bs_out))]
+        row += [put(layer.bias)]
         row += [kernels.NONE] * 3 + [layer.activation, layer.top_k, layer.tree_depth]
-        if layer.z_tiles is not None:
-            row[kernels.M_Z], row[kernels.M_D] = put(layer.z_tiles), put(layer.d)
+        row += [put(to_panels(layer.weight, bs_in, bs_out)), kernels.NONE]
+        if layer.z is not None:
+            row[kernels.M_Z], row[kernels.M_D] = put(policy_tiles(layer.z, bs_in)), put(layer.d)
+            row[kernels.M_Z_PANELS] = put(to_panels(layer.z, bs_in, layer.z.shape[0]))
         if layer.tau is not None:
             row[kernels.M_TAU] = put([layer.tau])
         meta.append(row)

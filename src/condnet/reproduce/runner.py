@@ -162,7 +162,7 @@ def time_run(run_dir: Path, repeats: int) -> dict:
     _, model, splits = load_run(run_dir)
     x = splits.x_test.numpy()
     engine = Engine(model, threads=1)
-    latency = bench(model, x, [1], [1], "sample", repeats, engine=engine)[0]  # also calibrates engine
+    latency = bench(model, x, [1], [1], "sample", repeats, engine=engine)[0]
     dense = dense_forward(model)
     chunks = [x[i : i + TEST_BATCH] for i in range(0, len(x), TEST_BATCH)]
     tensors = [torch.from_numpy(c) for c in chunks]
