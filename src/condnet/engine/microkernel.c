@@ -20,6 +20,11 @@ typedef float v8f_unaligned __attribute__((vector_size(32), aligned(4)));
 
 #define PANEL 16 /* outputs per panel: two 8-wide vectors */
 #define ROWS 6   /* examples per step: 12 accumulators + 2 panel vectors + 1 broadcast <= 16 registers */
+/* Inputs ahead whose panel row is prefetched. The engine's groups are small (a block switched on by
+ * 18 % of 50 examples: 9), so a panel is used by few examples and streamed from memory at one core's
+ * bandwidth; prefetching 4 KiB ahead keeps more of it in flight. Measured on 10 tiles of 3072 x 64
+ * evicted from the caches before each run, 9 examples: 766 -> 606 us (AMD EPYC, AVX2). */
+#define PREFETCH 64
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
@@ -41,6 +46,7 @@ ALWAYS_INLINE void step(int rows, int vectors, const float *x, int64_t ldx, cons
         }
     }
     for (int64_t q = 0; q < k; q++) {
+        __builtin_prefetch(panel + (q + PREFETCH) * stride);
         v8f w0 = load(panel + q * stride);
         v8f w1 = vectors == 2 ? load(panel + q * stride + 8) : w0;
 #pragma GCC unroll 6
