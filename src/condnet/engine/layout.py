@@ -23,19 +23,19 @@ def panel_width(bs_out: int) -> int:
     return -(-bs_out // 8) * 8
 
 
-def to_panels(weight: np.ndarray, bs_in: int, bs_out: int) -> np.ndarray:
-    """W (n_out, n_in) -> (n_out_blocks, n_in_blocks, panel_width(bs_out) * bs_in), the layout of
-    microkernel.c: tile (j, i) = W's (output block j, input block i) sub-matrix transposed (inputs x
-    outputs), padded with zero outputs to the panel width and cut into panels of PANEL outputs, each
-    panel (bs_in, PANEL) contiguous, so the kernel reads every panel as one stream."""
-    tiles = to_tiles(weight, bs_in, bs_out)
-    n_out_blocks, n_in_blocks = tiles.shape[:2]
+def to_panels(weight: np.ndarray, bs_out: int) -> np.ndarray:
+    """W (n_out, n_in) -> (n_out_blocks, panel_width(bs_out) * n_in), the layout of microkernel.c: per
+    output block, its rows of W transposed (inputs x outputs), padded with zero outputs to the panel
+    width and cut into panels of PANEL outputs, each panel (n_in, PANEL) contiguous: the kernel reads
+    any run of inputs of a panel (one input block, or all of them) as one stream."""
+    n_out, n_in = weight.shape
     width = panel_width(bs_out)
-    padded = np.zeros((n_out_blocks, n_in_blocks, width, bs_in), np.float32)
-    padded[:, :, :bs_out] = tiles
-    panels = [padded[:, :, p : p + PANEL].swapaxes(2, 3) for p in range(0, width, PANEL)]
-    flat = [panel.reshape(n_out_blocks, n_in_blocks, -1) for panel in panels]
-    return np.ascontiguousarray(np.concatenate(flat, axis=2))
+    padded = np.zeros((n_out // bs_out, width, n_in), np.float32)
+    padded[:, :bs_out] = weight.reshape(n_out // bs_out, bs_out, n_in)
+    panels = [
+        padded[:, p : p + PANEL].transpose(0, 2, 1).reshape(len(padded), -1) for p in range(0, width, PANEL)
+    ]
+    return np.ascontiguousarray(np.concatenate(panels, axis=1))
 
 
 def policy_tiles(z: np.ndarray, bs_in: int) -> np.ndarray:
@@ -64,10 +64,10 @@ def pack(layers, p_min: float, p_max: float) -> tuple[np.ndarray, np.ndarray]:
         row = [n_in // bs_in, bs_in, n_out // bs_out, bs_out, put(to_tiles(layer.weight, bs_in, bs_out))]
         row += [put(layer.bias)]
         row += [kernels.NONE] * 3 + [layer.activation, layer.top_k, layer.tree_depth]
-        row += [put(to_panels(layer.weight, bs_in, bs_out)), kernels.NONE]
+        row += [put(to_panels(layer.weight, bs_out)), kernels.NONE]
         if layer.z is not None:
             row[kernels.M_Z], row[kernels.M_D] = put(policy_tiles(layer.z, bs_in)), put(layer.d)
-            row[kernels.M_Z_PANELS] = put(to_panels(layer.z, bs_in, layer.z.shape[0]))
+            row[kernels.M_Z_PANELS] = put(to_panels(layer.z, layer.z.shape[0]))
         if layer.tau is not None:
             row[kernels.M_TAU] = put([layer.tau])
         meta.append(row)

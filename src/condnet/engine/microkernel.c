@@ -1,6 +1,8 @@
-/* The engine's one product: acc[accrows[r]] += x[xrows[r], col0 : col0 + k] @ B for r < m, where B is a
- * weight tile (k inputs x width outputs) packed by condnet.engine.layout.pack_panels into panels of 16
- * outputs (the last one 8 wide when width is 8 mod 16), each panel k rows of contiguous outputs.
+/* The engine's one product: acc[accrows[r]] += x[xrows[r], col0 : col0 + k] @ B[col0 : col0 + k] for
+ * r < m, where B is one output block of a layer's weights (n_in inputs x width outputs) packed by
+ * condnet.engine.layout.to_panels into panels of 16 outputs (the last one 8 wide when width is 8 mod
+ * 16), each panel n_in rows of contiguous outputs: one input block's rows of a panel are contiguous,
+ * and so are all of them (the engine's dense-over-inputs product of small tiles).
  *
  * Why C: numba cannot hold a block of accumulators in registers. This register-blocked kernel keeps a
  * 6 x 16 block of sums in twelve 8-wide registers; per input it loads two vectors of the panel and
@@ -86,17 +88,18 @@ ALWAYS_INLINE void panel_product(int vectors, const float *x, int64_t ldx, const
     }
 }
 
-/* x: rows of ldx floats; acc: rows of ldacc floats (ldacc >= width, width a multiple of 8); packed:
- * width * k floats. Panel-major order: one panel (k x 16 floats, 64 KiB for k = 1024) stays in cache
- * while every example of the group passes over it. */
+/* x: rows of ldx floats; acc: rows of ldacc floats (ldacc >= width, width a multiple of 8); panels:
+ * width * n_in floats. Panel-major order: one panel's rows col0..col0 + k (64 KiB for k = 1024) stay
+ * in cache while every example of the group passes over them. */
 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 void condnet_gathered_product(const float *x, int64_t ldx, const int64_t *xrows, const int64_t *accrows,
-                              int64_t m, int64_t col0, int64_t k, const float *packed, int64_t width,
-                              float *acc, int64_t ldacc) {
+                              int64_t m, int64_t col0, int64_t k, const float *panels, int64_t n_in,
+                              int64_t width, float *acc, int64_t ldacc) {
     for (int64_t p = 0; p < width; p += PANEL) {
+        const float *panel = panels + p * n_in;
         if (width - p >= PANEL)
-            panel_product(2, x, ldx, xrows, accrows, m, col0, k, packed + p * k, acc + p, ldacc);
+            panel_product(2, x, ldx, xrows, accrows, m, col0, k, panel + col0 * PANEL, acc + p, ldacc);
         else
-            panel_product(1, x, ldx, xrows, accrows, m, col0, k, packed + p * k, acc + p, ldacc);
+            panel_product(1, x, ldx, xrows, accrows, m, col0, k, panel + col0 * 8, acc + p, ldacc);
     }
 }
