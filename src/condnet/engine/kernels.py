@@ -502,9 +502,30 @@ def _idle_rows_non_finite(x, on):
     return False
 
 
+# A product takes several threads only from this many multiply-adds: waking the other threads costs
+# 20-45 us a parallel region on this project's VMs when idle threads sleep (OMP_WAIT_POLICY=PASSIVE,
+# which `condnet bench` sets), so smaller products ran slower on two threads than on one (784-64-10
+# at batch 50: 83 us on two threads, 70 on one).
+PARALLEL_MIN_WORK = 3_000_000
+
+
+@njit(inline="always")
+def _active_work(in_mask, out_mask, n_in, n_out):
+    """The multiply-adds of a block product: active input x active output units, summed over examples."""
+    bs_in, bs_out, work = n_in // in_mask.shape[1], n_out // out_mask.shape[1], 0
+    for b in range(in_mask.shape[0]):
+        inputs, outputs = 0, 0
+        for i in range(in_mask.shape[1]):
+            inputs += in_mask[b, i] != 0
+        for j in range(out_mask.shape[1]):
+            outputs += out_mask[b, j] != 0
+        work += inputs * bs_in * outputs * bs_out
+    return work
+
+
 @njit(inline="always")
 def _product(x, in_mask, panels, bias, out_mask, activation, out, threads):
-    if threads > 1:
+    if threads > 1 and _active_work(in_mask, out_mask, x.shape[1], out.shape[1]) >= PARALLEL_MIN_WORK:
         return block_layer_parallel(x, in_mask, panels, bias, out_mask, activation, out, threads)
     return block_layer(x, in_mask, panels, bias, out_mask, activation, out)
 
