@@ -41,14 +41,17 @@ done
 .venv/bin/python - "$OUT" <<'PY'
 import json, pathlib, sys
 paths = sorted(pathlib.Path(sys.argv[1]).glob("*.json"))
-print("Machine:", ", ".join(sorted({json.loads(p.read_text()).get("machine", "?") for p in paths})), "\n")
+print("Machine:", ", ".join(sorted({json.loads(p.read_text()).get("machine", "?") for p in paths})))
+bandwidths = [json.loads(p.read_text()).get("memory_gbps", 0) for p in paths]
+print(f"One core reads memory at {min(bandwidths):.1f}-{max(bandwidths):.1f} GB/s (each benchmark measures it).\n")
 print("| model | active | batch | threads | PyTorch ms | ORT ms | engine ms | vs PyTorch | vs ORT | ideal "
-      "| efficiency vs ORT |")
-print("|---|---|---|---|---|---|---|---|---|---|---|")
+      "| efficiency vs ORT | weights MB | GB/s |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for path in paths:
     for r in json.loads(path.read_text())["records"]:
         active = "/".join(f"{a:.3f}" for a in r["active_fraction"])
         print(f"| {path.stem} | {active} | {r['batch']} | {r['threads']} | {r['dense_ms']:.4f} | "
               f"{r['ort_ms']:.4f} | {r['engine_ms']:.4f} | {r['speedup']:.2f} | {r['speedup_vs_ort']:.2f} | "
-              f"{r['ideal_speedup']:.2f} | {r['efficiency_vs_ort']:.2f} |")
+              f"{r['ideal_speedup']:.2f} | {r['efficiency_vs_ort']:.2f} | {r['weights_mb']:.3f} | "
+              f"{r['weights_gbps']:.1f} |")
 PY

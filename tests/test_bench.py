@@ -10,6 +10,7 @@ import pytest
 from condnet.bench.compare import synthetic_model
 from condnet.cli import main
 from condnet.engine import Engine
+from condnet.nn.macs import weight_bytes
 
 
 def test_synthetic_densities_are_exact_at_the_ends_and_close_between():
@@ -29,7 +30,7 @@ def test_bench_json_records(capsys):
     args = ["bench", "--arch", "40,32,16,4", "--block-size", "8,4", "--density", "0.5,1.0"]
     assert main([*args, "--batch", "1,3", "--threads", "1", "--repeats", "2", "--json"]) == 0
     output = json.loads(capsys.readouterr().out)
-    assert "cores" in output["machine"]
+    assert "cores" in output["machine"] and output["memory_gbps"] > 0
     records = output["records"]
     assert [(r["batch"], r["threads"]) for r in records] == [(1, 1), (3, 1)]
     fields = {
@@ -44,6 +45,8 @@ def test_bench_json_records(capsys):
         "ort_ms",
         "speedup_vs_ort",
         "efficiency_vs_ort",
+        "weights_mb",
+        "weights_gbps",
     }
     for r in records:
         assert set(r) == fields
@@ -57,6 +60,21 @@ def test_bench_json_records(capsys):
         a = r["active_fraction"][0]
         active = 40 * 32 * a + 40 * 4 + 32 * a * 16 + 32 * a * 4 + 16 * 4
         assert r["ideal_speedup"] == pytest.approx(1856 / active, rel=1e-6)
+        assert r["weights_gbps"] == pytest.approx(r["weights_mb"] / r["engine_ms"])
+        assert 0 < r["weights_mb"] <= 4 * (1856 + 40 * 4 + 32 * 4) / 1e6
+
+
+def test_weight_bytes_counts_each_needed_tile_once():
+    """By hand: input 6 (one block), layer 1 of 3 blocks of 2 with a 3-row policy, layer 2 of 2 blocks
+    of 1 with a 2-row policy, 4 classes."""
+    first = [[1, 0, 0], [1, 0, 1]]  # blocks 0 and 2 of layer 1 needed
+    second = [[0, 0], [1, 0]]  # tiles (0, 0), (0, 2): example 1; example 0 needs none
+    expected = 6 * 3  # layer 1's policy over the whole input
+    expected += 2 * 6 * 2  # two of layer 1's 2 x 6 tiles
+    expected += 2 * 2 * 2  # layer 2's policy over the input blocks some example has on (0 and 2)
+    expected += 2 * 1 * 2  # layer 2's tiles (0, 0) and (0, 2), 1 x 2 each
+    expected += 1 * 1 * 4  # the output over layer 2's block 0, the only one on
+    assert weight_bytes(6, [2, 1], 4, [np.array(first), np.array(second)], [3, 2]) == 4 * expected
 
 
 def test_bench_argument_errors(capsys):

@@ -194,7 +194,7 @@ def cmd_bench(args) -> None:
     import numpy as np
 
     from condnet.bench.compare import bench, synthetic_model
-    from condnet.engine.timing import machine
+    from condnet.engine.timing import machine, read_bandwidth
 
     if (args.run_dir is None) == (args.arch is None):
         raise CondnetError("give either RUN_DIR (a trained run) or --arch (a synthetic model), not both")
@@ -222,11 +222,17 @@ def cmd_bench(args) -> None:
         )
         inputs = np.random.default_rng(args.seed).random((1024, args.arch[0]), dtype=np.float32)
     records = bench(model, inputs, args.batch, args.threads, args.mode, args.repeats, args.seed)
+    bandwidth = read_bandwidth()
     if args.json:
-        print(json.dumps({"machine": machine(), "records": [asdict(r) for r in records]}, indent=2))
+        output = {"machine": machine(), "memory_gbps": bandwidth, "records": [asdict(r) for r in records]}
+        print(json.dumps(output, indent=2))
         return
-    print(f"{machine()}; times per batch in ms; dense = the dense twin (PyTorch eager, ONNX Runtime)\n")
-    columns = "batch threads PyTorch ORT engine vs_PyTorch vs_ORT ideal efficiency_vs_ORT active".split()
+    print(
+        f"{machine()}; one core reads memory at {bandwidth:.1f} GB/s; times per batch in ms; dense = the "
+        "dense twin (PyTorch eager, ONNX Runtime); weights: MB the engine reads per batch, and at what GB/s\n"
+    )
+    columns = "batch threads PyTorch ORT engine vs_PyTorch vs_ORT ideal efficiency_vs_ORT weights GB/s active"
+    columns = columns.split()
     print("| " + " | ".join(c.replace("_", " ") for c in columns) + " |")
     print("|---" * len(columns) + "|")
     for r in records:
@@ -234,7 +240,7 @@ def cmd_bench(args) -> None:
         print(
             f"| {r.batch} | {r.threads} | {r.dense_ms:.4f} | {r.ort_ms:.4f} | {r.engine_ms:.4f} | "
             f"{r.speedup:.2f} | {r.speedup_vs_ort:.2f} | {r.ideal_speedup:.2f} | {r.efficiency_vs_ort:.2f} | "
-            f"{active} |"
+            f"{r.weights_mb:.3f} | {r.weights_gbps:.1f} | {active} |"
         )
 
 

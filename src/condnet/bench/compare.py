@@ -18,7 +18,7 @@ from condnet.config import Config, ModelConfig, validate
 from condnet.engine.engine import Engine
 from condnet.engine.timing import interleaved_medians
 from condnet.nn.condnet import CondNet
-from condnet.nn.macs import active_macs, dense_macs
+from condnet.nn.macs import active_macs, dense_macs, weight_bytes
 from condnet.train.checkpoint import model_arrays
 
 CALLS_PER_SAMPLE = 64  # examples timed per sample at batch 1: averages over inputs, above timer noise
@@ -37,6 +37,8 @@ class BenchRecord:
     ort_ms: float  # one batch through the dense twin in ONNX Runtime
     speedup_vs_ort: float  # ort_ms / engine_ms
     efficiency_vs_ort: float  # speedup_vs_ort / ideal_speedup
+    weights_mb: float  # weights the engine reads per batch for the masks drawn (nn.macs.weight_bytes)
+    weights_gbps: float  # weights_mb / engine_ms: how close the engine runs to the memory's speed
 
 
 def synthetic_model(
@@ -137,6 +139,8 @@ def bench(
                 .item()
             )
             dense_ms, ort_ms, engine_ms = (1e3 * times[name] / calls for name in ("dense", "ort", "engine"))
+            sizes, n_in, n_out = model.block_sizes, model.input_dim, model.n_classes
+            weights_mb = np.mean([weight_bytes(n_in, sizes, n_out, m, rows) for m in masks]) / 1e6
             ideal = full / macs
             records.append(
                 BenchRecord(
@@ -151,6 +155,8 @@ def bench(
                     ort_ms=ort_ms,
                     speedup_vs_ort=ort_ms / engine_ms,
                     efficiency_vs_ort=ort_ms / engine_ms / ideal,
+                    weights_mb=float(weights_mb),
+                    weights_gbps=float(weights_mb / engine_ms),
                 )
             )
     return records

@@ -38,3 +38,21 @@ def interleaved_medians(candidates: dict[str, Callable[[], object]], repeats: in
             candidates[name]()
             samples[name].append(time.perf_counter() - start)
     return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def read_bandwidth(megabytes: int = 256, repeats: int = 5) -> float:
+    """GB/s at which one core reads memory: a pass over an array much larger than the caches (the
+    engine's NaN test, a vectorized integer test that keeps up with memory), median of `repeats`. At
+    small batches and densities the engine's time is bounded by its weights divided by this."""
+    import numpy as np
+
+    from condnet.engine.kernels import count_nonfinite
+
+    data = np.ones((megabytes, 2**18), np.float32)
+    count_nonfinite(data[:1])
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        count_nonfinite(data)
+        times.append(time.perf_counter() - start)
+    return data.nbytes / statistics.median(times) / 1e9

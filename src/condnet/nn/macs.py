@@ -6,6 +6,7 @@ Paper section 3.4: a layer's product only needs the active input units and the a
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
@@ -37,3 +38,22 @@ def active_macs(
         total += active_in * rows
         active_in = active_out
     return total + active_in * n_classes
+
+
+def weight_bytes(
+    input_dim: int, block_sizes: list[int], n_classes: int, masks: list, policy_rows: list[int]
+) -> int:
+    """Bytes of float32 weights that block kernels read for one batch: each tile (output block, input
+    block) that some example of the batch needs, and each policy's weights over the input blocks that
+    some example has on. A tile needed by many examples is read once: at small batches and densities
+    most tiles are needed by a few examples, and the weights, not the multiply-adds, bound the time.
+
+    masks: per hidden layer, (batch, n_blocks) in {0, 1}; policy_rows: as for `active_macs`.
+    """
+    inputs_on, bs_in, total = np.ones((len(masks[0]), 1), np.int64), input_dim, 0
+    for mask, size, rows in zip(masks, block_sizes, policy_rows, strict=True):
+        on = (np.asarray(mask) != 0).astype(np.int64)
+        total += int(inputs_on.any(axis=0).sum()) * bs_in * rows
+        total += int(np.count_nonzero(on.T @ inputs_on)) * size * bs_in  # tiles some example needs
+        inputs_on, bs_in = on, size
+    return 4 * (total + int(inputs_on.any(axis=0).sum()) * bs_in * n_classes)
