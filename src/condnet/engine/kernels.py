@@ -1,23 +1,22 @@
-"""Block-sparse CPU kernels (numba): only active output blocks are computed, only active input blocks read.
+"""Block-sparse CPU kernels (numba, and one C micro-kernel): only active output blocks are computed,
+only active input blocks read. Two entry points each run a whole network in one call: `forward_one`
+(batch 1) and `forward_batch`.
 
-Layout (made once by `condnet.engine.layout`): a layer's weights are cut into tiles
-`tiles[j, i] = W[j-th output block, i-th input block]`, shape (bs_out, bs_in), contiguous: one output
-unit's weights over one input block are a contiguous row, and its value is a sum of dot products of
-two contiguous vectors. A dense input or output is one block that is always on.
-
-Why dot products: numba gives no way to hold a block of accumulators in registers, but LLVM keeps the
-partial sums of a vectorized dot product in registers; several dot products in one loop (4 units at
-batch 1, 4 examples x 2 units in batches) reuse every load. Measured against the former rank-1 form
-(tiles transposed, a row of accumulators updated in memory), on 3072-640-640-10 at density 0.18:
-first layer at batch 50 0.95 -> 0.72 ms; on 3072-256-512-10, 0.82 -> 0.29 ms, and 2x at batch 1.
+Layouts (made once by `condnet.engine.layout`, both in one flat buffer): a dense input or output is one
+block that is always on.
+- Batch 1 reads tiles `tiles[j, i] = W[j-th output block, i-th input block]`, (bs_out, bs_in),
+  contiguous: a unit's value is a sum of dot products of two contiguous vectors, 4 units per loop
+  (LLVM keeps the partial sums of a vectorized dot product in registers). At batch 1 the weights are
+  a stream and this keeps up with it (as fast as a C GEMV with prefetching, measured).
+- Batches read panels (`layout.to_panels`): the examples that switched output block j on share its
+  tiles, and microkernel.c computes them together, 6 examples x 16 outputs per step with the sums in
+  registers, which numba cannot do (its batched dot-product kernel ran at ~21 GMAC/s on a 3072 x 640
+  layer at batch 50; the micro-kernel at 42-48, as fast as BLAS or faster). Grouping the examples by
+  block is done here, from the masks.
 
 Every fast kernel compiles with error_model="numpy": under numba's default ("python") a float division
 checks its divisor and raises ZeroDivisionError, a branch that stops LLVM from vectorizing the loop
 around it, here the division in tanh (measured: 12,800 tanh 26 us scalar, 3.7 us vectorized).
-
-Batched products are grouped by output block: the examples that switched block j on share every tile
-of block j, which is then read once for all of them, four examples at a time. Example-to-block
-grouping is done inside the kernel from the masks.
 """
 
 from __future__ import annotations
