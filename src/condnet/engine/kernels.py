@@ -551,14 +551,14 @@ def forward_batch(x, weights, meta, noise, masks, mode, threads):
     logits = np.zeros((batch, last[M_OUT_BLOCKS] * last[M_BS_OUT]), np.float32)
     p_min, p_max = weights[P_MIN], weights[P_MAX]
     all_on = np.ones((batch, 1), np.uint8)
-    h, in_mask = x, all_on[:, :]
+    h, in_mask = x, all_on
     for layer in range(n_layers):
         row = meta[layer]
         n_in_blocks, bs_in = row[M_IN_BLOCKS], row[M_BS_IN]
         n_out_blocks, bs_out = row[M_OUT_BLOCKS], row[M_BS_OUT]
         hidden = layer < n_layers - 1
         top_k, tree = (row[M_TOP_K], row[M_TREE]) if hidden else (0, 0)
-        on = masks[layer, :, :n_out_blocks] if hidden else all_on[:, :]
+        on = masks[layer, :, :n_out_blocks] if hidden else all_on
         # the policy: a product with one output block, always on (a tree's nodes, a top-k's scores)
         n_scores = n_out_blocks - 1 if tree else n_out_blocks
         scores = np.empty((batch, n_scores), np.float32)
@@ -566,23 +566,23 @@ def forward_batch(x, weights, meta, noise, masks, mode, threads):
             z = _panels(weights, row[M_Z_PANELS], 1, n_in_blocks * bs_in, n_scores)
             d = weights[row[M_D] : row[M_D] + n_scores]
             _product(h, in_mask, z, d, all_on, IDENTITY, scores, threads)
-        if not hidden or mode == GIVEN:
-            pass
-        elif top_k:
-            for b in range(batch):
-                _top_k(scores[b], top_k, on[b])
-        elif row[M_Z] != NONE and not tree:
-            draws = noise[layer, :, :n_out_blocks] if mode == SAMPLE else scores
-            decide(scores, p_min, p_max, mode, draws, on)
-        elif row[M_TAU] != NONE:
-            tau = weights[row[M_TAU]]
-            for b in range(batch):
-                for j in range(n_out_blocks):
-                    on[b, j] = _switched_on(tau, mode, noise[layer, b, j] if mode == SAMPLE else tau)
-        elif not tree:
-            on[:, :] = 1
+        if hidden and mode != GIVEN and not tree:  # which blocks are on (a tree decides below)
+            if top_k:
+                for b in range(batch):
+                    _top_k(scores[b], top_k, on[b])
+            elif row[M_Z] != NONE:
+                draws = noise[layer, :, :n_out_blocks] if mode == SAMPLE else scores
+                decide(scores, p_min, p_max, mode, draws, on)
+            elif row[M_TAU] != NONE:
+                tau = weights[row[M_TAU]]
+                for b in range(batch):
+                    for j in range(n_out_blocks):
+                        on[b, j] = _switched_on(tau, mode, noise[layer, b, j] if mode == SAMPLE else tau)
+            else:
+                on[:, :] = 1
+        # a router's gate values, which scale its blocks' outputs (a tree also walks to its leaf here)
         gates = scores if top_k else np.empty((batch, n_out_blocks), np.float32)
-        for b in range(batch):  # a router's gate values, which scale its blocks' outputs
+        for b in range(batch):
             if top_k:
                 _gates(scores[b], on[b])
             elif tree:
