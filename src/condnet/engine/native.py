@@ -12,9 +12,8 @@ import llvmlite.binding
 NAME = "_microkernel"
 
 
-def library_path() -> Path:
-    """The built library, or an ImportError that says how to build it."""
-    here = Path(__file__).parent
+def library_path(here: Path = Path(__file__).parent) -> Path:
+    """The built library in `here`, or an ImportError that says how to build it."""
     for suffix in importlib.machinery.EXTENSION_SUFFIXES:
         if (here / f"{NAME}{suffix}").is_file():
             return here / f"{NAME}{suffix}"

@@ -1,0 +1,51 @@
+"""The C micro-kernel (engine/microkernel.c) against numpy: gathered rows, any group size (its 6-row
+steps and every remainder), 16- and 8-wide panels, any run of inputs, sums added to what is there."""
+
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+import pytest
+
+from condnet.engine import native
+from condnet.engine.layout import panel_width, to_panels
+
+
+def gathered_product():
+    function = ctypes.CDLL(str(native.library_path())).condnet_gathered_product
+    function.argtypes = (
+        [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p]
+        + [ctypes.c_int64] * 3
+        + [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64]
+    )
+    function.restype = None
+    return function
+
+
+@pytest.mark.parametrize("bs_out", [1, 8, 10, 16, 24, 40])
+@pytest.mark.parametrize("m", [0, 1, 2, 5, 6, 7, 12, 13, 20])
+def test_gathered_product_matches_numpy(bs_out, m):
+    rng = np.random.default_rng(bs_out * 100 + m)
+    n_in, batch, col0, k = 37, 25, 5, 19  # the inputs col0 .. col0 + k of each panel
+    weight = rng.standard_normal((2 * bs_out, n_in), dtype=np.float32)  # two output blocks
+    panels = to_panels(weight, bs_out)
+    x = rng.standard_normal((batch, n_in), dtype=np.float32)
+    xrows = rng.choice(batch, m, replace=False).astype(np.int64)
+    width = panel_width(bs_out)
+    acc = rng.standard_normal((m + 3, width), dtype=np.float32)  # sums are added to what is there
+    accrows = rng.permutation(m + 3)[:m].astype(np.int64)
+    expected = acc.copy()
+    block = weight[bs_out:, col0 : col0 + k]  # the second output block
+    expected[accrows, :bs_out] += x[xrows, col0 : col0 + k] @ block.T
+    second = panels[1]
+    gathered_product()(x.ctypes.data, n_in, xrows.ctypes.data, accrows.ctypes.data, m, col0, k,
+                       second.ctypes.data, n_in, width, acc.ctypes.data, width)  # fmt: skip
+    np.testing.assert_allclose(acc[:, :bs_out], expected[:, :bs_out], rtol=1e-5, atol=1e-5)
+    untouched = np.setdiff1d(np.arange(m + 3), accrows)
+    np.testing.assert_array_equal(acc[untouched], expected[untouched])
+
+
+def test_a_missing_library_says_how_to_build_it(tmp_path):
+    with pytest.raises(ImportError, match="pip install"):
+        native.library_path(tmp_path)
