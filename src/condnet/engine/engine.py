@@ -88,7 +88,6 @@ class Engine:
         checkpoint = as_checkpoint(network)
         cfg, tensors = checkpoint.model, checkpoint.tensors
         self.input_dim, self.n_classes = checkpoint.input_dim, checkpoint.n_classes
-        self.p_min, self.p_max = np.float32(cfg.p_min), np.float32(cfg.p_max)
         n_hidden = len(cfg.widths)
         sizes = [self.input_dim, *cfg.block_size, self.n_classes]  # input and output: one block
         layers = []

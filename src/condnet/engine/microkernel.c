@@ -1,8 +1,8 @@
 /* The engine's one product: acc[accrows[r]] += x[xrows[r], col0 : col0 + k] @ B[col0 : col0 + k] for
  * r < m, where B is one output block of a layer's weights (n_in inputs x width outputs) packed by
  * condnet.engine.layout.to_panels into panels of 16 outputs (the last one 8 wide when width is 8 mod
- * 16), each panel n_in rows of contiguous outputs: one input block's rows of a panel are contiguous,
- * and so are all of them (the engine's dense-over-inputs product of small tiles).
+ * 16), each panel n_in rows of contiguous outputs, so any run of inputs (one input block's) of a panel
+ * is one stream.
  *
  * Why C: numba cannot hold a block of accumulators in registers. This register-blocked kernel keeps a
  * 6 x 16 block of sums in twelve 8-wide registers; per input it loads two vectors of the panel and
@@ -14,6 +14,9 @@
  *
  * numba kernels call it by symbol (condnet.engine.kernels); the library is loaded by
  * condnet.engine.native. Pointers arrive as integers (numba's array.ctypes.data).
+ *
+ * Keep IEEE arithmetic (never -ffast-math): the engine finds NaN and infinite inputs through the sums
+ * this computes (a non-finite input makes every sum it enters non-finite).
  */
 #include <stdint.h>
 
@@ -25,7 +28,8 @@ typedef float v8f_unaligned __attribute__((vector_size(32), aligned(4)));
 /* Inputs ahead whose panel row is prefetched. The engine's groups are small (a block switched on by
  * 18 % of 50 examples: 9), so a panel is used by few examples and streamed from memory at one core's
  * bandwidth; prefetching 4 KiB ahead keeps more of it in flight. Measured on 10 tiles of 3072 x 64
- * evicted from the caches before each run, 9 examples: 766 -> 606 us (AMD EPYC, AVX2). */
+ * evicted from the caches before each run, 9 examples: 766 -> 606 us (AMD EPYC, AVX2). A prefetch
+ * past the end of the weights is harmless: prefetches never fault. */
 #define PREFETCH 64
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
