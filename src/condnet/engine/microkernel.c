@@ -34,6 +34,14 @@ typedef float v8f_unaligned __attribute__((vector_size(32), aligned(4)));
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
+/* x86-64 with GCC: one version per vector extension, chosen at load time. Elsewhere (another compiler,
+ * an ARM CPU) one build for the target's own vectors. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define PER_CPU __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define PER_CPU
+#endif
+
 ALWAYS_INLINE v8f load(const float *p) { return *(const v8f_unaligned *)p; }
 ALWAYS_INLINE void store(float *p, v8f v) { *(v8f_unaligned *)p = v; }
 
@@ -95,7 +103,7 @@ ALWAYS_INLINE void panel_product(int vectors, const float *x, int64_t ldx, const
 /* x: rows of ldx floats; acc: rows of ldacc floats (ldacc >= width, width a multiple of 8); panels:
  * width * n_in floats. Panel-major order: one panel's rows col0..col0 + k (64 KiB for k = 1024) stay
  * in cache while every example of the group passes over them. */
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+PER_CPU
 void condnet_gathered_product(const float *x, int64_t ldx, const int64_t *xrows, const int64_t *accrows,
                               int64_t m, int64_t col0, int64_t k, const float *panels, int64_t n_in,
                               int64_t width, float *acc, int64_t ldacc) {
