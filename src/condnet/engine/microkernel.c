@@ -81,6 +81,40 @@ ALWAYS_INLINE void step(int rows, int vectors, const float *x, int64_t ldx, cons
     }
 }
 
+/* One example: `step` would keep only 1-2 sums in flight, and an FMA waits about 4 cycles for the
+ * previous one on its sum while two issue per cycle. Here consecutive inputs alternate between SPLIT
+ * sets of sums, added at the end. Measured on a 784 x 64 tile in cache: 4.9 -> 3.4 us (3072 x 64:
+ * 16.8 -> 14.4 us). (The same for 2-6 examples was as fast or slower.) */
+ALWAYS_INLINE void step_one(int vectors, const float *x, int64_t ldx, const int64_t *xrows,
+                            const int64_t *accrows, int64_t col0, int64_t k, const float *panel,
+                            float *acc, int64_t ldacc) {
+    enum { SPLIT = 4 };
+    const float *in = x + xrows[0] * ldx + col0;
+    float *out = acc + accrows[0] * ldacc;
+    const int stride = 8 * vectors;
+    v8f sum[SPLIT][2];
+    for (int u = 0; u < SPLIT; u++) sum[u][0] = sum[u][1] = (v8f){0};
+    int64_t q = 0;
+    for (; q + SPLIT <= k; q += SPLIT) {
+        __builtin_prefetch(panel + (q + PREFETCH) * stride);
+#pragma GCC unroll 4
+        for (int u = 0; u < SPLIT; u++) {
+            float t = in[q + u];
+            v8f s = {t, t, t, t, t, t, t, t};
+            sum[u][0] += s * load(panel + (q + u) * stride);
+            if (vectors == 2) sum[u][1] += s * load(panel + (q + u) * stride + 8);
+        }
+    }
+    for (; q < k; q++) { /* the inputs left over by the split */
+        float t = in[q];
+        v8f s = {t, t, t, t, t, t, t, t};
+        sum[0][0] += s * load(panel + q * stride);
+        if (vectors == 2) sum[0][1] += s * load(panel + q * stride + 8);
+    }
+    for (int v = 0; v < vectors; v++)
+        store(out + 8 * v, load(out + 8 * v) + ((sum[0][v] + sum[1][v]) + (sum[2][v] + sum[3][v])));
+}
+
 /* Every example of the group times one panel: ROWS at a time, then the remainder (a constant per case,
  * so each case compiles to its own register-blocked loop). */
 ALWAYS_INLINE void panel_product(int vectors, const float *x, int64_t ldx, const int64_t *xrows,
@@ -96,7 +130,7 @@ ALWAYS_INLINE void panel_product(int vectors, const float *x, int64_t ldx, const
     case 4: step(4, vectors, x, ldx, xrows, accrows, col0, k, panel, acc, ldacc); break;
     case 3: step(3, vectors, x, ldx, xrows, accrows, col0, k, panel, acc, ldacc); break;
     case 2: step(2, vectors, x, ldx, xrows, accrows, col0, k, panel, acc, ldacc); break;
-    case 1: step(1, vectors, x, ldx, xrows, accrows, col0, k, panel, acc, ldacc); break;
+    case 1: step_one(vectors, x, ldx, xrows, accrows, col0, k, panel, acc, ldacc); break;
     }
 }
 
