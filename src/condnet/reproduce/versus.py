@@ -29,21 +29,27 @@ class Contender:
     pass_ms: float  # one test pass at batch 50
 
 
-def contender(run_dir: Path, repeats: int) -> Contender:
+def is_gated(run_dir: Path) -> bool:
+    """Whether a finished run is a gated net (model.kind is not nn)."""
+    return load_config(RunDir(run_dir).require_finished() / CONFIG).model.kind != "nn"
+
+
+def contender(run_dir: Path, gated: bool, repeats: int) -> Contender:
     run = RunDir(run_dir).require_finished()
-    gated = load_config(run / CONFIG).model.kind != "nn"
     latency, source, test_pass = deployed_latency(time_run(run, repeats), gated)
     error = json.loads((run / METRICS).read_text())["test_error"]["sample"]
     return Contender(run, gated, error, 1e3 * latency, source, 1e3 * test_pass)
 
 
 def versus(gated_run: Path, dense_run: Path, repeats: int = 15) -> tuple[Contender, Contender, str]:
-    """(the gated contender, the dense one, a one-line verdict)."""
-    gated, dense = contender(gated_run, repeats), contender(dense_run, repeats)
-    if not gated.gated or dense.gated:
+    """(the gated contender, the dense one, a one-line verdict). The runs' kinds are checked before
+    either is timed."""
+    first, second = is_gated(gated_run), is_gated(dense_run)
+    if not first or second:
         raise CondnetError(f"give a gated run first and a dense run (model.kind = nn) second; "
-                           f"{gated_run} is {'gated' if gated.gated else 'dense'}, "
-                           f"{dense_run} is {'gated' if dense.gated else 'dense'}")  # fmt: skip
+                           f"{gated_run} is {'gated' if first else 'dense'}, "
+                           f"{dense_run} is {'gated' if second else 'dense'}")  # fmt: skip
+    gated, dense = contender(gated_run, True, repeats), contender(dense_run, False, repeats)
     faster = gated.latency_us <= dense.latency_us
     better = gated.test_error < dense.test_error
     if faster and better:
