@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from condnet.engine import native
-from condnet.engine.layout import panel_width, to_panels
+from condnet.engine.kernels import panel_width
+from condnet.engine.layout import to_panels
 
 
 def gathered_product():

@@ -529,10 +529,16 @@ def _product(x, in_mask, panels, bias, out_mask, activation, out, threads):
     return block_layer(x, in_mask, panels, bias, out_mask, activation, out)
 
 
+@njit
+def panel_width(bs_out):
+    """Outputs the micro-kernel computes for a block of bs_out: rounded up to whole 8-wide vectors."""
+    return (bs_out + 7) // 8 * 8
+
+
 @njit(inline="always")
 def _panels(weights, start, n_out_blocks, n_in, bs_out):
     """A (n_out_blocks, panel width * n_in) view of the flat buffer (layout.to_panels)."""
-    size = ((bs_out + 7) // 8 * 8) * n_in  # one output block
+    size = panel_width(bs_out) * n_in  # one output block
     return weights[start : start + n_out_blocks * size].reshape((n_out_blocks, size))
 
 

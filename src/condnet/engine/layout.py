@@ -18,18 +18,13 @@ def to_tiles(weight: np.ndarray, bs_in: int, bs_out: int) -> np.ndarray:
 PANEL = 16  # outputs per panel of microkernel.c (its last panel may be 8 wide)
 
 
-def panel_width(bs_out: int) -> int:
-    """Outputs the micro-kernel computes for a block of bs_out: rounded up to whole 8-wide vectors."""
-    return -(-bs_out // 8) * 8
-
-
 def to_panels(weight: np.ndarray, bs_out: int) -> np.ndarray:
-    """W (n_out, n_in) -> (n_out_blocks, panel_width(bs_out) * n_in), the layout of microkernel.c: per
+    """W (n_out, n_in) -> (n_out_blocks, kernels.panel_width(bs_out) * n_in), the layout of microkernel.c: per
     output block, its rows of W transposed (inputs x outputs), padded with zero outputs to the panel
     width and cut into panels of PANEL outputs, each panel (n_in, PANEL) contiguous: the kernel reads
     any run of inputs of a panel (one input block, or all of them) as one stream."""
     n_out, n_in = weight.shape
-    width = panel_width(bs_out)
+    width = kernels.panel_width(bs_out)
     padded = np.zeros((n_out // bs_out, width, n_in), np.float32)
     padded[:, :bs_out] = weight.reshape(n_out // bs_out, bs_out, n_in)
     panels = [
