@@ -145,8 +145,8 @@ class CondNet(nn.Module):
                 f"masks must hold one tensor per hidden layer ({len(self.hidden)}), got {len(masks)}"
             )
         h, trace = x, []
+        decision = (mode, generator, masks, estimator, temperature, soft_tree)
         for index, layer in enumerate(self.hidden):
-            decision = (mode, generator, masks, estimator, temperature, soft_tree)
             sigma, mask, gates = self._decide(index, h, *decision)
             pre = layer(h)
             if mask is None:  # a dense layer
