@@ -11,8 +11,8 @@ import torch
 from condnet.checkpoint import _record_hash, read_checkpoint
 from condnet.config import Config, ModelConfig, validate
 from condnet.errors import CheckpointError
+from condnet.nn.checkpoint import load_checkpoint, save_checkpoint
 from condnet.nn.condnet import CondNet
-from condnet.train.checkpoint import load_checkpoint, save_checkpoint
 
 
 @pytest.fixture

@@ -203,7 +203,7 @@ def test_the_engine_runs_without_torch(tmp_path):
     import subprocess
     import sys
 
-    from condnet.train.checkpoint import save_checkpoint
+    from condnet.nn.checkpoint import save_checkpoint
 
     model = make_model(6, [(4, 4), (2, 8)], 3)
     save_checkpoint(model, tmp_path)
@@ -275,8 +275,14 @@ def test_kernel_tanh_is_within_four_ulp_of_the_true_tanh():
 
 
 def test_mask_decisions_follow_the_models_formula():
-    """kernels.decide against the policy's own float32 formula in PyTorch, ties and overflow included."""
-    from condnet.engine.kernels import SAMPLE, THRESHOLD, decide
+    """kernels.decide_example (a POLICY layer) against the policy's own float32 formula in PyTorch, ties
+    and overflow included."""
+    from condnet.engine.kernels import POLICY, SAMPLE, THRESHOLD, decide_example
+
+    def decide(logits, p_min, p_max, mode, noise, out):
+        gates = np.empty(logits.shape[1], np.float32)
+        for b in range(len(logits)):
+            decide_example(POLICY, 0, logits[b], np.float32(0), p_min, p_max, mode, noise[b], out[b], gates)
 
     rng = np.random.default_rng(5)
     logits = np.concatenate(

@@ -14,6 +14,7 @@ from condnet.cli import main
 from condnet.config import Config, ModelConfig, validate
 from condnet.data.splits import load_idx_splits
 from condnet.nn.condnet import CondNet
+from condnet.train.estimators import ESTIMATORS
 from condnet.train.evaluate import evaluate
 from condnet.train.loop import gumbel_temperature, train
 from condnet.train.objective import distillation
@@ -34,9 +35,8 @@ Y = torch.tensor([0, 2, 1])
 
 
 def loss_of(model, estimator, temperature=1.0, seed=5):
-    out = model(
-        X, "sample", torch.Generator().manual_seed(seed), estimator=estimator, temperature=temperature
-    )
+    draw = ESTIMATORS[estimator]
+    out = model(X, "sample", torch.Generator().manual_seed(seed), estimator=draw, temperature=temperature)
     return F.cross_entropy(out.logits, Y, reduction="sum"), out
 
 

@@ -11,9 +11,9 @@ from condnet.config import Config, ModelConfig, validate
 from condnet.data.splits import load_idx_splits
 from condnet.engine import Engine
 from condnet.errors import ConfigError
+from condnet.nn.checkpoint import load_checkpoint, save_checkpoint
 from condnet.nn.condnet import CondNet
 from condnet.nn.macs import active_macs
-from condnet.train.checkpoint import load_checkpoint, save_checkpoint
 from condnet.train.evaluate import evaluate
 from condnet.train.loop import train
 from test_training import small_config

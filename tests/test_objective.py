@@ -7,15 +7,15 @@ import itertools
 import pytest
 import torch
 
-from condnet.nn.policy import BlockPolicy
-from condnet.train.objective import (
-    Baseline,
-    block_balance,
-    example_balance,
-    log_prob,
-    reinforce_surrogate,
-    variance_reward,
-)
+from condnet.gates import LayerSettings, gate_class
+from condnet.nn.gates import make_gate
+from condnet.nn.gates.bernoulli import block_balance, example_balance, variance_reward
+from condnet.train.objective import Baseline, log_prob, reinforce_surrogate
+
+
+def BlockPolicy(n_in, n_blocks, p_min, p_max):  # noqa: N802 (the paper's policy, as a module)
+    return make_gate(gate_class("bernoulli")(LayerSettings(0, n_in, n_blocks, 1, 1, 0.5, p_min, p_max)))
+
 
 SIGMA = torch.tensor([[0.2, 0.5, 0.9], [0.4, 0.1, 0.7]])
 

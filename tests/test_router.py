@@ -16,10 +16,10 @@ from condnet.data.splits import load_idx_splits
 from condnet.engine import Engine
 from condnet.errors import ConfigError
 from condnet.nn.condnet import CondNet
-from condnet.nn.router import gate_values, top_k_mask
+from condnet.nn.gates import load_balance
+from condnet.nn.gates.topk import gate_values, top_k_mask
 from condnet.train.evaluate import evaluate
 from condnet.train.loop import train
-from condnet.train.objective import load_balance
 from test_training import small_config
 
 
@@ -87,7 +87,7 @@ def test_k_is_checked_against_the_gated_layers_only():
 
 
 def test_tree_leaf_probabilities_and_path_by_hand():
-    from condnet.nn.router import leaf_probabilities, tree_path_mask
+    from condnet.nn.gates.tree import leaf_probabilities, tree_path_mask
 
     # depth 2: root, then its left and right children; scores 1.0 (right), -2.0 and 0.5
     scores = torch.tensor([[1.0, -2.0, 0.5]])
@@ -115,14 +115,22 @@ def test_a_tree_routes_each_example_to_one_block_and_trains_its_path():
     assert grad.abs().sum() > 0
 
 
+# Every router: a small model (10 inputs, hidden layers given as gated or dense) and the blocks it
+# computes per example in each gated layer.
+ROUTED = {
+    "topk": (lambda gated: topk_model(k=2, gated=gated), 2),
+    "tree": (tree_model, 1),
+}
+
+
 @pytest.mark.parametrize("batch", [1, 9])
 @pytest.mark.parametrize("gated", [(True, True), (False, True)])
-@pytest.mark.parametrize("router", ["topk", "tree"])
+@pytest.mark.parametrize("router", sorted(ROUTED))
 def test_engine_makes_the_routers_decisions_and_matches_the_model(batch, gated, router):
-    model = topk_model(k=2, gated=gated) if router == "topk" else tree_model(gated)
+    make, on = ROUTED[router]
+    model = make(gated)
     x = np.random.default_rng(3).random((batch, 10), dtype=np.float32)
     logits, masks = Engine(model).forward(x)
-    on = 2 if router == "topk" else 1
     assert all(m.sum(axis=1).tolist() == [on] * batch for m, g in zip(masks, gated, strict=True) if g)
     with torch.no_grad():
         expected = model(torch.from_numpy(x))
@@ -170,7 +178,8 @@ def test_soft_tree_is_every_leaf_weighted_by_its_path_probability():
 
 
 def test_path_entropy_by_hand():
-    from condnet.train.objective import path_entropy
+    from condnet.nn.gates.tree import path_entropy
 
     leaves = torch.tensor([[0.5, 0.5, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]])
     assert torch.isclose(path_entropy(leaves), torch.tensor(math.log(2) / 2))
+

@@ -14,6 +14,7 @@ from condnet.config import load_config
 from condnet.engine import Engine
 from condnet.errors import TrainingError
 from condnet.experiment import load_run
+from condnet.nn.checkpoint import save_checkpoint
 from condnet.nn.condnet import CondNet
 from condnet.sparsify.convert import (
     SparsifyOptions,
@@ -23,7 +24,6 @@ from condnet.sparsify.convert import (
     hidden_activations,
 )
 from condnet.sparsify.grouping import balanced_assignment, balanced_clusters, permute_units
-from condnet.train.checkpoint import save_checkpoint
 from condnet.train.loop import start_from
 from test_training import SMALL
 

@@ -162,8 +162,9 @@ def test_divergence_is_reported_with_what_to_change(idx_dir, tmp_path, capsys):
 def test_lambda_s_warmup_scales_the_rate_terms_linearly(idx_dir):
     """With a warm-up of 4 epochs, the loss at progress p equals the loss with lambda_s * p / 4."""
     from condnet.nn.condnet import CondNet
+    from condnet.nn.gates.bernoulli import block_balance, example_balance
     from condnet.train.loop import training_loss
-    from condnet.train.objective import Baseline, block_balance, example_balance
+    from condnet.train.objective import Baseline
 
     cfg = small_config(idx_dir, "train.lambda_s=3.0", "train.lambda_s_warmup=4")
     splits = load_idx_splits(idx_dir, 200)

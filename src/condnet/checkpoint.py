@@ -3,7 +3,7 @@
 A checkpoint is `model.safetensors` (the tensors) and `model.json` (what is needed to rebuild the
 model: architecture, activation, policy range...). model.json records the SHA-256 of the tensor file
 and of its own other fields, so a truncated file or an edited field is refused. No pickle.
-The PyTorch side (`condnet.train.checkpoint`) converts a CondNet to and from this.
+The PyTorch side (`condnet.nn.checkpoint`) converts a CondNet to and from this.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from condnet import gates
 from condnet.config import ModelConfig, from_dict
 from condnet.errors import CheckpointError, ConfigError
 
@@ -43,14 +44,7 @@ def expected_shapes(input_dim: int, n_classes: int, model: ModelConfig) -> dict[
         shapes[f"hidden.{index}.bias"] = (n_out,)
     shapes["output.weight"] = (n_classes, dims[-1])
     shapes["output.bias"] = (n_classes,)
-    if model.kind == "condnet":
-        layers = zip(dims[:-1], model.widths, model.block_size, model.gated, strict=True)
-        for index, (n_in, width, block, gated) in enumerate(layers):
-            if gated:
-                rows = width // block - (model.router == "tree")  # a tree's internal nodes
-                shapes[f"policies.{index}.Z"] = (rows, n_in)
-                shapes[f"policies.{index}.d"] = (rows,)
-    return shapes
+    return shapes | gates.tensor_shapes(model, input_dim)
 
 
 def write_checkpoint(checkpoint: Checkpoint, directory: str | Path) -> None:

@@ -80,7 +80,10 @@ def cmd_eval(args) -> None:
     from condnet.experiment import evaluate_run
 
     modes = [args.mode] if args.mode else ["sample", "threshold"]
-    if not args.mode and load_config(RunDir(args.run_dir).require_finished() / CONFIG).model.kind == "bdnn":
+    if (
+        not args.mode
+        and not load_config(RunDir(args.run_dir).require_finished() / CONFIG).model.has_threshold_mode
+    ):
         modes = ["sample"]  # bdNN's constant policy has no threshold mode
     for mode in modes:
         result = evaluate_run(args.run_dir, mode, args.seed)

@@ -16,15 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from condnet import gates
 from condnet.errors import ConfigError
 
-MODEL_KINDS = ("condnet", "nn", "bdnn")
+MODEL_KINDS = ("condnet", gates.DENSE_KIND, gates.UNIFORM_KIND)
 ACTIVATIONS = ("tanh", "relu")
 OPTIMIZERS = ("sgd", "adam")
 BASELINES = ("none", "batch_min", "batch_mean", "leave_one_out", "moving_average")
 REDUCTIONS = ("sum", "mean")
 ESTIMATORS = ("reinforce", "straight_through", "gumbel")
-ROUTERS = ("bernoulli", "topk", "tree")  # how the policies learn (train/objective.py)
 DATASETS = ("mnist", "cifar10", "svhn", "idx")
 MODES = ("sample", "threshold")  # how a trained model decides its masks at test time
 
@@ -42,11 +42,23 @@ class ModelConfig:
     # per hidden layer: gated by its policy (condnet, bdnn) or dense; for instance [false, true] is a
     # dense trunk whose output routes a wide gated layer. The dense NN (kind nn) has no gated layer.
     gated: list[bool] = field(default_factory=lambda: [True])
-    # how a gated layer of a condnet picks its blocks: bernoulli (the paper's policy, one draw per block)
-    # or topk (exactly k blocks per example, scaled by their gate values) or tree (one block per
-    # example, chosen by a binary tree of decision units; blocks per layer a power of 2): condnet.nn.router
+    # how a gated layer of a condnet picks its blocks, one of condnet.gates.routers(): bernoulli (the
+    # paper's policy, one draw per block), topk (exactly k blocks per example, scaled by their gate
+    # values), tree (one block per example, chosen by a binary tree of decision units; blocks per layer
+    # a power of 2)... Each gate is a file of condnet/gates/ (its settings) and condnet/nn/gates/.
     router: str = "bernoulli"
     k: list[int] = field(default_factory=lambda: [1])  # blocks on per example, per layer (topk)
+
+    @property
+    def is_gated(self) -> bool:
+        """Whether some hidden layer decides its blocks per example (not a dense net)."""
+        return gates.is_gated(self)
+
+    @property
+    def has_threshold_mode(self) -> bool:
+        """False when a gate reads no input (bdNN's uniform rate), so that thresholding means nothing."""
+        return gates.has_threshold_mode(self)
+
     router_detach: bool = True  # the policy / router reads the previous layer detached (the paper)
 
 
@@ -62,7 +74,7 @@ class TrainConfig:
     # policies become input-dependent before the rate is pulled down to tau
     lambda_s_warmup: float = 0.0
     lambda_v: float = 200.0  # weight of L_v (eq. 7)
-    lambda_balance: float = 0.01  # weight of the top-k routers' load-balancing loss (not in the paper)
+    lambda_balance: float = 0.01  # weight of the routers' load-balancing loss (top-k, tree; not in the paper)
     # tree routers (not in the paper): the first tree_soft_epochs epochs train a soft mixture of every
     # leaf weighted by its path probability (then the hard path, as at inference), and lambda_harden
     # weighs the entropy of the leaf probabilities, which pushes the decisions to be firm
@@ -254,22 +266,15 @@ def validate(cfg: Config) -> Config:
     _check("model.gated", m.gated, len(gated) == cfg.n_hidden and all(isinstance(g, bool) for g in gated),
            "true or false, one value or one per hidden layer")  # fmt: skip
     m.gated = gated
-    _choice("model.router", m.router, ROUTERS)
-    _check(
-        "model.router",
-        m.router,
-        m.router == "bernoulli" or m.kind == "condnet",
-        "topk or tree only with kind condnet",
-    )
+    _choice("model.router", m.router, gates.routers())
+    routed = m.kind not in gates.NOT_ROUTED
+    _check("model.router", m.router, routed or m.router == ModelConfig.router,
+           f"{ModelConfig.router} (the default) unless model.kind = condnet, the routed kind")  # fmt: skip
     _check("model.router_detach", m.router_detach, isinstance(m.router_detach, bool), "true or false")
-    for layer, (width, size, k, gated) in enumerate(zip(m.widths, m.block_size, m.k, m.gated, strict=True)):
-        n_blocks = width // size
-        tree = m.router == "tree" and gated
-        _check(f"model.block_size[{layer}]", size, not tree or n_blocks & (n_blocks - 1) == 0,
-               f"a tree router needs a power of 2 of blocks; {width} / {size} = {n_blocks}")  # fmt: skip
-        routed = m.router == "topk" and gated  # k means nothing to a dense layer
-        most = width // size if routed else k
-        _check(f"model.k[{layer}]", k, 1 <= k <= most, f"a whole number from 1 to {most} (blocks)")
+    for layer, k in enumerate(m.k):
+        _check(f"model.k[{layer}]", k, k >= 1, "a whole number >= 1 (blocks)")
+    for layer in range(cfg.n_hidden):
+        gates.gate_of(m, 0, layer).check()  # each gate checks the settings it reads
     for tau in m.tau:
         _check("model.tau", m.tau, 0 < tau <= 1, "numbers in (0, 1], one or one per hidden layer")
     _number("model.p_min", m.p_min, float)

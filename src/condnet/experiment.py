@@ -14,10 +14,10 @@ from pathlib import Path
 from condnet.config import Config, load_config, to_toml
 from condnet.data.splits import load_splits
 from condnet.errors import CheckpointError, CondnetError
+from condnet.nn.checkpoint import load_checkpoint, save_checkpoint
 from condnet.nn.macs import dense_macs
 from condnet.report.plots import learning_curves, policy_figure
 from condnet.run_dir import ANALYSIS, CONFIG, METRICS, RunDir, write_atomic, write_json
-from condnet.train.checkpoint import load_checkpoint, save_checkpoint
 from condnet.train.evaluate import class_specificity, evaluate
 from condnet.train.loop import EpochRecord, train
 
@@ -75,7 +75,7 @@ def _write_results(cfg: Config, result, splits, work: Path) -> dict:
     sample = evaluate(model, splits.x_test, splits.y_test, "sample", batch, cfg.seed)
     threshold = (
         None
-        if cfg.model.kind == "bdnn"
+        if not cfg.model.has_threshold_mode
         else evaluate(model, splits.x_test, splits.y_test, "threshold", batch)
     )
     metrics = {
@@ -141,7 +141,7 @@ def engine_threshold_error(run_dir: str | Path, batch_size: int = 500) -> float:
 def evaluate_run(run_dir: str | Path, mode: str, seed: int | None = None):
     """Recompute the test metrics of a finished run from its checkpoint and config."""
     cfg, model, splits = load_run(run_dir)
-    if mode == "threshold" and cfg.model.kind == "bdnn":
+    if mode == "threshold" and not cfg.model.has_threshold_mode:
         raise CondnetError(
             "bdNN has no threshold mode: its uniform policy (rate tau) has no input to threshold"
         )

@@ -19,7 +19,6 @@ from condnet.engine.engine import Engine
 from condnet.engine.timing import interleaved_medians
 from condnet.nn.condnet import CondNet
 from condnet.nn.macs import active_macs, dense_macs, weight_bytes
-from condnet.train.checkpoint import model_arrays
 
 CALLS_PER_SAMPLE = 64  # examples timed per sample at batch 1: averages over inputs, above timer noise
 
@@ -50,12 +49,13 @@ def synthetic_model(
     The policies' range is opened to [0, 1] so that densities 0 and 1 are exact.
     """
     widths = arch[1:-1]
-    block_sizes = widths if kind == "nn" else block_sizes
     cfg = validate(Config(model=ModelConfig(kind=kind, widths=widths, block_size=block_sizes)))
+    if not cfg.model.is_gated:  # one block per layer
+        cfg = validate(Config(model=ModelConfig(kind=kind, widths=widths, block_size=widths)))
     cfg.model.p_min, cfg.model.p_max = 0.0, 1.0
     torch.manual_seed(seed)
     model = CondNet(arch[0], arch[-1], cfg.model)
-    if kind == "nn":
+    if not cfg.model.is_gated:
         return model.eval()
     with torch.no_grad():
         for policy, density in zip(model.policies, densities, strict=True):  # every layer gated here
@@ -96,7 +96,7 @@ def bench(
     (batch, threads). `engine`: the model's engine when the caller has one."""
     engine = engine or Engine(model)
     dense = dense_forward(model)
-    checkpoint = model_arrays(model)
+    checkpoint = model.to_checkpoint()
     full = dense_macs(model.input_dim, model.cfg.widths, model.n_classes)
     records = []
     for n_threads in threads:

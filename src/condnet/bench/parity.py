@@ -1,8 +1,8 @@
 """`condnet parity`: a randomized sweep of the engine against the PyTorch model (the reference).
 
 Each case draws an architecture (1-3 hidden layers, block sizes 1-64, 1-12 blocks), a model kind
-(learned policy, uniform bdNN policy, dense), the router (Bernoulli or top-k, and k), which layers
-of a gated net are dense, an activation,
+(learned policy, uniform bdNN policy, dense), the router (any of condnet.gates.routers(), and k), which
+layers of a gated net are dense, an activation,
 policy densities from 0 to 1, a batch (0; 1 = the batch-1 kernel; up to 300 = the batched kernel),
 a mode (threshold, sample, or masks given by the caller) and one or two threads. The engine decides
 its masks; the PyTorch model is run with
@@ -19,8 +19,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from condnet import gates
 from condnet.config import Config, ModelConfig, validate
 from condnet.engine.engine import Engine
+from condnet.errors import ConfigError
 from condnet.nn.condnet import CondNet
 
 RTOL = 1e-5
@@ -40,15 +42,14 @@ class Case:
     threads: int
     densities: list[float]
     gated: list[bool]  # per hidden layer: gated, or a dense layer of a gated net (model.gated)
-    top_k: list[int]  # per hidden layer: blocks a top-k router computes; all 0: Bernoulli policies
-    tree: bool  # tree routers (layers of 1, 2, 4 or 8 blocks) instead
+    router: str  # model.router of a condnet (bernoulli for the others)
+    k: list[int]  # model.k per hidden layer
 
     def __str__(self) -> str:
         arch = "-".join([str(self.input_dim), *(f"{k}x{b}" for k, b in self.layers), str(self.n_classes)])
         return (f"case {self.index}: {self.kind} {self.activation} {arch} batch {self.batch} {self.mode} "
                 f"threads {self.threads} densities {[round(d, 2) for d in self.densities]} "
-                f"gated {self.gated} top-k {self.top_k} "
-                f"tree {self.tree}")  # fmt: skip
+                f"gated {self.gated} router {self.router} k {self.k}")  # fmt: skip
 
 
 def draw_case(index: int, rng: np.random.Generator, max_threads: int) -> Case:
@@ -57,13 +58,11 @@ def draw_case(index: int, rng: np.random.Generator, max_threads: int) -> Case:
         (int(rng.integers(1, 13)), int(rng.choice([1, 2, 3, 4, 8, 16, 33, 64]))) for _ in range(n_hidden)
     ]
     kind = str(rng.choice(["condnet", "condnet", "bdnn", "nn"]))
-    router = (
-        str(rng.choice(["bernoulli", "topk", "tree"], p=[0.6, 0.2, 0.2]))
-        if kind == "condnet"
-        else "bernoulli"
-    )
-    top_k = router == "topk"
-    if router == "tree":  # a power of 2 of blocks
+    routers = gates.routers()  # the paper's policy drawn as often as all the routers together
+    weights = [len(routers) - 1 if r == ModelConfig.router else 1 for r in routers]
+    routed = kind not in gates.NOT_ROUTED
+    router = str(rng.choice(routers, p=np.divide(weights, sum(weights)))) if routed else ModelConfig.router
+    if not _fits(router, layers):  # a router that needs a power of 2 of blocks (the tree)
         layers = [(int(rng.choice([1, 2, 4, 8])), size) for _, size in layers]
     densities = [float(rng.choice([0.0, 1.0])) if rng.random() < 0.2 else float(rng.random()) for _ in layers]
     return Case(
@@ -77,10 +76,20 @@ def draw_case(index: int, rng: np.random.Generator, max_threads: int) -> Case:
         str(rng.choice(["threshold", "sample", "given"])),
         int(rng.integers(1, max_threads + 1)),
         densities,
-        [kind != "nn" and bool(rng.random() < 0.75) for _ in range(n_hidden)],
-        [int(rng.integers(1, k + 1)) if top_k else 0 for k, _ in layers],
-        router == "tree",
+        [kind != gates.DENSE_KIND and bool(rng.random() < 0.75) for _ in range(n_hidden)],
+        router,
+        [int(rng.integers(1, n + 1)) for n, _ in layers],
     )
+
+
+def _fits(router: str, layers) -> bool:
+    """Whether the router accepts these (n_blocks, block_size) layers (k = 1)."""
+    widths, sizes = [n * b for n, b in layers], [b for _, b in layers]
+    try:
+        validate(Config(model=ModelConfig(widths=widths, block_size=sizes, router=router)))
+    except ConfigError:
+        return False
+    return True
 
 
 def build(case: Case, rng: np.random.Generator) -> CondNet:
@@ -88,11 +97,9 @@ def build(case: Case, rng: np.random.Generator) -> CondNet:
     widths = [k * b for k, b in case.layers]
     taus = [min(max(d, 0.01), 1.0) for d in case.densities]
     sizes = [b for _, b in case.layers]
-    router = "tree" if case.tree else "topk" if any(case.top_k) else "bernoulli"
-    k = [max(k, 1) for k in case.top_k]
     cfg = Config(
         model=ModelConfig(
-            case.kind, widths, sizes, case.activation, taus, gated=case.gated, router=router, k=k
+            case.kind, widths, sizes, case.activation, taus, gated=case.gated, router=case.router, k=case.k
         )
     )
     model = CondNet(case.input_dim, case.n_classes, validate(cfg).model)
@@ -101,13 +108,10 @@ def build(case: Case, rng: np.random.Generator) -> CondNet:
             p.copy_(
                 torch.from_numpy(rng.normal(0, 1 / np.sqrt(max(p.shape[-1], 1)), p.shape).astype(np.float32))
             )
-        if case.kind == "condnet":
-            for index, density in enumerate(case.densities):
-                policy = model.policy(index)
-                if policy is None:
-                    continue
+        for gate, density in zip(model.policies, case.densities, strict=True):
+            if isinstance(getattr(gate, "d", None), torch.Tensor):  # learned scores: shift to the density
                 logit = np.log(density / (1 - density)) if 0 < density < 1 else (9.0 if density else -9.0)
-                policy.d.add_(float(logit))
+                gate.d.add_(float(logit))
     return model.eval()
 
 
@@ -140,24 +144,40 @@ def check(case: Case, seed: int) -> str | None:
         if not case.gated[index]:
             if not mask.all():
                 return f"layer {index + 1} is dense, but the engine turned blocks off"
-        elif case.tree:  # one leaf per example (its choice is checked in tests/test_router.py)
-            if np.any(mask.sum(axis=1) != 1):
-                return f"layer {index + 1}: the tree router did not choose exactly one block"
-        elif case.top_k[index]:  # exactly k blocks, those of the largest scores (up to float ties)
-            if np.any(mask.sum(axis=1) != case.top_k[index]):
-                return f"layer {index + 1}: the engine did not compute exactly k blocks"
+            continue
+        gate = gates.gate_name(model.cfg, index)
+        if gate in ROUTER_CHECKS:
+            problem = ROUTER_CHECKS[gate](case.k[index], trace, mask)
+            if problem:
+                return f"layer {index + 1}: {problem}"
+        elif case.mode == "threshold":  # a policy's sigma, or bdNN's tau
             sigma = trace.sigma.numpy()
-            chosen = np.where(mask != 0, sigma, np.inf).min(axis=1, initial=np.inf)
-            others = np.where(mask == 0, sigma, -np.inf).max(axis=1, initial=-np.inf)
-            if np.any(chosen < others - SIGMA_TIE):
-                return f"layer {index + 1}: the engine's top-k blocks are not those of the largest scores"
-        elif case.mode == "threshold":
-            tau = np.full(mask.shape, model.cfg.tau[index])
-            sigma = trace.sigma.numpy() if case.kind == "condnet" else tau
             clear = np.abs(sigma - 0.5) > SIGMA_TIE
             if np.any((sigma > 0.5)[clear] != mask.astype(bool)[clear]):
                 return f"threshold decisions of layer {index + 1} differ from sigma > 0.5"
     return None
+
+
+def _one_leaf(k, trace, mask) -> str | None:
+    """A tree: one leaf per example (its choice is checked in tests/test_router.py)."""
+    return None if np.all(mask.sum(axis=1) == 1) else "the tree router did not choose exactly one block"
+
+
+def _top_k(k, trace, mask) -> str | None:
+    """Exactly k blocks, those of the largest scores (up to float ties)."""
+    if np.any(mask.sum(axis=1) != k):
+        return "the engine did not compute exactly k blocks"
+    sigma = trace.sigma.numpy()
+    chosen = np.where(mask != 0, sigma, np.inf).min(axis=1, initial=np.inf)
+    others = np.where(mask == 0, sigma, -np.inf).max(axis=1, initial=-np.inf)
+    if np.any(chosen < others - SIGMA_TIE):
+        return "the engine's top-k blocks are not those of the largest scores"
+    return None
+
+
+# What the engine's decisions must satisfy, per router (the Bernoulli policy: threshold mode below);
+# a router that is not here is checked through the logits only.
+ROUTER_CHECKS = {"tree": _one_leaf, "topk": _top_k}
 
 
 @dataclass
@@ -179,7 +199,7 @@ def sweep(cases: int, seed: int = 0, max_threads: int = 2, on_case=None) -> Swee
         covered = {"kind": case.kind, "mode": case.mode, "threads": case.threads,
                    "batch": str(case.batch) if case.batch < 2 else ">1", "hidden layers": len(case.layers),
                    "mixed dense and gated layers": len(set(case.gated)) > 1,
-                   "router": "tree" if case.tree else "topk" if any(case.top_k) else "bernoulli"}  # fmt: skip
+                   "router": "-" if case.kind in gates.NOT_ROUTED else case.router}  # fmt: skip
         for name, value in covered.items():
             counts[name][value] += 1
         try:

@@ -11,13 +11,13 @@ call runs the whole network in one compiled call, so no Python runs between laye
 - Batch > 1: `kernels.forward_batch` groups the examples by output block and computes each group with
   the C micro-kernel (microkernel.c), at the speed of a tuned GEMM; a dense layer is one group of
   every example, so dense nets need no other product (and no BLAS).
-- Top-k and tree routers (condnet.nn.router): the router's scores take the policy's place; the chosen
-  blocks' outputs are scaled by their gate values after their product.
+- Each hidden layer's gate (condnet.gates) is lowered to one kernel decision (engine/lowering.py):
+  routers' scores take the policy's place, and the chosen blocks' outputs of top-k and tree routers
+  are scaled by their gate values after their product.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numba
@@ -27,40 +27,17 @@ from condnet.checkpoint import Checkpoint, read_checkpoint
 from condnet.config import MODES
 from condnet.engine import kernels
 from condnet.engine.layout import pack
+from condnet.engine.lowering import draws, lower
 
-ACTIVATIONS = {"tanh": kernels.TANH, "relu": kernels.RELU}
 _MODE_CODES = {"threshold": kernels.THRESHOLD, "sample": kernels.SAMPLE}
 
 
-@dataclass
-class EngineLayer:
-    """One layer as the checkpoint gives it, before `layout.pack` lays it out for the kernels. A dense
-    input or output is one block that is always on."""
-
-    weight: np.ndarray  # W (n_out, n_in)
-    bias: np.ndarray  # (n_out,)
-    bs_in: int
-    bs_out: int
-    activation: int
-    z: np.ndarray | None = None  # learned policy, (n_blocks, n_in); a tree's nodes or a top-k's scores
-    d: np.ndarray | None = None
-    tau: float | None = None  # uniform policy (bdNN)
-    top_k: int = 0  # a top-k router (z, d are its scores) computing this many blocks; 0: not one
-    tree_depth: int = 0  # a tree router's depth (z, d: its n_blocks - 1 nodes); 0: not one
-
-    @property
-    def n_out_blocks(self) -> int:
-        return self.weight.shape[0] // self.bs_out
-
-
 def as_checkpoint(network) -> Checkpoint:
-    """A Checkpoint as it is; a PyTorch CondNet converted to arrays (torch is then loaded already)."""
+    """A Checkpoint as it is; anything else that can give one (a PyTorch CondNet: `to_checkpoint()`)."""
     if isinstance(network, Checkpoint):
         return network
-    if hasattr(network, "state_dict"):
-        from condnet.train.checkpoint import model_arrays
-
-        return model_arrays(network)
+    if hasattr(network, "to_checkpoint"):
+        return network.to_checkpoint()
     raise TypeError(f"Engine takes a Checkpoint or a CondNet, got {type(network).__name__}")
 
 
@@ -86,31 +63,10 @@ class Engine:
 
     def __init__(self, network, threads: int = 1):
         checkpoint = as_checkpoint(network)
-        cfg, tensors = checkpoint.model, checkpoint.tensors
+        cfg = checkpoint.model
         self.input_dim, self.n_classes = checkpoint.input_dim, checkpoint.n_classes
         n_hidden = len(cfg.widths)
-        sizes = [self.input_dim, *cfg.block_size, self.n_classes]  # input and output: one block
-        layers = []
-        for index in range(n_hidden + 1):
-            name = f"hidden.{index}" if index < n_hidden else "output"
-            layer = EngineLayer(
-                weight=np.asarray(tensors[f"{name}.weight"], np.float32),
-                bias=np.asarray(tensors[f"{name}.bias"], np.float32),
-                bs_in=sizes[index],
-                bs_out=sizes[index + 1],
-                activation=ACTIVATIONS[cfg.activation] if index < n_hidden else kernels.IDENTITY,
-            )
-            gated = index < n_hidden and cfg.kind != "nn" and cfg.gated[index]  # else: every block on
-            if gated and cfg.router == "tree" and layer.n_out_blocks == 1:
-                gated = False  # a one-leaf tree: that block, with probability 1
-            if gated and cfg.kind == "condnet":
-                layer.z = np.asarray(tensors[f"policies.{index}.Z"], np.float32)
-                layer.d = np.asarray(tensors[f"policies.{index}.d"], np.float32)
-                layer.top_k = cfg.k[index] if cfg.router == "topk" else 0
-                layer.tree_depth = (layer.n_out_blocks.bit_length() - 1) if cfg.router == "tree" else 0
-            elif gated and cfg.kind == "bdnn":
-                layer.tau = cfg.tau[index]
-            layers.append(layer)
+        layers = lower(checkpoint)
         hidden = layers[:-1]
         self._blocks = [layer.n_out_blocks for layer in hidden]
         self._weights, self._meta = pack(layers, cfg.p_min, cfg.p_max)
@@ -124,9 +80,7 @@ class Engine:
         self._decided = [self._flags[1, i : i + 1, :k] for i, k in enumerate(self._blocks)]
         self._rng = np.random.default_rng()
         self._one_example = (1, self.input_dim)
-        # only Bernoulli policies draw (a top-k or tree router decides deterministically)
-        self._draws = any(layer.tau is not None or (layer.z is not None and not layer.top_k
-                          and not layer.tree_depth) for layer in hidden)  # fmt: skip
+        self._draws = draws(layers)  # routers decide deterministically
         self._no_noise = np.zeros((n_hidden, 0, 0), np.float32)  # not read outside mode SAMPLE
         self.set_threads(threads)
 

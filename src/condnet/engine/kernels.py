@@ -241,30 +241,31 @@ def _switched_on(sigma, mode, noise):
 
 @njit(inline="always")
 def _noise(mode, noise, j):
-    """Block j's uniform draw: numba's generator in mode OWN_SAMPLE, else the caller's noise[j]."""
-    return np.float32(np.random.random()) if mode == OWN_SAMPLE else noise[j]
-
-
-@njit(cache=True)  # no fastmath: exp overflows to inf for very negative logits, which must stay inf
-def decide(logits, p_min, p_max, mode, noise, out):
-    """out[b, j] = 1 iff block j of example b is on (`_switched_on`, mode THRESHOLD or SAMPLE; noise is
-    not read in THRESHOLD mode), with the same float32 sigma as the model's policy and the batch-1
-    kernel. One call instead of four numpy passes (50 x 16 logits with the noise draw: 7 us, 10.5 before).
-    """
-    for b in range(logits.shape[0]):
-        for j in range(logits.shape[1]):
-            out[b, j] = _switched_on(_probability(logits[b, j], p_min, p_max), mode, noise[b, j])
+    """Block j's uniform draw: numba's generator in mode OWN_SAMPLE, the caller's noise[j] in mode SAMPLE
+    (other modes read none: their noise may be empty)."""
+    if mode == OWN_SAMPLE:
+        return np.float32(np.random.random())
+    return noise[j] if mode == SAMPLE else np.float32(0.0)
 
 
 # Batch 1 (latency): the whole network in one call, so no Python runs between layers, with as few
 # arguments as possible: numba's dispatcher checks the type of every argument on every call (0.17 us
 # for one array, 0.73 us for twelve, measured), and at batch 1 that is a large share of the call.
 # Every layer lives in the flat `weights` buffer described by one row of `meta`:
-M_IN_BLOCKS, M_BS_IN, M_OUT_BLOCKS, M_BS_OUT, M_TILES, M_BIAS, M_Z, M_D, M_TAU, M_ACTIVATION = range(10)
-M_TOP_K, M_TREE = 10, 11  # k of a top-k router (scores Z s + d); depth of a tree router; else 0
-M_PANELS, M_Z_PANELS = 12, 13  # the tiles and Z as the batched micro-kernel reads them (layout.to_panels)
-META_COLUMNS = 14
-NONE = -1  # no policy (M_Z, M_D) or no uniform rate (M_TAU)
+M_IN_BLOCKS, M_BS_IN, M_OUT_BLOCKS, M_BS_OUT, M_TILES, M_BIAS, M_ACTIVATION = range(7)
+M_DECISION, M_ARG = 7, 8  # how the layer decides its blocks (DECISIONS) and that decision's argument
+M_Z, M_D, M_SCORES, M_RATE = 9, 10, 11, 12  # score weights (tiles) and offsets, their rows; a fixed rate
+M_PANELS, M_Z_PANELS = 13, 14  # the tiles and Z as the batched micro-kernel reads them (layout.to_panels)
+META_COLUMNS = 15
+NONE = -1  # no score weights (M_Z, M_D, M_Z_PANELS) or no fixed rate (M_RATE)
+# The decisions a hidden layer can make (condnet.gates: each gate's `lower` names one):
+# DENSE: every block; UNIFORM: each block on with the fixed rate (bdNN); POLICY: each block on with
+# sigma = p_min + (p_max - p_min) sigmoid(score) (the paper); TOPK: the ARG largest scores, scaled by
+# their softmax; TREE: a binary tree of depth ARG over the node scores, the leaf scaled by its path
+# probability.
+DENSE, UNIFORM, POLICY, TOPK, TREE = range(5)
+DECISIONS = {"dense": DENSE, "uniform": UNIFORM, "policy": POLICY, "topk": TOPK, "tree": TREE}
+SCALED = (TOPK, TREE)  # decisions whose blocks are scaled by gate values
 P_MIN, P_MAX = 0, 1  # weights[0:2]: the policies' probability range
 NON_FINITE_INPUT = 1  # forward_one's status when x holds NaN or infinities
 
@@ -283,7 +284,7 @@ def _top_k(scores, k, on):
 
 @njit(inline="always")
 def _gates(scores, on):
-    """In place: the softmax of the scores over the blocks on (condnet.nn.router.gate_values); the
+    """In place: the softmax of the scores over the blocks on (condnet.nn.gates.topk.gate_values); the
     values of blocks off are not read."""
     peak = -np.inf
     for j in range(scores.shape[0]):
@@ -300,12 +301,73 @@ def _gates(scores, on):
 
 
 @njit(inline="always")
+def _path_probability(nodes, depth, leaf):
+    """A tree router's probability of reaching `leaf`: the product along its path of sigmoid(score)
+    going right and 1 - sigmoid(score) going left (condnet.nn.gates.tree.leaf_probabilities)."""
+    position, level, probability = 0, 0, np.float32(1.0)
+    for t in range(depth):
+        right = (leaf >> (depth - 1 - t)) & 1
+        p_right = np.float32(1.0) / (np.float32(1.0) + np.exp(-nodes[level + position]))
+        probability *= p_right if right else np.float32(1.0) - p_right
+        position = 2 * position + right
+        level = 2 * level + 1
+    return probability
+
+
+@njit(inline="always")
+def _tree_decide(nodes, depth, mode, on, gates):
+    """One example: its leaf (right wherever a node's score is > 0; mode GIVEN keeps `on`), and
+    gates[leaf] = the path probability of every leaf on."""
+    if mode != GIVEN:
+        position, level = 0, 0
+        for _ in range(depth):
+            position = 2 * position + (1 if nodes[level + position] > 0 else 0)
+            level = 2 * level + 1
+        on[:] = 0
+        on[position] = 1
+    for leaf in range(on.shape[0]):
+        if on[leaf]:
+            gates[leaf] = _path_probability(nodes, depth, leaf)
+
+
+@njit  # not inlined into the fastmath kernels: exp overflows to inf for very negative scores (must stay inf)
+def decide_example(code, arg, scores, rate, p_min, p_max, mode, noise, on, gates):
+    """The one decision rule of a hidden layer, for one example, used by both entry points: on[j] = 1
+    for the blocks to compute (mode GIVEN: `on` holds the caller's mask and is kept) and, for SCALED
+    decisions, gates[j] = what block j's output is scaled by (read only where on[j]).
+
+    code, arg: M_DECISION, M_ARG; scores: the layer's scores for this example (POLICY: logits; TOPK:
+    scores, overwritten by the gate values; TREE: every node's score; others: not read); rate: the fixed
+    rate (UNIFORM); noise: the block draws (mode SAMPLE; OWN_SAMPLE draws here). The same float32 sigma as
+    the model's policy. (The batch-1 kernel walks a tree's path itself, computing only its nodes'
+    scores: `_tree_leaf`.)"""
+    if code == TOPK:
+        if mode != GIVEN:
+            _top_k(scores, arg, on)
+        _gates(scores, on)
+        for j in range(on.shape[0]):
+            gates[j] = scores[j]
+    elif code == TREE:
+        _tree_decide(scores, arg, mode, on, gates)
+    elif mode == GIVEN:
+        return
+    elif code == POLICY:
+        for j in range(on.shape[0]):
+            on[j] = _switched_on(_probability(scores[j], p_min, p_max), mode, _noise(mode, noise, j))
+    elif code == UNIFORM:
+        for j in range(on.shape[0]):
+            on[j] = _switched_on(rate, mode, _noise(mode, noise, j))
+    else:
+        on[:] = 1
+
+
+@njit(inline="always")
 def _tree_leaf(h, in_mask, weights, row, first_layer, depth, leaf, gates):
     """Walk a tree router from its root: to `leaf` (>= 0), or (leaf -1) right wherever a node's score is
     > 0. Computes only the nodes on the path (depth dot products over the active inputs), writes the
     path probability (product of sigmoid(score) right, 1 - sigmoid(score) left) to gates[leaf] and
     returns the leaf."""
-    n_in_blocks, bs_in, n_nodes = row[M_IN_BLOCKS], row[M_BS_IN], row[M_OUT_BLOCKS] - 1
+    n_in_blocks, bs_in, n_nodes = row[M_IN_BLOCKS], row[M_BS_IN], row[M_SCORES]
     z = weights[row[M_Z] : row[M_Z] + n_in_blocks * n_nodes * bs_in].reshape((n_in_blocks, n_nodes, bs_in))
     position, level, probability = 0, 0, np.float32(1.0)
     for t in range(depth):
@@ -330,20 +392,22 @@ def _tree_leaf(h, in_mask, weights, row, first_layer, depth, leaf, gates):
 @njit(inline="always")
 def work_layout(meta):
     """Offsets in forward_one's float32 work buffer: noise (n_hidden x max_blocks), logits, two hidden
-    vectors, the accumulator of one output block and the policy logits; and its total size."""
+    vectors, the accumulator of one output block, a layer's scores and its gate values; and its size."""
     n_hidden = meta.shape[0] - 1
-    max_blocks, max_width, max_bs_out = 1, 1, 1
+    max_blocks, max_width, max_bs_out, max_scores = 1, 1, 1, 1
     for layer in range(meta.shape[0]):
         max_width = max(max_width, meta[layer, M_OUT_BLOCKS] * meta[layer, M_BS_OUT])
         max_bs_out = max(max_bs_out, meta[layer, M_BS_OUT])
         if layer < n_hidden:
             max_blocks = max(max_blocks, meta[layer, M_OUT_BLOCKS])
+            max_scores = max(max_scores, meta[layer, M_SCORES])
     logits = n_hidden * max_blocks
     h_a = logits + meta[n_hidden, M_OUT_BLOCKS] * meta[n_hidden, M_BS_OUT]
     h_b = h_a + max_width
     acc = h_b + max_width
-    sigma = acc + max_bs_out
-    return max_blocks, logits, h_a, h_b, acc, sigma, sigma + max_blocks
+    scores = acc + max_bs_out
+    gates = scores + max_scores
+    return max_blocks, logits, h_a, h_b, acc, scores, gates, gates + max_blocks
 
 
 # One compiled signature: float32 2-D C-contiguous x only, so numba's dispatcher itself refuses any
@@ -370,55 +434,48 @@ def forward_one(x, weights, meta, work, flags, mode):
     if count_nonfinite(x) > 0:
         return NON_FINITE_INPUT
     n_layers = meta.shape[0]
-    max_blocks, o_logits, o_a, o_b, o_acc, o_sigma, _ = work_layout(meta)
+    max_blocks, o_logits, o_a, o_b, o_acc, o_scores, o_gates, _ = work_layout(meta)
     p_min, p_max = weights[P_MIN], weights[P_MAX]
     given, decided = flags[0], flags[1]
-    acc_all = work[o_acc:o_sigma]
+    acc_all = work[o_acc:o_scores]
     h = x[0]
     in_mask = decided[0, :1]  # placeholder; the input is one block, always on
     for layer in range(n_layers):
         n_in_blocks, bs_in = meta[layer, M_IN_BLOCKS], meta[layer, M_BS_IN]
         n_out_blocks, bs_out = meta[layer, M_OUT_BLOCKS], meta[layer, M_BS_OUT]
         hidden = layer < n_layers - 1
-        top_k = meta[layer, M_TOP_K] if hidden else 0
-        tree = meta[layer, M_TREE] if hidden else 0
+        code = meta[layer, M_DECISION] if hidden else DENSE
+        scaled = code == TOPK or code == TREE
         # decide which output blocks to compute: decided[layer] (the output layer is always on)
         if hidden:
             on = decided[layer, :n_out_blocks]
-            sigma = work[o_sigma : o_sigma + n_out_blocks]  # policy logits; a top-k router's gates
-            if meta[layer, M_Z] != NONE and tree == 0 and (mode != GIVEN or top_k > 0):
-                z0, d0 = meta[layer, M_Z], meta[layer, M_D]
-                z = weights[z0 : z0 + n_in_blocks * n_out_blocks * bs_in].reshape(
-                    (n_in_blocks, n_out_blocks, bs_in)
-                )
-                sigma[:] = weights[d0 : d0 + n_out_blocks]
-                for i in range(n_in_blocks):
-                    if layer == 0 or in_mask[i]:
-                        _add_dots(sigma, h[i * bs_in : (i + 1) * bs_in], z[i], 0, bs_in)
+            gates = work[o_gates : o_gates + n_out_blocks]
             if mode == GIVEN:
                 on[:] = given[layer, :n_out_blocks]
-            elif top_k > 0:
-                _top_k(sigma, top_k, on)
-            elif tree > 0:
-                on[:] = 0
-                on[_tree_leaf(h, in_mask, weights, meta[layer], layer == 0, tree, -1, sigma)] = 1
-            elif meta[layer, M_Z] != NONE:
-                noise = work[layer * max_blocks : layer * max_blocks + n_out_blocks]
-                for j in range(n_out_blocks):
-                    on[j] = _switched_on(_probability(sigma[j], p_min, p_max), mode, _noise(mode, noise, j))
-            elif meta[layer, M_TAU] != NONE:
-                tau = weights[meta[layer, M_TAU]]
-                noise = work[layer * max_blocks : layer * max_blocks + n_out_blocks]
-                for j in range(n_out_blocks):
-                    on[j] = _switched_on(tau, mode, _noise(mode, noise, j))
+            if code == TREE:  # at batch 1 a tree computes only the nodes on the path: its own walk
+                depth, row = meta[layer, M_ARG], meta[layer]
+                if mode != GIVEN:
+                    on[:] = 0
+                    on[_tree_leaf(h, in_mask, weights, row, layer == 0, depth, -1, gates)] = 1
+                else:  # the path probability of every leaf that is on
+                    for j in range(n_out_blocks):
+                        if on[j]:
+                            _tree_leaf(h, in_mask, weights, row, layer == 0, depth, j, gates)
             else:
-                on[:] = 1
-            if top_k > 0:
-                _gates(sigma, on)
-            elif tree > 0 and mode == GIVEN:  # the path probability of every leaf that is on
-                for j in range(n_out_blocks):
-                    if on[j]:
-                        _tree_leaf(h, in_mask, weights, meta[layer], layer == 0, tree, j, sigma)
+                n_scores = meta[layer, M_SCORES]
+                scores = work[o_scores : o_scores + n_scores]
+                if n_scores > 0 and (mode != GIVEN or scaled):
+                    z0, d0 = meta[layer, M_Z], meta[layer, M_D]
+                    z = weights[z0 : z0 + n_in_blocks * n_scores * bs_in].reshape(
+                        (n_in_blocks, n_scores, bs_in)
+                    )
+                    scores[:] = weights[d0 : d0 + n_scores]
+                    for i in range(n_in_blocks):
+                        if layer == 0 or in_mask[i]:
+                            _add_dots(scores, h[i * bs_in : (i + 1) * bs_in], z[i], 0, bs_in)
+                rate = weights[meta[layer, M_RATE]] if meta[layer, M_RATE] != NONE else np.float32(0.0)
+                noise = work[layer * max_blocks : layer * max_blocks + n_out_blocks]
+                decide_example(code, meta[layer, M_ARG], scores, rate, p_min, p_max, mode, noise, on, gates)
         # the product: active output blocks from active input blocks; other outputs are never read
         if hidden:
             start = o_a if layer % 2 == 0 else o_b
@@ -444,8 +501,8 @@ def forward_one(x, weights, meta, work, flags, mode):
                 weights[b0 + j * bs_out : b0 + (j + 1) * bs_out],
                 activation,
             )
-            if hidden and (top_k > 0 or tree > 0):
-                out[j * bs_out : (j + 1) * bs_out] *= sigma[j]  # its gate value
+            if hidden and scaled:
+                out[j * bs_out : (j + 1) * bs_out] *= gates[j]
         h = out
         if hidden:
             in_mask = decided[layer]
@@ -455,36 +512,6 @@ def forward_one(x, weights, meta, work, flags, mode):
 # Batches: the whole network in one call too (Python between layers cost 10-20 us a call, more than the
 # arithmetic of a small network at batch 50). Each layer's policy and product are block products
 # through the micro-kernel; the decisions are those of the batch-1 kernel, one example at a time.
-
-
-@njit(inline="always")
-def _path_probability(nodes, depth, leaf):
-    """A tree router's probability of reaching `leaf`: the product along its path of sigmoid(score)
-    going right and 1 - sigmoid(score) going left (condnet.nn.router.leaf_probabilities)."""
-    position, level, probability = 0, 0, np.float32(1.0)
-    for t in range(depth):
-        right = (leaf >> (depth - 1 - t)) & 1
-        p_right = np.float32(1.0) / (np.float32(1.0) + np.exp(-nodes[level + position]))
-        probability *= p_right if right else np.float32(1.0) - p_right
-        position = 2 * position + right
-        level = 2 * level + 1
-    return probability
-
-
-@njit(inline="always")
-def _tree_decide(nodes, depth, mode, on, gates):
-    """One example: its leaf (right wherever a node's score is > 0; mode GIVEN keeps `on`), and
-    gates[leaf] = the path probability of every leaf on."""
-    if mode != GIVEN:
-        position, level = 0, 0
-        for _ in range(depth):
-            position = 2 * position + (1 if nodes[level + position] > 0 else 0)
-            level = 2 * level + 1
-        on[:] = 0
-        on[position] = 1
-    for leaf in range(on.shape[0]):
-        if on[leaf]:
-            gates[leaf] = _path_probability(nodes, depth, leaf)
 
 
 @njit(inline="always")
@@ -557,49 +584,37 @@ def forward_batch(x, weights, meta, noise, masks, mode, threads):
     logits = np.zeros((batch, last[M_OUT_BLOCKS] * last[M_BS_OUT]), np.float32)
     p_min, p_max = weights[P_MIN], weights[P_MAX]
     all_on = np.ones((batch, 1), np.uint8)
+    no_draws = np.zeros(0, np.float32)  # the noise of modes that draw none
     h, in_mask = x, all_on
     for layer in range(n_layers):
         row = meta[layer]
         n_in_blocks, bs_in = row[M_IN_BLOCKS], row[M_BS_IN]
         n_out_blocks, bs_out = row[M_OUT_BLOCKS], row[M_BS_OUT]
         hidden = layer < n_layers - 1
-        top_k, tree = (row[M_TOP_K], row[M_TREE]) if hidden else (0, 0)
+        code = row[M_DECISION] if hidden else DENSE
+        scaled = code == TOPK or code == TREE
         on = masks[layer, :, :n_out_blocks] if hidden else all_on
-        # the policy: a product with one output block, always on (a tree's nodes, a top-k's scores)
-        n_scores = n_out_blocks - 1 if tree else n_out_blocks
+        # the scores: a product with one output block, always on (a tree's nodes, a top-k's scores)
+        n_scores = row[M_SCORES] if hidden else 0
         scores = np.empty((batch, n_scores), np.float32)
-        if hidden and row[M_Z] != NONE and (mode != GIVEN or top_k or tree):
+        if n_scores > 0 and (mode != GIVEN or scaled):
             z = _panels(weights, row[M_Z_PANELS], 1, n_in_blocks * bs_in, n_scores)
             d = weights[row[M_D] : row[M_D] + n_scores]
             _product(h, in_mask, z, d, all_on, IDENTITY, scores, threads)
-        if hidden and mode != GIVEN and not tree:  # which blocks are on (a tree decides below)
-            if top_k:
-                for b in range(batch):
-                    _top_k(scores[b], top_k, on[b])
-            elif row[M_Z] != NONE:
-                draws = noise[layer, :, :n_out_blocks] if mode == SAMPLE else scores
-                decide(scores, p_min, p_max, mode, draws, on)
-            elif row[M_TAU] != NONE:
-                tau = weights[row[M_TAU]]
-                for b in range(batch):
-                    for j in range(n_out_blocks):
-                        on[b, j] = _switched_on(tau, mode, noise[layer, b, j] if mode == SAMPLE else tau)
-            else:
-                on[:, :] = 1
-        # a router's gate values, which scale its blocks' outputs (a tree also walks to its leaf here)
-        gates = scores if top_k else np.empty((batch, n_out_blocks), np.float32)
-        for b in range(batch):
-            if top_k:
-                _gates(scores[b], on[b])
-            elif tree:
-                _tree_decide(scores[b], tree, mode, on[b], gates[b])
+        # which blocks are on, and the gate values that scale them (decide_example, as at batch 1)
+        gates = np.empty((batch, n_out_blocks), np.float32)
+        if hidden:
+            rate = weights[row[M_RATE]] if row[M_RATE] != NONE else np.float32(0.0)
+            for b in range(batch):
+                draws = noise[layer, b, :n_out_blocks] if mode == SAMPLE else no_draws
+                decide_example(code, row[M_ARG], scores[b], rate, p_min, p_max, mode, draws, on[b], gates[b])
         out = np.zeros((batch, n_out_blocks * bs_out), np.float32) if hidden else logits
         panels = _panels(weights, row[M_PANELS], n_out_blocks, n_in_blocks * bs_in, bs_out)
         bias = weights[row[M_BIAS] : row[M_BIAS] + n_out_blocks * bs_out]
         non_finite = _product(h, in_mask, panels, bias, on, row[M_ACTIVATION], out, threads)
         if layer == 0 and (non_finite > 0 or _idle_rows_non_finite(x, on)):
             return NON_FINITE_INPUT, logits
-        if top_k or tree:
+        if scaled:
             for b in range(batch):
                 for j in range(n_out_blocks):
                     if on[b, j]:

@@ -34,17 +34,17 @@ def to_panels(weight: np.ndarray, bs_out: int) -> np.ndarray:
 
 
 def policy_tiles(z: np.ndarray, bs_in: int) -> np.ndarray:
-    """Z (n_blocks, n_in) -> (n_in_blocks, n_blocks, bs_in): Z cut by input block."""
+    """Z (rows, n_in) -> (n_in_blocks, rows, bs_in): the score weights cut by input block."""
     k, n_in = z.shape
     return np.ascontiguousarray(z.reshape(k, n_in // bs_in, bs_in).transpose(1, 0, 2), dtype=np.float32)
 
 
 def pack(layers, p_min: float, p_max: float) -> tuple[np.ndarray, np.ndarray]:
-    """[p_min, p_max] and every layer's tiles, bias, Z tiles, d, tau and panels in one flat float32
-    buffer, and the (n_layers, kernels.META_COLUMNS) int64 table of shapes, offsets and activations that
-    `kernels.forward_one` and `kernels.forward_batch` read (columns: kernels.M_*). Each weight is
-    stored twice: as tiles for batch 1 (dot products over contiguous rows: a GEMV that streams W's
-    rows) and as panels for batches (the micro-kernel)."""
+    """[p_min, p_max] and every layer's tiles, bias, score tiles, offsets, rate and panels in one flat
+    float32 buffer, and the (n_layers, kernels.META_COLUMNS) int64 table of shapes, offsets, activations
+    and decisions that `kernels.forward_one` and `kernels.forward_batch` read (columns: kernels.M_*).
+    Each weight is stored twice: as tiles for batch 1 (dot products over contiguous rows: a GEMV that
+    streams W's rows) and as panels for batches (the micro-kernel)."""
     parts, meta, offset = [np.float32([p_min, p_max])], [], 2
 
     def put(array) -> int:
@@ -56,14 +56,20 @@ def pack(layers, p_min: float, p_max: float) -> tuple[np.ndarray, np.ndarray]:
 
     for layer in layers:
         (n_out, n_in), bs_in, bs_out = layer.weight.shape, layer.bs_in, layer.bs_out
-        row = [n_in // bs_in, bs_in, n_out // bs_out, bs_out, put(to_tiles(layer.weight, bs_in, bs_out))]
-        row += [put(layer.bias)]
-        row += [kernels.NONE] * 3 + [layer.activation, layer.top_k, layer.tree_depth]
-        row += [put(to_panels(layer.weight, bs_out)), kernels.NONE]
+        row = np.full(kernels.META_COLUMNS, kernels.NONE, np.int64)
+        row[kernels.M_IN_BLOCKS], row[kernels.M_BS_IN] = n_in // bs_in, bs_in
+        row[kernels.M_OUT_BLOCKS], row[kernels.M_BS_OUT] = n_out // bs_out, bs_out
+        row[kernels.M_TILES] = put(to_tiles(layer.weight, bs_in, bs_out))
+        row[kernels.M_BIAS] = put(layer.bias)
+        row[kernels.M_ACTIVATION] = layer.activation
+        row[kernels.M_DECISION], row[kernels.M_ARG] = layer.decision, layer.arg
+        row[kernels.M_PANELS] = put(to_panels(layer.weight, bs_out))
+        row[kernels.M_SCORES] = 0
         if layer.z is not None:
             row[kernels.M_Z], row[kernels.M_D] = put(policy_tiles(layer.z, bs_in)), put(layer.d)
             row[kernels.M_Z_PANELS] = put(to_panels(layer.z, layer.z.shape[0]))
-        if layer.tau is not None:
-            row[kernels.M_TAU] = put([layer.tau])
+            row[kernels.M_SCORES] = layer.z.shape[0]
+        if layer.rate is not None:
+            row[kernels.M_RATE] = put([layer.rate])
         meta.append(row)
     return np.concatenate(parts), np.asarray(meta, np.int64)

@@ -1,7 +1,7 @@
-"""Models: the block-gated CondNet, its policies, and the compute (MAC) model."""
+"""Models: the block-gated CondNet, its gates (policies, routers), and the compute (MAC) model."""
 
-from condnet.nn.condnet import CondNet, LayerTrace, Output
+from condnet.nn.condnet import CondNet, Output
+from condnet.nn.gates import Gate, LayerTrace
 from condnet.nn.macs import active_macs, dense_macs
-from condnet.nn.policy import BlockPolicy, UniformPolicy
 
-__all__ = ["BlockPolicy", "CondNet", "LayerTrace", "Output", "UniformPolicy", "active_macs", "dense_macs"]
+__all__ = ["CondNet", "Gate", "LayerTrace", "Output", "active_macs", "dense_macs"]

@@ -9,8 +9,10 @@ Paper section 2 and eq. 1. Hidden layer l has n_blocks[l] blocks of block_size[l
 h_0 is the input, and since h_{l-1} is already masked, W_l (h_{l-1} * u_{l-1}) = W_l h_{l-1}.
 The output layer (softmax over classes) is never masked.
 
-The same class gives the two baselines, on the same code path:
-- kind "nn": dense (no policy, every block on), with optional unit dropout during training;
+policy_l is the layer's gate (condnet.nn.gates): the paper's Bernoulli policy, or a router that
+computes a fixed number of blocks and scales them by gate values (top-k, tree, ...). The same class
+gives the two baselines, on the same code path:
+- kind "nn": dense (every layer's gate is "dense": every block on), with optional unit dropout;
 - kind "bdnn": block dropout with a uniform random policy at rate tau.
 """
 
@@ -22,28 +24,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from condnet import gates as gate_specs
+from condnet.checkpoint import Checkpoint
 from condnet.config import MODES, ModelConfig
-from condnet.nn.policy import BlockPolicy, NoPolicy, UniformPolicy
-from condnet.nn.router import (
-    TopKRouter,
-    TreeRouter,
-    gate_values,
-    leaf_probabilities,
-    top_k_mask,
-    tree_path_mask,
-)
+from condnet.nn.gates import Gate, How, LayerTrace, make_gate
 
 _REAL = {torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.uint8, torch.int8, torch.int16,
          torch.int32, torch.int64, torch.bool}  # fmt: skip
-
-
-@dataclass
-class LayerTrace:
-    """What one hidden layer decided for a batch."""
-
-    sigma: torch.Tensor | None  # (batch, n_blocks) probabilities (top-k: the router's softmax); None: dense
-    mask: torch.Tensor  # (batch, n_blocks) in {0., 1.}: which blocks are computed
-    gates: torch.Tensor | None = None  # top-k: what each computed block's output is scaled by
 
 
 @dataclass
@@ -53,20 +40,21 @@ class Output:
 
 
 class CondNet(nn.Module):
-    """Block-gated MLP with per-layer policies (see the module docstring for the equations).
+    """Block-gated MLP with a gate per hidden layer (see the module docstring for the equations).
 
     forward(x: (batch, input_dim), mode="sample" | "threshold", generator=None, masks=None) -> Output
     - sample: u ~ Bernoulli(sigma) (the paper, at train and test time), drawn from `generator`;
-    - threshold: u = [sigma > 0.5], deterministic;
-    - masks: one (batch, n_blocks) tensor of 0s and 1s per hidden layer, replacing the policy's choice
+    - threshold: u = [sigma > 0.5], deterministic (routers decide alike in both modes);
+    - masks: one (batch, n_blocks) tensor of 0s and 1s per hidden layer, replacing the gates' choice
       (mode is then ignored).
-    - estimator (sample mode, learned policies; for training): "reinforce" draws hard masks that carry no
-      gradient; "straight_through" draws the same hard masks but passes the gradient to sigma as if
-      mask = sigma; "gumbel" uses the relaxed draw sigmoid((logit sigma + logit U) / temperature), whose
-      values lie in (0, 1) and carry the gradient.
-    - soft_tree (tree routers; for training): compute every leaf block, each scaled by its path
-      probability (a soft mixture), instead of the one leaf at the end of the hard path.
+    - estimator (sample mode, learned policies; for training): a condnet.train.estimators estimator,
+      whose `draw` forms the masks from sigma and uniform noise (None: hard draws without gradient).
+    - soft_tree (routers that have a soft mixture, the tree; for training): compute every leaf block,
+      each scaled by its path probability, instead of the one leaf at the end of the hard path.
     x may be any real dtype (converted to the weights'); NaN or infinite inputs are refused, as by the engine.
+
+    Each hidden layer's gate (condnet.nn.gates, chosen by condnet.gates.gate_of) is `policies[l]`;
+    `policy(l)` is None for a dense layer.
     """
 
     def __init__(self, input_dim: int, n_classes: int, cfg: ModelConfig):
@@ -77,55 +65,44 @@ class CondNet(nn.Module):
         dims = [input_dim, *cfg.widths]
         self.hidden = nn.ModuleList(nn.Linear(i, o) for i, o in zip(dims[:-1], dims[1:], strict=True))
         self.output = nn.Linear(dims[-1], n_classes)
-        if cfg.kind == "nn":
-            self.policies = None
-        else:  # a dense layer of a gated net has the placeholder NoPolicy (no parameters)
-            layers = zip(dims[:-1], self.n_blocks, cfg.tau, cfg.gated, cfg.k, strict=True)
-            self.policies = nn.ModuleList(self._policy_of(cfg, *layer) for layer in layers)
+        # a dense layer's gate has no parameters, so a dense net's state_dict holds no policies.*
+        self.policies = nn.ModuleList(make_gate(spec) for spec in gate_specs.gates_of(cfg, input_dim))
         self.activation = torch.tanh if cfg.activation == "tanh" else torch.relu
         for layer in [*self.hidden, self.output]:  # paper section 4.1: Glorot-uniform, zero biases
             nn.init.xavier_uniform_(layer.weight)
             nn.init.zeros_(layer.bias)
 
-    @staticmethod
-    def _policy_of(cfg: ModelConfig, n_in: int, n_blocks: int, tau: float, gated: bool, k: int) -> nn.Module:
-        if not gated:
-            return NoPolicy()
-        if cfg.kind == "bdnn":
-            return UniformPolicy(n_blocks, tau)
-        if cfg.router == "topk":
-            return TopKRouter(n_in, n_blocks, k)
-        if cfg.router == "tree":
-            return TreeRouter(n_in, n_blocks)
-        return BlockPolicy(n_in, n_blocks, cfg.p_min, cfg.p_max)
+    def to_checkpoint(self) -> Checkpoint:
+        """The model's weights as float32 numpy arrays (copies), with what is needed to rebuild it."""
+        tensors = {k: v.detach().to(torch.float32).cpu().numpy().copy() for k, v in self.state_dict().items()}
+        return Checkpoint(self.input_dim, self.n_classes, self.cfg, tensors)
 
-    def policy(self, layer: int) -> nn.Module | None:
-        """The policy of a hidden layer, None for a dense layer."""
-        if self.policies is None or isinstance(self.policies[layer], NoPolicy):
-            return None
-        return self.policies[layer]
+    @classmethod
+    def from_checkpoint(cls, checkpoint: Checkpoint) -> CondNet:
+        """The model a (verified) Checkpoint describes, with its weights."""
+        model = cls(checkpoint.input_dim, checkpoint.n_classes, checkpoint.model)
+        model.load_state_dict({k: torch.from_numpy(v) for k, v in checkpoint.tensors.items()})
+        return model
+
+    def policy(self, layer: int) -> Gate | None:
+        """The gate of a hidden layer, None for a dense layer."""
+        gate = self.policies[layer]
+        return None if gate.spec.name == "dense" else gate
 
     @property
     def policy_rows(self) -> list[int]:
-        """Per hidden layer: the policy's or router's dot products per example (its multiply-adds are
-        this times the active inputs): n_blocks for a learned policy or top-k router, the depth for a
-        tree, 0 for a dense layer or a uniform policy."""
-        rows = []
-        for index in range(len(self.hidden)):
-            policy = self.policy(index)
-            if isinstance(policy, TreeRouter):
-                rows.append(policy.depth)
-            else:
-                rows.append(self.n_blocks[index] if isinstance(policy, BlockPolicy | TopKRouter) else 0)
-        return rows
+        """Per hidden layer: the gate's dot products per example (its multiply-adds are this times the
+        active inputs): n_blocks for a learned policy or top-k router, the depth for a tree, 0 for a
+        dense layer or a uniform policy."""
+        return [gate.spec.score_rows for gate in self.policies]
 
     def network_parameters(self) -> list[nn.Parameter]:
         """Theta_NN: the weights and biases of the hidden and output layers."""
         return [p for layer in [*self.hidden, self.output] for p in layer.parameters()]
 
     def policy_parameters(self, layer: int) -> list[nn.Parameter]:
-        """Theta_pi of one hidden layer: {Z, d} (empty for the NN and bdNN baselines)."""
-        return [] if self.policies is None else list(self.policies[layer].parameters())  # NoPolicy: []
+        """Theta_pi of one hidden layer: its gate's parameters ({Z, d}; none for dense and bdNN layers)."""
+        return list(self.policies[layer].parameters())
 
     def forward(
         self,
@@ -133,7 +110,7 @@ class CondNet(nn.Module):
         mode: str = "sample",
         generator: torch.Generator | None = None,
         masks: list[torch.Tensor] | None = None,
-        estimator: str = "reinforce",
+        estimator=None,
         temperature: float = 1.0,
         soft_tree: bool = False,
     ) -> Output:
@@ -144,20 +121,23 @@ class CondNet(nn.Module):
             raise ValueError(
                 f"masks must hold one tensor per hidden layer ({len(self.hidden)}), got {len(masks)}"
             )
+        how = How(mode, generator, estimator, temperature, soft_tree)
         h, trace = x, []
-        decision = (mode, generator, masks, estimator, temperature, soft_tree)
-        for index, layer in enumerate(self.hidden):
-            sigma, mask, gates = self._decide(index, h, *decision)
+        for index, (layer, gate) in enumerate(zip(self.hidden, self.policies, strict=True)):
+            # By default the gate reads h detached: its parameters are {Z, d} only, and no policy loss
+            # reaches W (model.router_detach = false lets the task loss train W through the router too).
+            s = h.detach() if self.cfg.router_detach else h
+            decided = gate.decide(s, how, self._given_mask(index, h, masks))
             pre = layer(h)
-            if mask is None:  # a dense layer
+            if decided.mask is None:  # a dense layer
                 out = self.activation(pre)
                 if self.training and self.cfg.dropout > 0:
                     out = F.dropout(out, self.cfg.dropout)
-                mask = torch.ones(x.shape[0], self.n_blocks[index], dtype=x.dtype, device=x.device)
+                decided.mask = torch.ones(x.shape[0], self.n_blocks[index], dtype=x.dtype, device=x.device)
             else:
-                scale = mask if gates is None else gates
+                scale = decided.mask if decided.gates is None else decided.gates
                 out = self.activation(pre) * scale.repeat_interleave(self.block_sizes[index], dim=1)
-            trace.append(LayerTrace(sigma, mask, gates))
+            trace.append(decided)
             h = out
         return Output(self.output(h), trace)
 
@@ -172,46 +152,6 @@ class CondNet(nn.Module):
         if not torch.isfinite(x).all():
             raise ValueError("the input contains NaN, infinite or float32-overflowing values")
         return x
-
-    def _decide(
-        self, index, h, mode, generator, masks, estimator="reinforce", temperature=1.0, soft_tree=False
-    ):
-        """(sigma, mask, gates) of one hidden layer; (None, None, None) for a dense layer."""
-        policy = self.policy(index)
-        # By default the policy reads h detached: its parameters are {Z, d} only, and no policy loss
-        # reaches W (model.router_detach = false lets the task loss train W through the router too).
-        s = h.detach() if self.cfg.router_detach else h
-        if isinstance(policy, TopKRouter):
-            scores = policy(s)
-            given = self._given_mask(index, h, masks)
-            mask = top_k_mask(scores, policy.k) if given is None else given
-            return torch.softmax(scores, dim=1), mask, gate_values(scores, mask)
-        if isinstance(policy, TreeRouter):
-            scores = policy(s)
-            given = self._given_mask(index, h, masks)
-            leaves = leaf_probabilities(scores)
-            if soft_tree and given is None:  # training's soft mixture: every leaf, by its probability
-                return leaves, torch.ones_like(leaves), leaves
-            mask = tree_path_mask(scores) if given is None else given
-            return leaves, mask, leaves * mask
-        if masks is not None:
-            return (None if policy is None else policy(s)), self._given_mask(index, h, masks), None
-        if policy is None:  # a dense layer
-            return None, None, None
-        sigma = policy(s)
-        if mode == "threshold":
-            return sigma, (sigma > 0.5).to(h.dtype), None
-        noise = torch.rand(sigma.shape, generator=generator, dtype=sigma.dtype, device=sigma.device)
-        if estimator == "gumbel" and self.cfg.kind == "condnet":
-            # binary concrete: sigmoid((logit sigma + logit U) / T), a relaxed Bernoulli(sigma) draw that
-            # tends to the hard one as T -> 0 (the clamp keeps logit U finite)
-            noise = noise.clamp(1e-6, 1 - 1e-6)
-            return sigma, torch.sigmoid((torch.logit(sigma) + torch.logit(noise)) / temperature), None
-        mask = (noise < sigma.detach()).to(h.dtype)
-        if estimator == "straight_through" and self.cfg.kind == "condnet":
-            # forward: exactly the hard draw (sigma - sigma is exactly 0); backward: d mask / d sigma = 1
-            mask = mask + (sigma - sigma.detach())
-        return sigma, mask, None
 
     def _given_mask(self, index, h, masks) -> torch.Tensor | None:
         if masks is None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from matplotlib.ticker import ScalarFormatter
 
+from condnet.gates import DENSE_KIND
 from condnet.report.plots import plt
 from condnet.reproduce.report import RowSummary, best_latency
 from condnet.reproduce.runner import Job, is_finished
@@ -26,10 +27,10 @@ def pareto(summaries: list[RowSummary], records: list[dict], title: str, path: P
         latencies = [best_latency(s.kind, r["batch1_dense_ms"], r["batch1_engine_ms"]) for r in runs]
         ax.scatter(latencies, [100 * r["test_error_sample"] for r in runs], s=10,
                    color=color, alpha=0.35)  # fmt: skip
-        ax.errorbar(s.latency, s.error[0], yerr=s.error[1], fmt="o" if s.kind != "nn" else "s", color=color,
-                    capsize=3)  # fmt: skip
+        marker = "s" if s.kind == DENSE_KIND else "o"
+        ax.errorbar(s.latency, s.error[0], yerr=s.error[1], fmt=marker, color=color, capsize=3)
         ax.annotate(s.name, (s.latency, s.error[0]), textcoords="offset points", xytext=(5, 4), fontsize=7)
-    dense = [s for s in summaries if s.kind == "nn" and s.latency and s.error]
+    dense = [s for s in summaries if s.kind == DENSE_KIND and s.latency and s.error]
     dense.sort(key=lambda s: s.latency)
     ax.plot([s.latency for s in dense], [s.error[0] for s in dense], color=COLORS["nn"], alpha=0.4, lw=1)
     for kind, label in (("condnet", "condnet (engine)"), ("nn", "dense NN (faster of PyTorch and engine)"),

@@ -67,7 +67,7 @@ def run_record(job: Job) -> dict | None:
     if not run.is_finished() or not (run / TIMING).is_file():
         return None
     metrics, timing = json.loads((run / METRICS).read_text()), json.loads((run / TIMING).read_text())
-    gated = job.cfg.model.kind != "nn"
+    gated = job.cfg.model.is_gated
     latency, source, test_pass = deployed_latency(timing, gated)
     error = metrics["test_error"]["sample"]
     return {

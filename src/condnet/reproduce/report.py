@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from condnet.gates import DENSE_KIND
 from condnet.report.summary import mean_std
 from condnet.reproduce.runner import Job
 from condnet.reproduce.tables import Table
@@ -44,7 +45,7 @@ def run_record(job: Job) -> dict:
 def best_latency(kind: str, dense_ms: float, engine_ms: float) -> float:
     """The batch-1 latency a model can have: the engine for gated nets; for dense nets the faster of
     PyTorch and the engine (so a gated net is never credited with PyTorch's overhead)."""
-    return min(dense_ms, engine_ms) if kind == "nn" else engine_ms
+    return min(dense_ms, engine_ms) if kind == DENSE_KIND else engine_ms
 
 
 @dataclass
@@ -113,7 +114,9 @@ def markdown_table(summaries: list[RowSummary]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in summaries:
-        rate = "1 (dense)" if s.kind == "nn" else "/".join(f"{m:.3f} ± {d:.3f}" for m, d in s.rates) or "—"
+        rate = (
+            "1 (dense)" if s.kind == DENSE_KIND else "/".join(f"{m:.3f} ± {d:.3f}" for m, d in s.rates) or "—"
+        )
         speedup = None if s.pass_engine is None else s.pass_dense / s.pass_engine
         lines.append(
             f"| {s.name}{' (sweep)' if s.sweep else ''} | {_num(s.paper_error, '{:.1f}')} | "
@@ -127,10 +130,10 @@ def markdown_table(summaries: list[RowSummary]) -> str:
 
 def pareto_verdicts(summaries: list[RowSummary]) -> list[str]:
     """For each gated row: is it on the error-latency front against the dense nets, and by how much."""
-    dense = [s for s in summaries if s.kind == "nn" and s.latency is not None and s.error is not None]
+    dense = [s for s in summaries if s.kind == DENSE_KIND and s.latency is not None and s.error is not None]
     verdicts = []
     for s in summaries:
-        if s.kind == "nn" or s.latency is None or s.error is None:
+        if s.kind == DENSE_KIND or s.latency is None or s.error is None:
             continue
         as_fast = [d for d in dense if d.latency <= s.latency]
         if not as_fast:

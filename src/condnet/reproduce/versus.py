@@ -30,8 +30,8 @@ class Contender:
 
 
 def is_gated(run_dir: Path) -> bool:
-    """Whether a finished run is a gated net (model.kind is not nn)."""
-    return load_config(RunDir(run_dir).require_finished() / CONFIG).model.kind != "nn"
+    """Whether a finished run is a gated net (some layer decides its blocks per example)."""
+    return load_config(RunDir(run_dir).require_finished() / CONFIG).model.is_gated
 
 
 def contender(run_dir: Path, gated: bool, repeats: int) -> Contender:

@@ -63,7 +63,7 @@ def batch1_latency_us(run_dir: Path, repeats: int = TIMING_REPEATS) -> tuple[flo
         record = bench(model, splits.x_valid[:512].numpy(), [1], [1], "sample", repeats)[0]
     finally:
         torch.set_num_threads(training_threads)
-    if cfg.model.kind != "nn":
+    if cfg.model.is_gated:
         return 1e3 * record.engine_ms, "engine"
     times = {"pytorch": record.dense_ms, "onnxruntime": record.ort_ms, "engine": record.engine_ms}
     fastest = min(times, key=times.get)

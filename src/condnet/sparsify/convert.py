@@ -31,11 +31,11 @@ from torch.nn import functional as F
 from condnet.config import Config, from_dict, to_dict, with_overrides
 from condnet.errors import CondnetError
 from condnet.experiment import load_run, run_training
+from condnet.nn.checkpoint import save_checkpoint
 from condnet.nn.condnet import CondNet
-from condnet.nn.router import top_k_mask
+from condnet.nn.gates.topk import top_k_mask
 from condnet.run_dir import EPOCH_LOG, METRICS, write_json
 from condnet.sparsify.grouping import activity_profiles, balanced_clusters, permute_units
-from condnet.train.checkpoint import save_checkpoint
 from condnet.train.evaluate import evaluate
 
 CONVERTED, FINETUNED, SUMMARY = "converted", "finetuned", "sparsify.json"
@@ -89,8 +89,9 @@ def gated_config(cfg: Config, layer: int, options: SparsifyOptions, init: str) -
 def check_options(model: CondNet, options: SparsifyOptions) -> int:
     """The layer index (from 0), after checking that the options fit the dense model."""
     n_hidden = len(model.hidden)
-    if model.cfg.kind != "nn":
-        raise CondnetError(f"sparsify gates a dense run (model.kind = nn); this run is {model.cfg.kind!r}")
+    if model.cfg.is_gated:
+        raise CondnetError(f"sparsify gates a dense run (model.kind = nn); this run is gated "
+                           f"(model.kind = {model.cfg.kind!r})")  # fmt: skip
     if not -n_hidden <= options.layer < n_hidden:
         raise CondnetError(f"--layer {options.layer}: the run has {n_hidden} hidden layer(s)")
     layer = options.layer % n_hidden

@@ -20,24 +20,16 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
+from condnet import gates
 from condnet.config import Config
 from condnet.data.splits import Splits
 from condnet.errors import TrainingError
+from condnet.nn.checkpoint import load_checkpoint
 from condnet.nn.condnet import CondNet
 from condnet.run_dir import EPOCH_LOG, TRAIN_STATE, RunDir, write_atomic
-from condnet.train.checkpoint import load_checkpoint
+from condnet.train.estimators import ESTIMATORS
 from condnet.train.evaluate import evaluate
-from condnet.train.objective import (
-    Baseline,
-    block_balance,
-    distillation,
-    example_balance,
-    load_balance,
-    path_entropy,
-    reinforce_surrogate,
-    squared_norm,
-    variance_reward,
-)
+from condnet.train.objective import Baseline, distillation, squared_norm
 
 
 @dataclass
@@ -94,22 +86,17 @@ def training_loss(
         cost = (1 - w) * nll + w * distillation(out.logits, teacher, t.distill_temperature)
     reduce = torch.sum if t.loss_reduction == "sum" else torch.mean
     loss = reduce(cost) + t.lambda_l2 * squared_norm(model.network_parameters())
-    if model.cfg.kind == "condnet":
-        b = baseline(cost) if t.estimator == "reinforce" else 0.0
-        for index, (trace, tau) in enumerate(zip(out.layers, model.cfg.tau, strict=True)):
-            if trace.sigma is None:
-                continue  # a dense layer
-            if trace.gates is not None:  # a top-k or tree router: learns from C through its gates
-                loss = loss + t.lambda_balance * load_balance(trace.sigma, trace.mask)
-                if model.cfg.router == "tree" and t.lambda_harden > 0:
-                    loss = loss + t.lambda_harden * path_entropy(trace.sigma)
-                loss = loss + t.lambda_l2 * squared_norm(model.policy_parameters(index))
-                continue
-            if t.estimator == "reinforce":
-                loss = loss + reduce(reinforce_surrogate(trace.sigma, trace.mask, cost, b))
-            loss = loss + lambda_s * (block_balance(trace.sigma, tau) + example_balance(trace.sigma, tau))
-            loss = loss + t.lambda_v * variance_reward(trace.sigma)
-            loss = loss + t.lambda_l2 * squared_norm(model.policy_parameters(index))
+    estimator = ESTIMATORS[t.estimator]
+    learned = [(g, trace) for g, trace in zip(model.policies, out.layers, strict=True) if g.spec.learned]
+    drawn = any(gate.spec.draws for gate, _ in learned)  # the estimator's part: draws that learn
+    b = baseline(cost) if drawn and estimator.uses_baseline else 0.0
+    for gate, trace in learned:
+        if gate.spec.draws:
+            surrogate = estimator.surrogate(trace, cost, b)
+            if surrogate is not None:
+                loss = loss + reduce(surrogate)
+        loss = gate.add_losses(loss, trace, t, lambda_s)
+        loss = loss + t.lambda_l2 * squared_norm(gate.parameters())
     return loss, nll
 
 
@@ -125,7 +112,7 @@ def teacher_logits(cfg: Config, splits: Splits) -> torch.Tensor | None:
             f"train.teacher {run_dir} has {teacher.input_dim} inputs and {teacher.n_classes} classes; "
             f"the data has {splits.input_dim} and {splits.n_classes}: choose a teacher trained on this data"
         )
-    mode = "sample" if teacher.cfg.kind == "bdnn" else "threshold"
+    mode = "threshold" if gates.has_threshold_mode(teacher.cfg) else "sample"
     generator = torch.Generator().manual_seed(cfg.seed)
     with torch.no_grad():
         chunks = [teacher(x, mode=mode, generator=generator).logits for x in splits.x_train.split(1000)]
@@ -232,8 +219,8 @@ def train_epoch(
         progress = epoch - 1 + batch / n_batches
         temperature = gumbel_temperature(cfg, progress)
         soft_tree = epoch <= cfg.train.tree_soft_epochs
-        out = model(x, "sample", state.masks_rng, estimator=cfg.train.estimator, temperature=temperature,
-                    soft_tree=soft_tree)  # fmt: skip
+        out = model(x, "sample", state.masks_rng, estimator=ESTIMATORS[cfg.train.estimator],
+                    temperature=temperature, soft_tree=soft_tree)  # fmt: skip
         soft = None if teacher is None else teacher[idx]
         loss, nll = training_loss(model, out, y, cfg, state.baseline, progress, soft)
         if not torch.isfinite(loss):

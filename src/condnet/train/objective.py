@@ -3,20 +3,13 @@
 Which gradient reaches which parameter (the task loss C is the per-example NLL, or with distillation
 (1 - w) NLL + w T^2 KL(teacher || student) at temperature T):
 - Theta_NN (the W, b of every layer) gets the gradient of C + lambda_L2 ||Theta_NN||^2, by backprop.
-- Theta_pi = {Z_l, d_l} gets, per layer, the gradient of lambda_s (L_b + L_e) + lambda_v L_v +
-  lambda_L2 ||Theta_pi||^2, and from C, by train.estimator:
-  - reinforce (the paper): masks are discrete draws, so C gives no gradient by backprop; the REINFORCE
-    estimate of grad E[C] (eq. 4) is added instead (unbiased, high variance);
-  - straight_through: C's gradient reaches sigma as if the hard mask were sigma (biased, low variance);
-  - gumbel: C's gradient through the relaxed masks (binary concrete), with the temperature annealed from
-    train.gumbel_temperature[0] to [1] over the epochs (biased while T > 0; hard masks at test time).
+- Each gate's parameters (Theta_pi, condnet.nn.gates) get the gradient of the gate's own auxiliary losses
+  (the Bernoulli policy: lambda_s (L_b + L_e) + lambda_v L_v; routers: lambda_balance times the
+  load-balancing loss, a tree also lambda_harden times its path entropy) + lambda_L2 ||Theta_pi||^2,
+  and C's gradient: a Bernoulli policy's through the estimator (condnet.train.estimators: REINFORCE's
+  surrogate below, straight-through or Gumbel), a router's through its gate values by backprop.
   The policies read the previous layer's activations detached (see CondNet), so none of these terms
-  reaches Theta_NN; Theta_NN is trained with the masks it will run with (relaxed, for gumbel).
-- A top-k router (model.router = "topk", condnet.nn.router) gets C's gradient through its gate values
-  by backprop, plus lambda_balance times the load-balancing loss and lambda_L2 ||Z, d||^2; no REINFORCE
-  and no L_b, L_e, L_v (exactly k blocks are on by construction). A tree router likewise, through its
-  path probabilities (every leaf's during the soft epochs), plus lambda_harden times path_entropy.
-- With model.router_detach = false, the policy terms also reach the previous layers' W, b.
+  reaches Theta_NN unless model.router_detach = false.
 
 Scale (how lambdas map onto the paper's): with loss_reduction = "sum" (the authors' code) the NLL and the
 REINFORCE term are summed over the m examples of the batch; with "mean" both are averaged, which divides
@@ -52,40 +45,6 @@ def distillation(student: torch.Tensor, teacher: torch.Tensor, temperature: floa
     target = torch.log_softmax(teacher.detach() / temperature, dim=1)
     log_student = torch.log_softmax(student / temperature, dim=1)
     return temperature**2 * (target.exp() * (target - log_student)).sum(dim=1)
-
-
-def load_balance(probs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """A top-k router's load-balancing loss (Switch Transformer): n_blocks * sum_j f_j P_j, where f_j
-    is the fraction of the batch's block assignments that went to block j (no gradient) and P_j the
-    mean router probability of block j. It is 1 when both are uniform and grows as the router favours
-    a few blocks; its gradient reaches the router through P."""
-    n_blocks = probs.shape[1]
-    assigned = mask.detach() / mask.detach().sum().clamp(min=1)
-    return n_blocks * (assigned.sum(dim=0) * probs.mean(dim=0)).sum()
-
-
-def path_entropy(leaves: torch.Tensor) -> torch.Tensor:
-    """Mean entropy (nats) of the tree routers' leaf probabilities, (batch, n_leaves) -> scalar: 0 when
-    every example's path is certain; the hardening loss weighted by train.lambda_harden."""
-    return -(leaves * leaves.clamp_min(1e-12).log()).sum(dim=1).mean()
-
-
-def block_balance(sigma: torch.Tensor, tau: float) -> torch.Tensor:
-    """L_b (eq. 5) = sum_j | E_x[sigma_j] - tau |: every block is used at rate tau on average."""
-    return (sigma.mean(dim=0) - tau).abs().sum()
-
-
-def example_balance(sigma: torch.Tensor, tau: float) -> torch.Tensor:
-    """L_e (eq. 6) = E_x | (1/k) sum_j sigma_j - tau |: every example uses a fraction tau of the blocks."""
-    return (sigma.mean(dim=1) - tau).abs().mean()
-
-
-def variance_reward(sigma: torch.Tensor) -> torch.Tensor:
-    """L_v (eq. 7) = - sum_j var_x(sigma_j): rewards policies that differ across examples.
-
-    The variance is the batch's population variance (divided by m), as in the authors' code.
-    """
-    return -sigma.var(dim=0, unbiased=False).sum()
 
 
 class Baseline:

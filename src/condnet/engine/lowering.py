@@ -1,0 +1,68 @@
+"""A checkpoint lowered to the engine's layers: each hidden layer's gate (condnet.gates) becomes a kernel
+decision (kernels.DECISIONS) with its argument and arrays. The only place where the engine learns what
+a gate is; the gate itself says how it lowers (`GateSpec.lower`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from condnet import gates
+from condnet.checkpoint import Checkpoint
+from condnet.engine import kernels
+
+ACTIVATIONS = {"tanh": kernels.TANH, "relu": kernels.RELU}
+
+
+@dataclass
+class EngineLayer:
+    """One layer as the kernels need it, before `layout.pack` lays it out. A dense input or output is
+    one block that is always on."""
+
+    weight: np.ndarray  # W (n_out, n_in)
+    bias: np.ndarray  # (n_out,)
+    bs_in: int
+    bs_out: int
+    activation: int
+    decision: int = kernels.DENSE  # kernels.DECISIONS
+    arg: int = 0  # the decision's argument (k, a tree's depth)
+    z: np.ndarray | None = None  # score weights (rows, n_in)
+    d: np.ndarray | None = None  # score offsets (rows,)
+    rate: float | None = None  # a fixed rate (bdNN's tau)
+
+    @property
+    def n_out_blocks(self) -> int:
+        return self.weight.shape[0] // self.bs_out
+
+
+def lower(checkpoint: Checkpoint) -> list[EngineLayer]:
+    """Every layer of the checkpoint, hidden layers then the output layer."""
+    cfg, tensors = checkpoint.model, checkpoint.tensors
+    n_hidden = len(cfg.widths)
+    sizes = [checkpoint.input_dim, *cfg.block_size, checkpoint.n_classes]  # input and output: one block
+    layers = []
+    for index in range(n_hidden + 1):
+        name = f"hidden.{index}" if index < n_hidden else "output"
+        layer = EngineLayer(
+            weight=np.asarray(tensors[f"{name}.weight"], np.float32),
+            bias=np.asarray(tensors[f"{name}.bias"], np.float32),
+            bs_in=sizes[index],
+            bs_out=sizes[index + 1],
+            activation=ACTIVATIONS[cfg.activation] if index < n_hidden else kernels.IDENTITY,
+        )
+        if index < n_hidden:
+            spec = gates.gate_of(cfg, checkpoint.input_dim, index)
+            own = {k.rpartition(".")[2]: v for k, v in tensors.items() if k.startswith(f"policies.{index}.")}
+            lowered = spec.lower(own)
+            layer.decision, layer.arg = kernels.DECISIONS[lowered.decision], lowered.arg
+            layer.z = None if lowered.z is None else np.asarray(lowered.z, np.float32)
+            layer.d = None if lowered.d is None else np.asarray(lowered.d, np.float32)
+            layer.rate = lowered.rate
+        layers.append(layer)
+    return layers
+
+
+def draws(layers: list[EngineLayer]) -> bool:
+    """Whether sample mode draws random numbers for some layer (the others decide deterministically)."""
+    return any(layer.decision in (kernels.POLICY, kernels.UNIFORM) for layer in layers)

@@ -1,0 +1,171 @@
+"""The gates: how each hidden layer decides which of its blocks to compute, one file per gate.
+
+This package is the torch-free half of every gate (the config, the checkpoint and the engine read it;
+the PyTorch modules are in `condnet.nn.gates`, registered under the same names):
+
+    gate_of(model, layer)  -> the GateSpec of a hidden layer, chosen by the config
+    spec.check()           -> ConfigError when the layer's settings do not fit the gate
+    spec.tensors()         -> its checkpoint tensors, {name: shape} (suffixes of `policies.LAYER.`)
+    spec.score_rows        -> the dot products of its scores per example (its multiply-adds are this
+                              times the active inputs)
+    spec.lower(tensors)    -> what the engine's kernels run for it (`Lowered`)
+
+A new gate is one module here (a GateSpec subclass with a `name`, found by `register`) and one in
+`condnet.nn.gates`; the registry finds both by name. Which gate a layer gets is decided in one place,
+`gate_name`: a dense net's layers (model.kind = "nn") and the dense layers of a gated net
+(model.gated) get "dense", a bdNN's gated layers "uniform", a condnet's gated layers model.router.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass
+
+import numpy as np
+
+from condnet.errors import ConfigError
+
+DENSE_KIND, UNIFORM_KIND = "nn", "bdnn"  # model.kind values that are not learned routing
+NOT_ROUTED = (DENSE_KIND, UNIFORM_KIND)
+
+
+@dataclass
+class LayerSettings:
+    """What a gate may read of its hidden layer's configuration."""
+
+    index: int
+    n_in: int  # the inputs its scores read (the previous layer's width, or the input's)
+    n_blocks: int
+    block_size: int
+    k: int  # model.k of this layer (blocks per example, for routers that compute a fixed number)
+    tau: float  # model.tau of this layer (target rate; bdNN's block rate)
+    p_min: float
+    p_max: float
+
+
+@dataclass
+class Lowered:
+    """A gate as the engine's kernels run it (see condnet.engine.kernels: the decision codes).
+
+    decision: the kernel decision's name (kernels.DECISIONS); arg: its whole-number argument (k, a
+    tree's depth, ...); z, d: the score weights (rows, n_in) and offsets (rows,), None when the gate
+    reads no input; rate: a fixed probability (bdNN's tau)."""
+
+    decision: str
+    arg: int = 0
+    z: np.ndarray | None = None
+    d: np.ndarray | None = None
+    rate: float | None = None
+
+
+class GateSpec:
+    """The torch-free description of one gate kind; subclasses set `name` and override what differs."""
+
+    name = ""
+    router = True  # chosen by model.router (False: chosen by model.kind or model.gated)
+    learned = False  # has parameters trained with the network
+    draws = False  # sample mode draws random numbers
+    scales = False  # its blocks' outputs are scaled by gate values (else by the 0/1 mask)
+    thresholds = True  # has a threshold mode (a decision that reads the input)
+
+    def __init__(self, layer: LayerSettings):
+        self.layer = layer
+
+    def check(self) -> None:
+        """Raise ConfigError (naming the field, the value and what is allowed) if the layer does not fit."""
+
+    def tensors(self) -> dict[str, tuple[int, ...]]:
+        return {}
+
+    @property
+    def score_rows(self) -> int:
+        return 0
+
+    def lower(self, tensors: dict[str, np.ndarray]) -> Lowered:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(layer {self.layer.index}, {self.layer.n_blocks} blocks)"
+
+
+_REGISTRY: dict[str, type[GateSpec]] = {}
+_LOADED: list[bool] = []
+
+
+def register(cls: type[GateSpec]) -> type[GateSpec]:
+    """Class decorator: make a gate available under its name."""
+    if cls.name in _REGISTRY:
+        raise ValueError(f"two gates are named {cls.name!r}")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def _load_all() -> None:
+    """Import every module of this package (once: Python caches them), so that each registers its gate."""
+    if not _LOADED:
+        for module in pkgutil.iter_modules(__path__):
+            importlib.import_module(f"{__name__}.{module.name}")
+        _LOADED.append(True)
+
+
+def routers() -> tuple[str, ...]:
+    """The names model.router accepts."""
+    _load_all()
+    return tuple(sorted(name for name, cls in _REGISTRY.items() if cls.router))
+
+
+def gate_name(model, layer: int) -> str:
+    """The gate of hidden layer `layer` of a ModelConfig (see the module docstring)."""
+    if model.kind == DENSE_KIND or not model.gated[layer]:
+        return "dense"
+    if model.kind == UNIFORM_KIND:
+        return "uniform"
+    return model.router
+
+
+def gate_class(name: str) -> type[GateSpec]:
+    _load_all()
+    if name not in _REGISTRY:
+        raise ConfigError(f"model.router: got {name!r}; allowed: {', '.join(routers())}")
+    return _REGISTRY[name]
+
+
+def gate_of(model, input_dim: int, layer: int) -> GateSpec:
+    """The GateSpec of hidden layer `layer` of a ModelConfig whose per-layer fields are lists (config
+    validation asks with input_dim 0: its checks do not depend on the inputs)."""
+    dims = [input_dim, *model.widths]
+    settings = LayerSettings(
+        index=layer,
+        n_in=dims[layer],
+        n_blocks=model.widths[layer] // model.block_size[layer],
+        block_size=model.block_size[layer],
+        k=model.k[layer],
+        tau=model.tau[layer],
+        p_min=model.p_min,
+        p_max=model.p_max,
+    )
+    return gate_class(gate_name(model, layer))(settings)
+
+
+def gates_of(model, input_dim: int) -> list[GateSpec]:
+    return [gate_of(model, input_dim, layer) for layer in range(len(model.widths))]
+
+
+def has_threshold_mode(model) -> bool:
+    """False when some layer's gate does not read its input (bdNN): threshold mode means nothing."""
+    return all(gate_class(gate_name(model, layer)).thresholds for layer in range(len(model.widths)))
+
+
+def is_gated(model) -> bool:
+    """Whether some hidden layer of a ModelConfig decides its blocks per example."""
+    return any(gate_name(model, layer) != "dense" for layer in range(len(model.widths)))
+
+
+def tensor_shapes(model, input_dim: int) -> dict[str, tuple[int, ...]]:
+    """Every gate's checkpoint tensors, {`policies.LAYER.NAME`: shape} (CondNet's state_dict names)."""
+    shapes = {}
+    for spec in gates_of(model, input_dim):
+        for name, shape in spec.tensors().items():
+            shapes[f"policies.{spec.layer.index}.{name}"] = shape
+    return shapes
