@@ -120,6 +120,7 @@ def test_a_tree_routes_each_example_to_one_block_and_trains_its_path():
 ROUTED = {
     "topk": (lambda gated: topk_model(k=2, gated=gated), 2),
     "tree": (tree_model, 1),
+    "hash": (lambda gated: hash_model(k=3, gated=gated), 3),
 }
 
 
@@ -183,3 +184,41 @@ def test_path_entropy_by_hand():
     leaves = torch.tensor([[0.5, 0.5, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]])
     assert torch.isclose(path_entropy(leaves), torch.tensor(math.log(2) / 2))
 
+
+def hash_model(k=2, gated=(True, True)) -> CondNet:
+    torch.manual_seed(2)
+    sizes = [4 if gated[0] else 32, 2]  # 8 blocks, then 8 blocks: 3 planes per table
+    cfg = ModelConfig(widths=[32, 16], block_size=sizes, router="hash", k=[k], gated=list(gated))
+    return CondNet(10, 3, validate(Config(model=cfg)).model).eval()
+
+
+def test_hash_tables_by_hand():
+    """Blocks from the signs of each table's planes (bit i from plane i), modulo the blocks, and a
+    taken block moved to the next free one; the planes are fixed, saved, and nothing is learned."""
+    from condnet.nn.gates.hash import hash_mask
+
+    # 6 blocks: 3 planes per table. Table 0: signs + - + -> 1 + 4 = 5; table 1: + + + -> 7 % 6 = 1;
+    # table 2: - - + -> 4. Second example: table 0 -> 1 + 2 = 3, table 1 -> 3 (taken) -> 4, table 2 ->
+    # 0 + 2 + 4 = 6 % 6 = 0.
+    scores = torch.tensor([[1.0, -1.0, 2.0, 0.5, 0.5, 0.5, -3.0, -0.1, 0.2],
+                           [0.3, 0.3, -1.0, 1.0, 1.0, -1.0, -1.0, 2.0, 2.0]])  # fmt: skip
+    expected = [[0, 1, 0, 0, 1, 1], [1, 0, 0, 1, 1, 0]]
+    assert hash_mask(scores, 3, 6).tolist() == expected
+    model = hash_model(k=2)
+    assert model.policy_parameters(0) == [] and model.policies[0].planes.shape == (2 * 3, 10)
+    assert "policies.1.planes" in model.state_dict()
+    x = torch.rand(4, 10)
+    out = model(x, mode="sample")
+    by_hand = hash_mask(x @ model.policies[0].planes.T, 2, 8)
+    assert torch.equal(out.layers[0].mask, by_hand) and torch.equal(
+        model(x, mode="threshold").layers[0].mask, by_hand
+    )
+
+
+def test_a_hash_routed_net_learns(idx_dir):
+    cfg = small_config(idx_dir, "model.router=hash", "model.k=1")
+    splits = load_idx_splits(idx_dir, 200)
+    result = train(cfg, splits)
+    test = evaluate(result.model, splits.x_test, splits.y_test, "threshold")
+    assert test.error < 0.4, test.error
+    assert test.activation_rate == [pytest.approx(0.25)]

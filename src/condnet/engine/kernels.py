@@ -262,9 +262,9 @@ NONE = -1  # no score weights (M_Z, M_D, M_Z_PANELS) or no fixed rate (M_RATE)
 # DENSE: every block; UNIFORM: each block on with the fixed rate (bdNN); POLICY: each block on with
 # sigma = p_min + (p_max - p_min) sigmoid(score) (the paper); TOPK: the ARG largest scores, scaled by
 # their softmax; TREE: a binary tree of depth ARG over the node scores, the leaf scaled by its path
-# probability.
-DENSE, UNIFORM, POLICY, TOPK, TREE = range(5)
-DECISIONS = {"dense": DENSE, "uniform": UNIFORM, "policy": POLICY, "topk": TOPK, "tree": TREE}
+# probability; HASH: ARG tables of plane scores, each picking the block its signs spell (condnet.gates.hash).
+DENSE, UNIFORM, POLICY, TOPK, TREE, HASH = range(6)
+DECISIONS = {"dense": DENSE, "uniform": UNIFORM, "policy": POLICY, "topk": TOPK, "tree": TREE, "hash": HASH}
 SCALED = (TOPK, TREE)  # decisions whose blocks are scaled by gate values
 P_MIN, P_MAX = 0, 1  # weights[0:2]: the policies' probability range
 NON_FINITE_INPUT = 1  # forward_one's status when x holds NaN or infinities
@@ -330,6 +330,23 @@ def _tree_decide(nodes, depth, mode, on, gates):
             gates[leaf] = _path_probability(nodes, depth, leaf)
 
 
+@njit(inline="always")
+def _hash_blocks(scores, k, on):
+    """on[j] = 1 for the blocks of k hash tables (condnet.gates.hash): table t's block has bit i set
+    where scores[t * bits + i] > 0, modulo the blocks; a block already on moves to the next free one."""
+    n, bits = on.shape[0], scores.shape[0] // k
+    on[:] = 0
+    for t in range(k):
+        block = 0
+        for i in range(bits):
+            if scores[t * bits + i] > 0:
+                block |= 1 << i
+        block %= n
+        while on[block]:
+            block = (block + 1) % n
+        on[block] = 1
+
+
 @njit  # not inlined into the fastmath kernels: exp overflows to inf for very negative scores (must stay inf)
 def decide_example(code, arg, scores, rate, p_min, p_max, mode, noise, on, gates):
     """The one decision rule of a hidden layer, for one example, used by both entry points: on[j] = 1
@@ -351,6 +368,8 @@ def decide_example(code, arg, scores, rate, p_min, p_max, mode, noise, on, gates
         _tree_decide(scores, arg, mode, on, gates)
     elif mode == GIVEN:
         return
+    elif code == HASH:
+        _hash_blocks(scores, arg, on)
     elif code == POLICY:
         for j in range(on.shape[0]):
             on[j] = _switched_on(_probability(scores[j], p_min, p_max), mode, _noise(mode, noise, j))

@@ -1,0 +1,44 @@
+"""Hash routing (model.router = "hash"): fixed random hyperplanes (SimHash) send each example to k blocks,
+nothing learned: the control that a learned router must beat to claim that learning the routing helps
+(as hash layers do for mixtures of experts, and SLIDE's hashing does for neuron selection).
+
+Table t (of k) reads b = ceil(log2 n_blocks) planes: its block is the number whose bit i is [plane
+t*b + i . s > 0], modulo n_blocks; a block already taken by an earlier table moves to the next free one
+(linear probing), so every example computes exactly k blocks, unscaled. The planes (k*b, n_in) are drawn
+from N(0, 1) with the model's seed and stored in the checkpoint (`planes`); sample and threshold modes
+decide alike.
+"""
+
+import numpy as np
+
+from condnet.errors import ConfigError
+from condnet.gates import GateSpec, Lowered, register
+
+
+@register
+class Hash(GateSpec):
+    name = "hash"
+
+    @property
+    def bits(self) -> int:
+        return (self.layer.n_blocks - 1).bit_length()  # ceil(log2 n_blocks)
+
+    def check(self) -> None:
+        k, n = self.layer.k, self.layer.n_blocks
+        if not 1 <= k <= n:
+            raise ConfigError(
+                f"model.k[{self.layer.index}]: got {k!r}; allowed: a whole number from 1 to {n} (blocks)"
+            )
+
+    def tensors(self):
+        return {"planes": (self.layer.k * self.bits, self.layer.n_in)}
+
+    @property
+    def score_rows(self) -> int:
+        return self.layer.k * self.bits
+
+    def lower(self, tensors) -> Lowered:
+        if self.bits == 0:  # one block: always that one
+            return Lowered("dense")
+        planes = tensors["planes"]
+        return Lowered("hash", arg=self.layer.k, z=planes, d=np.zeros(len(planes), np.float32))
