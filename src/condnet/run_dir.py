@@ -13,6 +13,7 @@ next command on that directory (`recover`). Every file is written by write-then-
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
@@ -118,11 +119,24 @@ class RunDir:
 
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self._lock, os.O_RDWR | os.O_CREAT, 0o644)
+            # O_NOFOLLOW: a symbolic link planted at the lock's name is refused, never followed (the
+            # lock is truncated below, and the file it points to is not ours to truncate)
+            fd = os.open(self._lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise CondnetError(
+                    f"{self._lock} is a symbolic link; condnet never follows links where it writes: remove "
+                    f"it (it is only a lock file) or choose another --out"
+                ) from None
             raise CondnetError(
                 f"cannot write in {self.path.parent} ({exc.strerror}); choose another --out"
             ) from None
+        if os.fstat(fd).st_nlink > 1:  # a hard link to another file: not ours to truncate either
+            os.close(fd)
+            raise CondnetError(
+                f"{self._lock} is a hard link to another file; remove it (it is only a lock file) or "
+                f"choose another --out"
+            )
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -164,6 +178,8 @@ class RunDir:
 
     def commit(self) -> None:
         """Mark the run in `.partial` finished and put it at `path`, replacing what was there."""
+        for stale in self.partial.glob(".*.tmp"):  # what a kill left of an atomic write: never a run file
+            stale.unlink()
         files = sorted(p.name for p in self.partial.iterdir() if p.name != TRAIN_STATE)
         finished = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         write_json(self.partial / FINISHED, {"finished": finished, "files": files})

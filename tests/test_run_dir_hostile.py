@@ -1,0 +1,43 @@
+"""The run directory against a hostile user (issue 20): each test reproduces a probe's failure."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from condnet.errors import CondnetError
+from condnet.run_dir import CONFIG, FINISHED, RunDir
+
+
+def test_a_symlinked_lock_is_refused_and_its_target_untouched(tmp_path):
+    precious = tmp_path / "precious.txt"
+    precious.write_text("precious\n")
+    os.symlink(precious, tmp_path / ".victim.lock")
+    with pytest.raises(CondnetError, match="link"), RunDir(tmp_path / "victim").lock():
+        pass
+    assert precious.read_text() == "precious\n"
+
+
+def test_a_hard_linked_lock_is_refused_and_its_target_untouched(tmp_path):
+    precious = tmp_path / "precious.txt"
+    precious.write_text("precious\n")
+    os.link(precious, tmp_path / ".victim.lock")
+    with pytest.raises(CondnetError, match="link"), RunDir(tmp_path / "victim").lock():
+        pass
+    assert precious.read_text() == "precious\n"
+
+
+def test_finished_json_lists_only_the_runs_files(tmp_path):
+    """A kill while finished.json was written leaves `.finished.json.tmp`; the next commit must neither
+    list it nor ship it."""
+    run = RunDir(tmp_path / "run")
+    with run.lock():
+        partial = run.start(resume=False)
+        (partial / CONFIG).write_text("seed = 0\n")
+        (partial / f".{FINISHED}.tmp").write_text('{"finished": "cut sh')
+        run.commit()
+    listed = json.loads((run.path / FINISHED).read_text())["files"]
+    assert listed == [CONFIG]
+    assert sorted(p.name for p in run.path.iterdir()) == sorted([CONFIG, FINISHED])
