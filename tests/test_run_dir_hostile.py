@@ -41,3 +41,23 @@ def test_finished_json_lists_only_the_runs_files(tmp_path):
     listed = json.loads((run.path / FINISHED).read_text())["files"]
     assert listed == [CONFIG]
     assert sorted(p.name for p in run.path.iterdir()) == sorted([CONFIG, FINISHED])
+
+
+def test_a_flipped_bit_in_the_training_state_is_refused(idx_dir, tmp_path):
+    """One bit flipped at 20 % of train_state.pt (inside a tensor) was loaded and silently changed the
+    resumed run; the state now carries its SHA-256, checked before torch reads it."""
+    from condnet.data.splits import load_idx_splits
+    from condnet.errors import TrainingError
+    from condnet.train.loop import TrainState
+    from test_training import small_config
+
+    cfg = small_config(idx_dir)
+    splits = load_idx_splits(idx_dir, 200)
+    path = tmp_path / "train_state.pt"
+    TrainState.new(cfg, splits).save(path)
+    TrainState.new(cfg, splits).load(path)  # intact: loads
+    data = bytearray(path.read_bytes())
+    data[len(data) // 5] ^= 0x10
+    path.write_bytes(bytes(data))
+    with pytest.raises(TrainingError, match="train_state.pt"):
+        TrainState.new(cfg, splits).load(path)

@@ -10,6 +10,7 @@ can be saved, and a killed run continues from it bit-identical to one never stop
 from __future__ import annotations
 
 import copy
+import hashlib
 import io
 import json
 import time
@@ -130,6 +131,9 @@ def start_from(model: CondNet, directory: str) -> None:
     model.load_state_dict(init.state_dict())
 
 
+STATE_MAGIC = b"condnet-train-state sha256 "  # train_state.pt: this, the payload's hash, a newline, payload
+
+
 @dataclass
 class TrainState:
     """Everything a run needs to continue after its last finished epoch exactly as if never stopped."""
@@ -178,11 +182,26 @@ class TrainState:
         }
         buffer = io.BytesIO()
         torch.save(state, buffer)
-        write_atomic(path, buffer.getvalue())
+        payload = buffer.getvalue()
+        # the payload's SHA-256 first, in the same file (one atomic write: no moment where they disagree)
+        write_atomic(path, STATE_MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
 
     def load(self, path: Path) -> None:
         try:
-            state = torch.load(path, weights_only=True)
+            data = path.read_bytes()
+        except OSError as exc:
+            raise TrainingError(
+                f"the training state {path} cannot be read ({exc.strerror}); start the run again with --force"
+            ) from None
+        header = len(STATE_MAGIC) + 65  # the magic, 64 hex digits and a newline
+        digest, payload = data[len(STATE_MAGIC) : header - 1], data[header:]
+        if not data.startswith(STATE_MAGIC) or hashlib.sha256(payload).hexdigest().encode() != digest:
+            raise TrainingError(
+                f"the training state {path} does not match its recorded SHA-256 (corrupted, or written by an "
+                f"older condnet); resuming from it would silently change the run: start again with --force"
+            )
+        try:
+            state = torch.load(io.BytesIO(payload), weights_only=True)
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
         except (OSError, RuntimeError, KeyError, ValueError, EOFError) as exc:
