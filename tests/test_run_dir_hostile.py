@@ -61,3 +61,29 @@ def test_a_flipped_bit_in_the_training_state_is_refused(idx_dir, tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(TrainingError, match="train_state.pt"):
         TrainState.new(cfg, splits).load(path)
+
+
+def test_an_edited_config_is_refused_on_resume(idx_dir, tmp_path, capsys):
+    """tanh -> relu in `.NAME.partial/config.toml` after an epoch was applied mid-run (the check
+    compared the file with itself); now the saved state remembers its config and says what changed."""
+    from condnet.cli import main
+    from test_training import SMALL
+
+    out = tmp_path / "run"
+    args = ["train", "--out", str(out), "--set", f"data.dir={json.dumps(str(idx_dir))}"]
+    for item in [*SMALL, "train.max_epochs=2"]:
+        args += ["--set", item]
+    assert main(args) == 0
+    partial = RunDir(out).partial
+    partial.mkdir()  # an unfinished run as a kill after epoch 1 leaves it: the finished run's files
+    (partial / CONFIG).write_text((out / CONFIG).read_text().replace('"tanh"', '"relu"'))
+    from condnet.config import load_config
+    from condnet.data.splits import load_idx_splits
+    from condnet.train.loop import TrainState
+
+    cfg = load_config(out / CONFIG)
+    splits = load_idx_splits(idx_dir, 200)
+    TrainState.new(cfg, splits).save(partial / "train_state.pt")
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out)]) != 0
+    assert "model.activation = 'relu' (was 'tanh')" in capsys.readouterr().err

@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import time
+import tomllib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ import torch
 from torch.nn import functional as F
 
 from condnet import gates
-from condnet.config import Config
+from condnet.config import Config, to_toml
 from condnet.data.splits import Splits
 from condnet.errors import TrainingError
 from condnet.nn.checkpoint import load_checkpoint
@@ -147,6 +148,7 @@ class TrainState:
     best_error: float = float("inf")
     best_state: dict | None = None  # the best epoch's weights
     stale: int = 0  # epochs since the best one
+    cfg: Config | None = None  # the config it trains with
 
     @classmethod
     def new(cls, cfg: Config, splits: Splits) -> TrainState:
@@ -161,6 +163,7 @@ class TrainState:
             torch.Generator().manual_seed(cfg.seed),
             torch.Generator().manual_seed(cfg.seed + 1),
             TrainResult(model),
+            cfg=cfg,
         )
 
     def save(self, path: Path) -> None:
@@ -179,6 +182,7 @@ class TrainState:
             "best_error": self.best_error,
             "best_state": self.best_state,
             "stale": self.stale,
+            "config": to_toml(self.cfg),  # what the saved epochs were trained with (checked on resume)
         }
         buffer = io.BytesIO()
         torch.save(state, buffer)
@@ -187,6 +191,7 @@ class TrainState:
         write_atomic(path, STATE_MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
 
     def load(self, path: Path) -> None:
+        """Continue from the state at `path`, which must have been saved with this state's config."""
         try:
             data = path.read_bytes()
         except OSError as exc:
@@ -208,6 +213,13 @@ class TrainState:
             raise TrainingError(
                 f"the training state {path} cannot be read ({exc}); start the run again with --force"
             ) from None
+        saved = state.get("config") if isinstance(state, dict) else None
+        if saved != to_toml(self.cfg):
+            changed = _changed(saved, self.cfg)
+            raise TrainingError(
+                f"config.toml of {path.parent} was edited after training started ({changed}: not what "
+                f"its saved epochs were trained with); restore it, or start the run again with --force"
+            )
         self.baseline.average = state["baseline"]
         self.masks_rng.set_state(state["masks_rng"])
         self.order_rng.set_state(state["order_rng"])
@@ -219,6 +231,23 @@ class TrainState:
             state["best_state"],
             state["stale"],
         )
+
+
+def _changed(saved, cfg: Config) -> str:
+    """Which keys of a saved config (TOML) differ from cfg, for TrainState.load's message."""
+    if not isinstance(saved, str):
+        return "the config"
+
+    def flat(table, prefix=""):
+        pairs = {}
+        for name, value in table.items():
+            key = prefix + name
+            pairs.update(flat(value, f"{key}.") if isinstance(value, dict) else {key: value})
+        return pairs
+
+    before, now = flat(tomllib.loads(saved)), flat(tomllib.loads(to_toml(cfg)))
+    keys = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
+    return ", ".join(f"{k} = {now.get(k)!r} (was {before.get(k)!r})" for k in keys) or "the config"
 
 
 def train_epoch(
