@@ -87,3 +87,21 @@ def test_an_edited_config_is_refused_on_resume(idx_dir, tmp_path, capsys):
     capsys.readouterr()
     assert main(["train", "--resume", str(out)]) != 0
     assert "model.activation = 'relu' (was 'tanh')" in capsys.readouterr().err
+
+
+def test_summary_of_a_run_whose_metrics_lack_a_key_says_which(idx_dir, tmp_path, capsys):
+    from condnet.cli import main
+    from test_training import SMALL
+
+    out = tmp_path / "run"
+    args = ["train", "--out", str(out), "--set", f"data.dir={json.dumps(str(idx_dir))}"]
+    for item in [*SMALL, "train.max_epochs=1"]:
+        args += ["--set", item]
+    assert main(args) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    del metrics["macs"]
+    (out / "metrics.json").write_text(json.dumps(metrics))
+    capsys.readouterr()
+    assert main(["summary", str(out)]) != 0
+    err = capsys.readouterr().err
+    assert "metrics.json lacks macs" in err and "Traceback" not in err

@@ -17,7 +17,16 @@ from condnet.errors import CheckpointError, CondnetError
 from condnet.nn.checkpoint import load_checkpoint, save_checkpoint
 from condnet.nn.macs import dense_macs
 from condnet.report.plots import learning_curves, policy_figure
-from condnet.run_dir import ANALYSIS, CONFIG, METRICS, RunDir, write_atomic, write_json
+from condnet.run_dir import (
+    ANALYSIS,
+    CONFIG,
+    LEARNING_CURVES,
+    METRICS,
+    RunDir,
+    policy_figure_name,
+    write_atomic,
+    write_json,
+)
 from condnet.train.evaluate import class_specificity, evaluate
 from condnet.train.loop import EpochRecord, train
 
@@ -101,10 +110,10 @@ def _write_results(cfg: Config, result, splits, work: Path) -> dict:
         ],
     }
     write_json(work / ANALYSIS, analysis)
-    learning_curves([asdict(r) for r in result.history], work / "learning_curves.png")
+    learning_curves([asdict(r) for r in result.history], work / LEARNING_CURVES)
     for layer, sigma in enumerate(sample.sigmas):
         if sigma is not None:
-            policy_figure(sigma, splits.y_test, layer, work / f"policy_layer{layer + 1}.png")
+            policy_figure(sigma, splits.y_test, layer, work / policy_figure_name(layer))
     return metrics
 
 

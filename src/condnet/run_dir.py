@@ -32,6 +32,20 @@ TIMING = "timing.json"  # written by `condnet reproduce` after training
 TRAIN_STATE = "train_state.pt"  # the full training state after the last finished epoch (partial only)
 FAILED = "failed.txt"  # why a run failed (partial only)
 FINISHED = "finished.json"  # the marker of completion, written last
+LEARNING_CURVES = "learning_curves.png"
+
+
+def policy_figure_name(layer: int) -> str:
+    """The paper's Figure 1 view of hidden layer `layer` (from 0)."""
+    return f"policy_layer{layer + 1}.png"
+
+
+def _reason(exc: Exception) -> str:
+    return "missing" if isinstance(exc, FileNotFoundError) else getattr(exc, "strerror", None) or str(exc)
+
+
+def _unreadable(path: Path, exc: Exception) -> CondnetError:
+    return CondnetError(f"{path} cannot be read ({_reason(exc)}); retrain the run or restore it")
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:
@@ -93,6 +107,51 @@ class RunDir:
         """Epochs recorded by the unfinished run in `.partial` (0 when none)."""
         log = self.partial / EPOCH_LOG
         return len(log.read_text().splitlines()) if log.is_file() else 0
+
+    # Readers of a finished run's records: every command reads them here, and a missing or corrupt file
+    # (or one without the fields every run has) is a CondnetError naming it, never a traceback.
+
+    def metrics(self) -> dict:
+        """metrics.json, the final report (test_error per mode, activation_rate, macs, ...)."""
+        return self._record(METRICS, ("test_error", "activation_rate", "macs", "dense_macs", "epochs"))
+
+    def analysis(self) -> dict:
+        """analysis.json (best_epoch, class specificity, ...)."""
+        return self._record(ANALYSIS, ("best_epoch",))
+
+    def history(self) -> list[dict]:
+        """metrics.jsonl: one record per trained epoch (epoch, train/valid loss and error, ...)."""
+        path = self.path / EPOCH_LOG
+        try:
+            records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise _unreadable(path, exc) from None
+        if not all(isinstance(r, dict) and "epoch" in r and "valid_error" in r for r in records):
+            raise CondnetError(f"{path} is not a log of epochs; retrain the run or restore it")
+        return records
+
+    def best_valid_error(self) -> float:
+        """The validation error of the epoch that early stopping kept (the run's model)."""
+        best = self.analysis()["best_epoch"]
+        return next(r["valid_error"] for r in self.history() if r["epoch"] == best)
+
+    def timing(self) -> dict | None:
+        """timing.json (`condnet reproduce` and `frontier` time a run after training), or None."""
+        return self._record(TIMING, ()) if (self.path / TIMING).is_file() else None
+
+    def write_timing(self, timing: dict) -> None:
+        write_json(self.path / TIMING, timing)
+
+    def _record(self, name: str, fields: tuple[str, ...]) -> dict:
+        path = self.path / name
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise _unreadable(path, exc) from None
+        missing = [f for f in fields if not isinstance(record, dict) or f not in record]
+        if missing:
+            raise CondnetError(f"{path} lacks {', '.join(missing)}; retrain the run or restore it")
+        return record
 
     def require_finished(self) -> Path:
         """The path, or a CondnetError that says why it is not a finished run and what to do."""

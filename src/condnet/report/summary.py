@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from condnet.errors import CondnetError
-from condnet.run_dir import ANALYSIS, CONFIG, METRICS, RunDir
+from condnet.run_dir import CONFIG, RunDir
 
 
 @dataclass
@@ -25,14 +25,11 @@ class RunRecord:
 
 
 def read_run(run_dir: str | Path) -> RunRecord:
-    run_dir = RunDir(run_dir).require_finished()
+    run = RunDir(run_dir)
+    run_dir = run.require_finished()
     try:
-        return RunRecord(
-            run_dir,
-            json.loads((run_dir / METRICS).read_text()),
-            json.loads((run_dir / ANALYSIS).read_text()),
-            tomllib.loads((run_dir / CONFIG).read_text()),
-        )
+        config = tomllib.loads((run_dir / CONFIG).read_text())
+        return RunRecord(run_dir, run.metrics(), run.analysis(), config)
     except FileNotFoundError as exc:
         raise CondnetError(f"{run_dir} is not a whole run ({Path(exc.filename).name} is missing)") from None
     except (json.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +10,7 @@ from condnet.engine.timing import machine
 from condnet.errors import CondnetError
 from condnet.reproduce import figures
 from condnet.reproduce.report import CSV_FIELDS, markdown_table, pareto_verdicts, run_record, summarize
-from condnet.reproduce.runner import plan, time_all, train_all
+from condnet.reproduce.runner import plan, threads_per_worker, time_all, train_all
 from condnet.reproduce.tables import CONFIG_DIR, Table
 from condnet.run_dir import RunDir, write_atomic, write_csv
 
@@ -44,7 +43,7 @@ def run_table(
     for name, value in (("--workers", workers), ("--threads", threads), ("--timing-repeats", timing_repeats)):
         if value is not None and (not isinstance(value, int) or value < 1):
             raise CondnetError(f"{name} must be a whole number of at least 1, got {value}")
-    threads = threads or max(1, (os.cpu_count() or 1) // workers)
+    threads = threads_per_worker(workers, threads)
     overrides = [*overrides, *([f"data.dir={toml_string(data_dir)}"] if data_dir else [])]
     jobs = plan(table, seeds, out, overrides, config_dir)
     with RunDir(out).lock():  # one command per output directory

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from matplotlib.ticker import ScalarFormatter
 
 from condnet.gates import DENSE_KIND
 from condnet.report.plots import plt
-from condnet.reproduce.report import RowSummary, best_latency
+from condnet.reproduce.report import RowSummary, credited_latency
 from condnet.reproduce.runner import Job, is_finished
-from condnet.run_dir import save_figure
+from condnet.run_dir import RunDir, save_figure
 
 COLORS = {"condnet": "tab:red", "nn": "tab:blue", "bdnn": "tab:green"}
 
@@ -24,7 +23,7 @@ def pareto(summaries: list[RowSummary], records: list[dict], title: str, path: P
             continue
         runs = [r for r in records if r["row"] == s.name and r.get("batch1_engine_ms") is not None]
         color = COLORS.get(s.kind, "black")
-        latencies = [best_latency(s.kind, r["batch1_dense_ms"], r["batch1_engine_ms"]) for r in runs]
+        latencies = [credited_latency(r) for r in runs]
         ax.scatter(latencies, [100 * r["test_error_sample"] for r in runs], s=10,
                    color=color, alpha=0.35)  # fmt: skip
         marker = "s" if s.kind == DENSE_KIND else "o"
@@ -33,8 +32,9 @@ def pareto(summaries: list[RowSummary], records: list[dict], title: str, path: P
     dense = [s for s in summaries if s.kind == DENSE_KIND and s.latency and s.error]
     dense.sort(key=lambda s: s.latency)
     ax.plot([s.latency for s in dense], [s.error[0] for s in dense], color=COLORS["nn"], alpha=0.4, lw=1)
-    for kind, label in (("condnet", "condnet (engine)"), ("nn", "dense NN (faster of PyTorch and engine)"),
-                        ("bdnn", "bdNN (engine)")):  # fmt: skip
+    labels = {"condnet": "condnet (engine)", "nn": "dense NN (fastest of PyTorch, engine, ONNX Runtime)",
+              "bdnn": "bdNN (engine)"}  # fmt: skip
+    for kind, label in labels.items():
         ax.scatter([], [], color=COLORS[kind], label=label)
     ax.set(xscale="log", yscale="log", xlabel="batch-1 latency, one core (ms)", ylabel="test error (%)",
            title=title)  # fmt: skip
@@ -50,11 +50,7 @@ def pareto(summaries: list[RowSummary], records: list[dict], title: str, path: P
 
 
 def _histories(jobs: list[Job], row: str) -> list[list[dict]]:
-    return [
-        [json.loads(line) for line in (j.run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-        for j in jobs
-        if j.row.name == row and is_finished(j.run_dir)
-    ]
+    return [RunDir(j.run_dir).history() for j in jobs if j.row.name == row and is_finished(j.run_dir)]
 
 
 def curves(jobs: list[Job], rows: list[str], title: str, path: Path) -> None:

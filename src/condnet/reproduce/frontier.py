@@ -16,17 +16,17 @@ whose mean batch-1 latency is at most its own, by at least two standard errors o
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from condnet.bench.deployed import deployed_latency, timing_latency
 from condnet.errors import CondnetError
 from condnet.report.plots import plt
 from condnet.report.summary import mean_std
-from condnet.reproduce.runner import Job, plan, time_all, train_all
+from condnet.reproduce.runner import Job, plan, threads_per_worker, time_all, train_all
 from condnet.reproduce.tables import Row, Table
-from condnet.run_dir import METRICS, TIMING, RunDir, save_figure, write_atomic, write_csv
+from condnet.run_dir import RunDir, save_figure, write_atomic, write_csv
 
 FIRST_SEED = 100
 CSV_FIELDS = ["config", "gated", "seed", "test_error", "b1_latency_us", "b50_pass_ms", "activation_rate",
@@ -50,25 +50,23 @@ def frontier_table(dataset: str, config_dir: Path) -> Table:
     return Table(f"frontier-{dataset}", dataset, tuple(Row(p.stem, p.name) for p in configs), "frontier")
 
 
-def deployed_latency(timing: dict, gated: bool) -> tuple[float, str, float]:
-    """(batch-1 ms, where it was measured, test pass at batch 50 s) from a run's timing.json: the
-    engine for a gated net; for a dense one the fastest of PyTorch, the engine and ONNX Runtime."""
-    if gated:
-        return timing["batch1_engine_ms"], "engine", timing["test_pass_engine_s"]
-    options = {"pytorch": timing["batch1_dense_ms"], "engine": timing["batch1_engine_ms"],
-               "onnxruntime": timing["batch1_ort_ms"]}  # fmt: skip
-    source = min(options, key=options.get)
-    return options[source], source, min(timing["test_pass_dense_s"], timing["test_pass_engine_s"])
+def run_latency(timing: dict, gated: bool) -> tuple[float, str, float]:
+    """(batch-1 ms, where it was measured, test pass at batch 50 s) from a run's timing.json, by the one
+    rule (condnet.bench.deployed; the test pass is timed in PyTorch and the engine only)."""
+    latency, source = timing_latency(timing, gated)
+    passes = {"pytorch": timing["test_pass_dense_s"], "engine": timing["test_pass_engine_s"]}
+    return latency, source, deployed_latency(passes, gated)[0]
 
 
 def run_record(job: Job) -> dict | None:
     """One CSV line, or None for a run that is not finished and timed."""
     run = RunDir(job.run_dir)
-    if not run.is_finished() or not (run / TIMING).is_file():
+    timing = run.timing() if run.is_finished() else None
+    if timing is None:
         return None
-    metrics, timing = json.loads((run / METRICS).read_text()), json.loads((run / TIMING).read_text())
+    metrics = run.metrics()
     gated = job.cfg.model.is_gated
-    latency, source, test_pass = deployed_latency(timing, gated)
+    latency, source, test_pass = run_latency(timing, gated)
     error = metrics["test_error"]["sample"]
     return {
         "config": job.row.name, "gated": gated, "seed": job.seed, "test_error": error,
@@ -153,7 +151,6 @@ def run_frontier(
     log=print,
 ) -> list[str]:
     """Train, time and report; returns the verdicts."""
-    import os
 
     from condnet.engine.timing import machine
 
@@ -164,7 +161,7 @@ def run_frontier(
         raise CondnetError(
             f"{', '.join(wrong)}: data.name is not {dataset}; frontier {dataset} needs its configs"
         )
-    threads = threads or max(1, (os.cpu_count() or 1) // workers)
+    threads = threads_per_worker(workers, threads)
     with RunDir(out).lock():
         failures = train_all(jobs, workers, threads, log)
         time_all(jobs, timing_repeats, log=log)

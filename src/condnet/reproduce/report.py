@@ -2,33 +2,34 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
+from condnet.bench.deployed import timing_latency
 from condnet.gates import DENSE_KIND
 from condnet.report.summary import mean_std
 from condnet.reproduce.runner import Job
 from condnet.reproduce.tables import Table
-from condnet.run_dir import FAILED, METRICS, TIMING, RunDir
+from condnet.run_dir import FAILED, RunDir
 
 CSV_FIELDS = [
     "row", "kind", "seed", "status", "test_error_sample", "test_error_threshold", "activation_rate",
-    "macs_fraction", "epochs", "train_seconds", "batch1_dense_ms", "batch1_engine_ms",
+    "macs_fraction", "epochs", "train_seconds", "gated", "batch1_dense_ms", "batch1_engine_ms",
+    "batch1_ort_ms",
     "test_pass_dense_s", "test_pass_engine_s", "run_dir",
 ]  # fmt: skip
 
 
 def run_record(job: Job) -> dict:
     """One CSV line: the run's metrics and timing, or its status when it has none."""
-    record = {"row": job.row.name, "kind": job.cfg.model.kind, "seed": job.seed, "run_dir": str(job.run_dir)}
+    model = job.cfg.model
+    record = {"row": job.row.name, "kind": model.kind, "gated": model.is_gated, "seed": job.seed,
+              "run_dir": str(job.run_dir)}  # fmt: skip
     run = RunDir(job.run_dir)
     if not run.is_finished():
         failed = run.partial / FAILED
         record["status"] = "failed: " + failed.read_text().strip() if failed.is_file() else "not run"
         return record
-    metrics = json.loads((run / METRICS).read_text())
-    timing_path = run / TIMING
-    timing = json.loads(timing_path.read_text()) if timing_path.is_file() else {}
+    metrics, timing = run.metrics(), run.timing() or {}
     record.update(
         status="finished" if timing else "finished, not timed",
         test_error_sample=metrics["test_error"]["sample"],
@@ -42,10 +43,13 @@ def run_record(job: Job) -> dict:
     return record
 
 
-def best_latency(kind: str, dense_ms: float, engine_ms: float) -> float:
-    """The batch-1 latency a model can have: the engine for gated nets; for dense nets the faster of
-    PyTorch and the engine (so a gated net is never credited with PyTorch's overhead)."""
-    return min(dense_ms, engine_ms) if kind == DENSE_KIND else engine_ms
+def credited_latency(record: dict) -> float | None:
+    """A run record's batch-1 ms by the one rule (condnet.bench.deployed), None when not timed. Records
+    written before the `gated` column: a gated net is any kind but the dense one."""
+    if record.get("batch1_engine_ms") is None:
+        return None
+    gated = record["gated"] if record.get("gated") not in (None, "") else record["kind"] != DENSE_KIND
+    return timing_latency(record, str(gated) == "True")[0]
 
 
 @dataclass
@@ -61,14 +65,13 @@ class RowSummary:
     pass_engine: float | None
     latency_dense: float | None  # mean batch-1 ms
     latency_engine: float | None
+    latency_deployed: float | None  # mean batch-1 ms credited by the one rule (condnet.bench.deployed)
     paper_error: float | None
     paper_speedup: float | None
 
     @property
     def latency(self) -> float | None:
-        if self.latency_engine is None:
-            return None
-        return best_latency(self.kind, self.latency_dense, self.latency_engine)
+        return self.latency_deployed
 
 
 def summarize(table: Table, records: list[dict]) -> list[RowSummary]:
@@ -92,10 +95,16 @@ def summarize(table: Table, records: list[dict]) -> list[RowSummary]:
                 row.name, done[0]["kind"] if done else "?", row.sweep, len(done),
                 spread("test_error_sample", done, 100), spread("test_error_threshold", done, 100), rates,
                 mean("test_pass_dense_s"), mean("test_pass_engine_s"), mean("batch1_dense_ms"),
-                mean("batch1_engine_ms"), row.paper_error, row.paper_speedup,
+                mean("batch1_engine_ms"), _mean([credited_latency(r) for r in timed]), row.paper_error,
+                row.paper_speedup,
             )
         )  # fmt: skip
     return summaries
+
+
+def _mean(values: list[float | None]) -> float | None:
+    values = [v for v in values if v is not None]
+    return mean_std(values)[0] if values else None
 
 
 def _pm(value, digits=2) -> str:

@@ -26,7 +26,7 @@ from condnet.config import Config, load_config
 from condnet.engine.timing import machine
 from condnet.errors import CondnetError
 from condnet.reproduce.tables import CONFIG_DIR, Row, Table, config_path
-from condnet.run_dir import CONFIG, FAILED, TIMING, RunDir, write_atomic, write_json
+from condnet.run_dir import CONFIG, FAILED, RunDir, write_atomic
 
 TEST_BATCH = 50  # the paper's test batch: one pass over the test set is timed at this batch size
 
@@ -37,6 +37,11 @@ class Job:
     seed: int
     run_dir: Path
     cfg: Config
+
+
+def threads_per_worker(workers: int, threads: int | None = None) -> int:
+    """Cores each training process uses: `threads` if given, else the machine's cores shared evenly."""
+    return threads or max(1, (os.cpu_count() or 1) // workers)
 
 
 def plan(
@@ -189,12 +194,12 @@ def time_run(run_dir: Path, repeats: int) -> dict:
 
 def time_all(jobs: list[Job], repeats: int, retime: bool = False, log=print) -> None:
     """Time every finished run that has no timing.json yet (all of them with retime)."""
-    untimed = [j for j in jobs if is_finished(j.run_dir) and not (j.run_dir / TIMING).exists()]
+    untimed = [j for j in jobs if is_finished(j.run_dir) and RunDir(j.run_dir).timing() is None]
     todo = [j for j in jobs if is_finished(j.run_dir)] if retime else untimed
     log(f"timing {len(todo)} runs on one core")
     for index, job in enumerate(todo, 1):
         timing = time_run(job.run_dir, repeats)
-        write_json(job.run_dir / TIMING, timing)
+        RunDir(job.run_dir).write_timing(timing)
         log(
             f"[{index}/{len(todo)}] {job.row.name} seed {job.seed}: batch 1 "
             f"{timing['batch1_dense_ms']:.3f} ms dense, {timing['batch1_engine_ms']:.3f} ms engine"

@@ -8,15 +8,14 @@ an illustration, not a verdict: the verdict needs the seeds of `condnet frontier
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from condnet.config import load_config
 from condnet.errors import CondnetError
-from condnet.reproduce.frontier import deployed_latency
+from condnet.reproduce.frontier import run_latency
 from condnet.reproduce.runner import time_run
-from condnet.run_dir import CONFIG, METRICS, RunDir
+from condnet.run_dir import CONFIG, RunDir
 
 
 @dataclass
@@ -36,8 +35,8 @@ def is_gated(run_dir: Path) -> bool:
 
 def contender(run_dir: Path, gated: bool, repeats: int) -> Contender:
     run = RunDir(run_dir).require_finished()
-    latency, source, test_pass = deployed_latency(time_run(run, repeats), gated)
-    error = json.loads((run / METRICS).read_text())["test_error"]["sample"]
+    latency, source, test_pass = run_latency(time_run(run, repeats), gated)
+    error = RunDir(run).metrics()["test_error"]["sample"]
     return Contender(run, gated, error, 1e3 * latency, source, 1e3 * test_pass)
 
 

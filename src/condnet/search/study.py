@@ -14,17 +14,17 @@ Pareto set of trials). The test split is never read for a choice.
 from __future__ import annotations
 
 import hashlib
-import json
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from condnet.bench.deployed import deployed_latency
 from condnet.config import to_toml
 from condnet.errors import CondnetError
-from condnet.reproduce.runner import end_with_parent
-from condnet.run_dir import ANALYSIS, CONFIG, EPOCH_LOG, RunDir, write_csv
+from condnet.reproduce.runner import end_with_parent, threads_per_worker
+from condnet.run_dir import CONFIG, RunDir, write_csv
 from condnet.search.space import Space, load_space
 
 OBJECTIVES = ("valid_error", "b1_latency_us")
@@ -44,13 +44,11 @@ def run_dir_of(out: Path, toml: str) -> Path:
 
 def best_validation_error(run_dir: Path) -> float:
     """The validation error of the epoch that early stopping kept (the run's model)."""
-    best = json.loads((run_dir / ANALYSIS).read_text())["best_epoch"]
-    records = [json.loads(line) for line in (run_dir / EPOCH_LOG).read_text().splitlines()]
-    return next(r["valid_error"] for r in records if r["epoch"] == best)
+    return RunDir(run_dir).best_valid_error()
 
 
 def batch1_latency_us(run_dir: Path, repeats: int = TIMING_REPEATS) -> tuple[float, str]:
-    """Median batch-1 latency on one core, on validation inputs, and what ran it."""
+    """Median batch-1 latency on one core, on validation inputs, and what ran it (condnet.bench.deployed)."""
     import torch
 
     from condnet.bench.compare import bench
@@ -63,11 +61,9 @@ def batch1_latency_us(run_dir: Path, repeats: int = TIMING_REPEATS) -> tuple[flo
         record = bench(model, splits.x_valid[:512].numpy(), [1], [1], "sample", repeats)[0]
     finally:
         torch.set_num_threads(training_threads)
-    if cfg.model.is_gated:
-        return 1e3 * record.engine_ms, "engine"
     times = {"pytorch": record.dense_ms, "onnxruntime": record.ort_ms, "engine": record.engine_ms}
-    fastest = min(times, key=times.get)
-    return 1e3 * times[fastest], fastest
+    latency, source = deployed_latency(times, cfg.model.is_gated)
+    return 1e3 * latency, source
 
 
 def objective(space: Space, out: Path, trial) -> tuple[float, float]:
@@ -165,7 +161,7 @@ def run_search(
         before = trials_done(study)
         log(f"{space.name}: {before} of {trials} trials done; {max(0, trials - before)} to run")
         if before < trials:
-            threads = threads or max(1, (os.cpu_count() or 1) // workers)
+            threads = threads_per_worker(workers, threads)
             context = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(workers, mp_context=context, initializer=end_with_parent,
                                      initargs=(os.getpid(),)) as pool:  # fmt: skip

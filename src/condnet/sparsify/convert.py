@@ -21,7 +21,6 @@ sparsify.json (the errors at each step: validation for choosing, test for report
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -34,7 +33,7 @@ from condnet.experiment import load_run, run_training
 from condnet.nn.checkpoint import save_checkpoint
 from condnet.nn.condnet import CondNet
 from condnet.nn.gates.topk import top_k_mask
-from condnet.run_dir import EPOCH_LOG, METRICS, write_json
+from condnet.run_dir import RunDir, write_json
 from condnet.sparsify.grouping import activity_profiles, balanced_clusters, permute_units
 from condnet.train.evaluate import evaluate
 
@@ -191,9 +190,9 @@ def sparsify(
     write_json(converted_dir / "conversion.json", conversion)
     callbacks = progress(tuned_cfg.train.max_epochs) if progress else (None, None)
     metrics = run_training(tuned_cfg, out / FINETUNED, force, *callbacks)
-    history = (out / FINETUNED / EPOCH_LOG).read_text().splitlines()
+    history = RunDir(out / FINETUNED).history()
     summary = conversion | {
-        "finetuned_valid_error": min(json.loads(line)["valid_error"] for line in history),
+        "finetuned_valid_error": min(record["valid_error"] for record in history),
         "dense_test_error": _test_error(Path(run_dir)),
         "finetuned_test_error": metrics["test_error"]["threshold"],
         "finetuned_activation_rate": metrics["activation_rate"],
@@ -208,5 +207,5 @@ def _next_layer(layer: int, n_hidden: int) -> str:
 
 
 def _test_error(run_dir: Path) -> float:
-    errors = json.loads((run_dir / METRICS).read_text())["test_error"]
+    errors = RunDir(run_dir).metrics()["test_error"]
     return errors["threshold"] if errors["threshold"] is not None else errors["sample"]
