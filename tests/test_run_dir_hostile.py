@@ -105,3 +105,23 @@ def test_summary_of_a_run_whose_metrics_lack_a_key_says_which(idx_dir, tmp_path,
     assert main(["summary", str(out)]) != 0
     err = capsys.readouterr().err
     assert "metrics.json lacks macs" in err and "Traceback" not in err
+
+
+def test_a_directory_or_binary_config_is_named_as_such(tmp_path):
+    from condnet.config import load_config
+    from condnet.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="is a directory"):
+        load_config(tmp_path)
+    binary = tmp_path / "binary.toml"
+    binary.write_bytes(bytes(range(256)))
+    with pytest.raises(ConfigError, match="is not text"):
+        load_config(binary)
+
+
+def test_a_packaged_config_is_found_by_name_from_anywhere(tmp_path, monkeypatch):
+    from condnet.config import load_config
+
+    monkeypatch.chdir(tmp_path)  # no configs/ here
+    assert load_config("default.toml").model.widths == [1024, 1024]
+    assert load_config("frontier/mnist_best").model.router == "tree"

@@ -26,6 +26,7 @@ BASELINES = ("none", "batch_min", "batch_mean", "leave_one_out", "moving_average
 REDUCTIONS = ("sum", "mean")
 ESTIMATORS = ("reinforce", "straight_through", "gumbel")
 DATASETS = ("mnist", "cifar10", "svhn", "idx")
+SCHEDULES = ("constant", "cosine")
 MODES = ("sample", "threshold")  # how a trained model decides its masks at test time
 
 
@@ -38,7 +39,7 @@ class ModelConfig:
     tau: list[float] = field(default_factory=lambda: [1 / 16])  # target rate; bdNN's block rate
     p_min: float = 0.01  # policy probabilities are squashed into [p_min, p_max]
     p_max: float = 0.99
-    dropout: float = 0.0  # unit dropout of the dense layers during training (the dense NN's, mostly)
+    dropout: float = 0.0  # unit dropout of every hidden layer's output during training (gated too)
     # per hidden layer: gated by its policy (condnet, bdnn) or dense; for instance [false, true] is a
     # dense trunk whose output routes a wide gated layer. The dense NN (kind nn) has no gated layer.
     gated: list[bool] = field(default_factory=lambda: [True])
@@ -97,6 +98,12 @@ class TrainConfig:
     # a checkpoint directory (a finished run, or `condnet sparsify`'s converted model) whose weights
     # start the training instead of the random initialisation; its [model] must be this config's
     init: str = ""
+    # not in the paper (issue 19: every search space, dense and gated, searches them): the learning
+    # rates follow `schedule` (constant, or cosine to 0 at max_epochs) after a linear warm-up from 0 over
+    # warmup_epochs; weight_decay is decoupled (AdamW's; SGD's own) and applies to the network's weights
+    schedule: str = "constant"
+    warmup_epochs: float = 0.0
+    weight_decay: float = 0.0
 
 
 @dataclass
@@ -117,6 +124,21 @@ class Config:
     @property
     def n_hidden(self) -> int:
         return len(self.model.widths)
+
+
+PACKAGED_CONFIGS = Path(__file__).resolve().parent / "configs"  # shipped with the package
+
+
+def find_config(path: str | Path) -> Path:
+    """A config file: `path` itself, else a config shipped with condnet by that name (default.toml,
+    frontier/mnist_best.toml; ".toml" may be left out)."""
+    path = Path(path)
+    if path.is_file() or path.is_absolute():
+        return path
+    for candidate in (PACKAGED_CONFIGS / path, PACKAGED_CONFIGS / f"{path}.toml"):
+        if candidate.is_file():
+            return candidate
+    return path
 
 
 SECTIONS = {"model": ModelConfig, "train": TrainConfig, "data": DataConfig}
@@ -173,13 +195,22 @@ def load_config(path: str | Path | None, overrides: list[str] = (), seed: int | 
     """Read a TOML config (or the built-in defaults when path is None), apply overrides and seed."""
     raw: dict[str, Any] = {}
     if path is not None:
-        path = Path(path)
+        path = find_config(path)
+        if path.is_dir():
+            raise ConfigError(f"config file {path} is a directory; give a TOML file")
         if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
+            raise ConfigError(
+                f"config file {path} does not exist (nor is it a config shipped with condnet: see "
+                f"{PACKAGED_CONFIGS})"
+            )
         try:
-            raw = tomllib.loads(path.read_text())
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"config file {path} is not text (TOML is UTF-8); give a TOML file") from None
+        except OSError as exc:
+            raise ConfigError(f"config file {path} cannot be read ({exc.strerror})") from None
     _apply_overrides(raw, overrides)
     if seed is not None:
         raw["seed"] = seed
@@ -305,6 +336,13 @@ def validate(cfg: Config) -> Config:
     t.patience = _number("train.patience", t.patience, int)
     _check("train.patience", t.patience, t.patience >= 1, "a whole number >= 1")
     _choice("train.estimator", t.estimator, ESTIMATORS)
+    _choice("train.schedule", t.schedule, SCHEDULES)
+    for name in ("warmup_epochs", "weight_decay"):
+        value = _number(f"train.{name}", getattr(t, name), float)
+        _check(f"train.{name}", value, value >= 0, "a number >= 0")
+        setattr(t, name, value)
+    _check("train.warmup_epochs", t.warmup_epochs, t.warmup_epochs < t.max_epochs or t.warmup_epochs == 0,
+           f"fewer epochs than train.max_epochs ({t.max_epochs})")  # fmt: skip
     temps = t.gumbel_temperature if isinstance(t.gumbel_temperature, list) else [t.gumbel_temperature]
     t.gumbel_temperature = [_number("train.gumbel_temperature", v, float) for v in temps]
     _check("train.gumbel_temperature", temps, len(temps) == 2 and min(t.gumbel_temperature) > 0,

@@ -131,12 +131,12 @@ class CondNet(nn.Module):
             pre = layer(h)
             if decided.mask is None:  # a dense layer
                 out = self.activation(pre)
-                if self.training and self.cfg.dropout > 0:
-                    out = F.dropout(out, self.cfg.dropout)
                 decided.mask = torch.ones(x.shape[0], self.n_blocks[index], dtype=x.dtype, device=x.device)
             else:
                 scale = decided.mask if decided.gates is None else decided.gates
                 out = self.activation(pre) * scale.repeat_interleave(self.block_sizes[index], dim=1)
+            if self.training and self.cfg.dropout > 0:  # unit dropout, dense and gated layers alike
+                out = F.dropout(out, self.cfg.dropout)
             trace.append(decided)
             h = out
         return Output(self.output(h), trace)

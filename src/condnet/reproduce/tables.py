@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from condnet.config import PACKAGED_CONFIGS
 from condnet.errors import CondnetError
 
-CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs"  # the repository's configs/
+CONFIG_DIR = PACKAGED_CONFIGS
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,7 @@ def config_path(row: Row, config_dir: Path = CONFIG_DIR) -> Path:
     path = config_dir / row.config
     if not path.is_file():
         raise CondnetError(
-            f"config {path} for row {row.name} not found; run from a condnet checkout or pass --configs DIR"
+            f"config {path} for row {row.name} not found; pass --configs DIR (a directory of configs like "
+            f"the packaged ones, {PACKAGED_CONFIGS})"
         )
     return path

@@ -13,6 +13,7 @@ import copy
 import hashlib
 import io
 import json
+import math
 import time
 import tomllib
 from collections.abc import Callable
@@ -55,15 +56,31 @@ class TrainResult:
 
 
 def make_optimizer(model: CondNet, cfg: Config) -> torch.optim.Optimizer:
-    """One optimizer, one parameter group for the network and one per policy layer (own rates)."""
-    groups = [{"params": model.network_parameters(), "lr": cfg.train.lr_net}]
-    for layer, lr in enumerate(cfg.train.lr_policy):
+    """One optimizer, one parameter group for the network and one per policy layer (own rates; each
+    group's `initial_lr` is what the schedule scales). Decoupled weight decay on the network only."""
+    t = cfg.train
+    groups = [{"params": model.network_parameters(), "lr": t.lr_net, "weight_decay": t.weight_decay}]
+    for layer, lr in enumerate(t.lr_policy):
         params = model.policy_parameters(layer)
         if params:
-            groups.append({"params": params, "lr": lr})
-    if cfg.train.optimizer == "adam":
-        return torch.optim.Adam(groups)
+            groups.append({"params": params, "lr": lr, "weight_decay": 0.0})
+    for group in groups:
+        group["initial_lr"] = group["lr"]
+    if t.optimizer == "adam":
+        return torch.optim.AdamW(groups) if t.weight_decay > 0 else torch.optim.Adam(groups)
     return torch.optim.SGD(groups)
+
+
+def lr_factor(cfg: Config, progress: float) -> float:
+    """What the learning rates are multiplied by after `progress` epochs (fractional): a linear warm-up
+    from 0 over train.warmup_epochs, then 1 (constant) or a cosine from 1 to 0 at train.max_epochs."""
+    t = cfg.train
+    if progress < t.warmup_epochs:
+        return progress / t.warmup_epochs
+    if t.schedule == "constant":
+        return 1.0
+    done = (progress - t.warmup_epochs) / (t.max_epochs - t.warmup_epochs)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, done)))
 
 
 def gumbel_temperature(cfg: Config, progress: float) -> float:
@@ -260,6 +277,7 @@ def train_epoch(
     model.train()
     started = time.perf_counter()
     order = torch.randperm(n, generator=state.order_rng)
+    scheduled = cfg.train.schedule != "constant" or cfg.train.warmup_epochs > 0
     nll_sum = err_sum = 0.0
     for batch, start in enumerate(range(0, n, bs)):
         idx = order[start : start + bs]
@@ -278,6 +296,10 @@ def train_epoch(
             )
         state.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if scheduled:  # the rate of this step: after batch + 1 of the epoch (a pure function: resumable)
+            factor = lr_factor(cfg, epoch - 1 + (batch + 1) / n_batches)
+            for group in state.optimizer.param_groups:
+                group["lr"] = group["initial_lr"] * factor
         state.optimizer.step()
         nll_sum += nll.sum().item()
         err_sum += (out.logits.argmax(dim=1) != y).sum().item()
