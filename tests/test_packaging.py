@@ -40,8 +40,8 @@ def test_an_installed_condnet_trains_and_reproduces_from_packaged_configs(instal
     _, target = installed
     env = {**os.environ, "PYTHONPATH": str(target)}
     run = [sys.executable, "-m", "condnet.cli"]
-    where = subprocess.run([sys.executable, "-c", "import condnet; print(condnet.__file__)"], env=env, cwd=tmp_path,
-                           capture_output=True, text=True)  # fmt: skip
+    locate = [sys.executable, "-c", "import condnet; print(condnet.__file__)"]
+    where = subprocess.run(locate, env=env, cwd=tmp_path, capture_output=True, text=True)
     assert where.stdout.startswith(str(target)), where.stdout  # the installed copy, not the checkout
     data = ["--set", "data.name=idx", "--set", "data.valid_size=200", "--set", "train.max_epochs=1"]
     config = ["--config", "mnist_nn32.toml", "--set", f'data.dir="{idx_dir}"']
