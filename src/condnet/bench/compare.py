@@ -18,7 +18,7 @@ from condnet.config import Config, ModelConfig, validate
 from condnet.engine.engine import Engine
 from condnet.engine.timing import interleaved_medians
 from condnet.nn.condnet import CondNet
-from condnet.nn.macs import active_macs, dense_macs, weight_bytes
+from condnet.nn.macs import dense_macs, weight_bytes
 
 CALLS_PER_SAMPLE = 64  # examples timed per sample at batch 1: averages over inputs, above timer noise
 
@@ -127,20 +127,10 @@ def bench(
             masks = [engine.forward(c, mode, seed=mask_rng)[1] for c in chunks]
             per_layer = [np.concatenate([m[layer] for m in masks]) for layer in range(len(model.hidden))]
             rows = model.policy_rows
-            macs = (
-                active_macs(
-                    model.input_dim,
-                    model.block_sizes,
-                    model.n_classes,
-                    [torch.from_numpy(m) for m in per_layer],
-                    rows,
-                )
-                .mean()
-                .item()
-            )
+            macs = model.macs([torch.from_numpy(m) for m in per_layer]).mean().item()
             dense_ms, ort_ms, engine_ms = (1e3 * times[name] / calls for name in ("dense", "ort", "engine"))
-            sizes, n_in, n_out = model.block_sizes, model.input_dim, model.n_classes
-            weights_mb = np.mean([weight_bytes(n_in, sizes, n_out, m, rows) for m in masks]) / 1e6
+            shape = model.input_dim, model.block_sizes, model.n_classes
+            weights_mb = np.mean([weight_bytes(*shape, m, rows, model.router_inputs) for m in masks]) / 1e6
             ideal = full / macs
             records.append(
                 BenchRecord(

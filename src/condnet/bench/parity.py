@@ -2,7 +2,8 @@
 
 Each case draws an architecture (1-3 hidden layers, block sizes 1-64, 1-12 blocks), a model kind
 (learned policy, uniform bdNN policy, dense), the router (any of condnet.gates.routers(), and k), which
-layers of a gated net are dense, an activation,
+layers of a gated net are dense, what the gates read (the layer's input, the network's input or a
+pooled view of it), an activation,
 policy densities from 0 to 1, a batch (0; 1 = the batch-1 kernel; up to 300 = the batched kernel),
 a mode (threshold, sample, or masks given by the caller) and one or two threads. The engine decides
 its masks; the PyTorch model is run with
@@ -44,12 +45,13 @@ class Case:
     gated: list[bool]  # per hidden layer: gated, or a dense layer of a gated net (model.gated)
     router: str  # model.router of a condnet (bernoulli for the others)
     k: list[int]  # model.k per hidden layer
+    router_input: str  # what the gates read: layer, input, or poolS (the input a square image)
 
     def __str__(self) -> str:
         arch = "-".join([str(self.input_dim), *(f"{k}x{b}" for k, b in self.layers), str(self.n_classes)])
         return (f"case {self.index}: {self.kind} {self.activation} {arch} batch {self.batch} {self.mode} "
                 f"threads {self.threads} densities {[round(d, 2) for d in self.densities]} "
-                f"gated {self.gated} router {self.router} k {self.k}")  # fmt: skip
+                f"gated {self.gated} router {self.router} k {self.k} reads {self.router_input}")  # fmt: skip
 
 
 def draw_case(index: int, rng: np.random.Generator, max_threads: int) -> Case:
@@ -65,11 +67,16 @@ def draw_case(index: int, rng: np.random.Generator, max_threads: int) -> Case:
     if not _fits(router, layers):  # a router that needs a power of 2 of blocks (the tree)
         layers = [(int(rng.choice([1, 2, 4, 8])), size) for _, size in layers]
     densities = [float(rng.choice([0.0, 1.0])) if rng.random() < 0.2 else float(rng.random()) for _ in layers]
+    input_dim, router_input = int(rng.integers(1, 300)), str(rng.choice(["layer", "layer", "input", "pool"]))
+    if router_input == "pool":  # a square image, pooled to a divisor of its side
+        side = int(rng.choice([1, 2, 3, 4, 6, 8, 12, 16]))
+        input_dim = side * side
+        router_input = f"pool{rng.choice([d for d in range(1, side + 1) if side % d == 0])}"
     return Case(
         index,
         kind,
         str(rng.choice(["tanh", "relu"])),
-        int(rng.integers(1, 300)),
+        input_dim,
         layers,
         int(rng.integers(1, 13)),
         int(rng.choice([0, 1, 1, 2, 3, 7, 16, 50, 64, 300])),
@@ -79,6 +86,7 @@ def draw_case(index: int, rng: np.random.Generator, max_threads: int) -> Case:
         [kind != gates.DENSE_KIND and bool(rng.random() < 0.75) for _ in range(n_hidden)],
         router,
         [int(rng.integers(1, n + 1)) for n, _ in layers],
+        router_input,
     )
 
 
@@ -99,7 +107,15 @@ def build(case: Case, rng: np.random.Generator) -> CondNet:
     sizes = [b for _, b in case.layers]
     cfg = Config(
         model=ModelConfig(
-            case.kind, widths, sizes, case.activation, taus, gated=case.gated, router=case.router, k=case.k
+            case.kind,
+            widths,
+            sizes,
+            case.activation,
+            taus,
+            gated=case.gated,
+            router=case.router,
+            k=case.k,
+            router_input=case.router_input,
         )
     )
     model = CondNet(case.input_dim, case.n_classes, validate(cfg).model)
@@ -199,7 +215,8 @@ def sweep(cases: int, seed: int = 0, max_threads: int = 2, on_case=None) -> Swee
         covered = {"kind": case.kind, "mode": case.mode, "threads": case.threads,
                    "batch": str(case.batch) if case.batch < 2 else ">1", "hidden layers": len(case.layers),
                    "mixed dense and gated layers": len(set(case.gated)) > 1,
-                   "router": "-" if case.kind in gates.NOT_ROUTED else case.router}  # fmt: skip
+                   "router": "-" if case.kind in gates.NOT_ROUTED else case.router,
+                   "router input": case.router_input.rstrip("0123456789")}  # fmt: skip
         for name, value in covered.items():
             counts[name][value] += 1
         try:

@@ -256,7 +256,13 @@ M_IN_BLOCKS, M_BS_IN, M_OUT_BLOCKS, M_BS_OUT, M_TILES, M_BIAS, M_ACTIVATION = ra
 M_DECISION, M_ARG = 7, 8  # how the layer decides its blocks (DECISIONS) and that decision's argument
 M_Z, M_D, M_SCORES, M_RATE = 9, 10, 11, 12  # score weights (tiles) and offsets, their rows; a fixed rate
 M_PANELS, M_Z_PANELS = 13, 14  # the tiles and Z as the batched micro-kernel reads them (layout.to_panels)
-META_COLUMNS = 15
+# what the scores read (condnet.gates.View: VIEW_*), as M_Z_BLOCKS blocks of M_Z_BS values (the layer's
+# input blocks, or one block of the network's input or of its pooled view), and the pooled view's shape:
+# the input's channels and side, and the pooled side
+M_VIEW, M_Z_BLOCKS, M_Z_BS, M_VIEW_CHANNELS, M_VIEW_SIDE, M_VIEW_POOLED = 15, 16, 17, 18, 19, 20
+META_COLUMNS = 21
+VIEW_LAYER, VIEW_INPUT, VIEW_POOL = 0, 1, 2
+VIEWS = {"layer": VIEW_LAYER, "input": VIEW_INPUT, "pool": VIEW_POOL}
 NONE = -1  # no score weights (M_Z, M_D, M_Z_PANELS) or no fixed rate (M_RATE)
 # The decisions a hidden layer can make (condnet.gates: each gate's `lower` names one):
 # DENSE: every block; UNIFORM: each block on with the fixed rate (bdNN); POLICY: each block on with
@@ -381,19 +387,19 @@ def decide_example(code, arg, scores, rate, p_min, p_max, mode, noise, on, gates
 
 
 @njit(inline="always")
-def _tree_leaf(h, in_mask, weights, row, first_layer, depth, leaf, gates):
+def _tree_leaf(h, in_mask, weights, row, all_on, depth, leaf, gates):
     """Walk a tree router from its root: to `leaf` (>= 0), or (leaf -1) right wherever a node's score is
     > 0. Computes only the nodes on the path (depth dot products over the active inputs), writes the
     path probability (product of sigmoid(score) right, 1 - sigmoid(score) left) to gates[leaf] and
     returns the leaf."""
-    n_in_blocks, bs_in, n_nodes = row[M_IN_BLOCKS], row[M_BS_IN], row[M_SCORES]
+    n_in_blocks, bs_in, n_nodes = row[M_Z_BLOCKS], row[M_Z_BS], row[M_SCORES]
     z = weights[row[M_Z] : row[M_Z] + n_in_blocks * n_nodes * bs_in].reshape((n_in_blocks, n_nodes, bs_in))
     position, level, probability = 0, 0, np.float32(1.0)
     for t in range(depth):
         node = level + position
         score = weights[row[M_D] + node]
         for i in range(n_in_blocks):
-            if first_layer or in_mask[i]:
+            if all_on or in_mask[i]:
                 for u in range(bs_in):
                     score += h[i * bs_in + u] * z[i, node, u]
         if leaf < 0:
@@ -411,10 +417,12 @@ def _tree_leaf(h, in_mask, weights, row, first_layer, depth, leaf, gates):
 @njit(inline="always")
 def work_layout(meta):
     """Offsets in forward_one's float32 work buffer: noise (n_hidden x max_blocks), logits, two hidden
-    vectors, the accumulator of one output block, a layer's scores and its gate values; and its size."""
+    vectors, the accumulator of one output block, a layer's scores, its gate values and the pooled view
+    of the input; and its size."""
     n_hidden = meta.shape[0] - 1
-    max_blocks, max_width, max_bs_out, max_scores = 1, 1, 1, 1
+    max_blocks, max_width, max_bs_out, max_scores, view = 1, 1, 1, 1, 1
     for layer in range(meta.shape[0]):
+        view = max(view, meta[layer, M_VIEW_CHANNELS] * meta[layer, M_VIEW_POOLED] ** 2)
         max_width = max(max_width, meta[layer, M_OUT_BLOCKS] * meta[layer, M_BS_OUT])
         max_bs_out = max(max_bs_out, meta[layer, M_BS_OUT])
         if layer < n_hidden:
@@ -426,7 +434,33 @@ def work_layout(meta):
     acc = h_b + max_width
     scores = acc + max_bs_out
     gates = scores + max_scores
-    return max_blocks, logits, h_a, h_b, acc, scores, gates, gates + max_blocks
+    pooled = gates + max_blocks
+    return max_blocks, logits, h_a, h_b, acc, scores, gates, pooled, pooled + view
+
+
+@njit(inline="always")
+def _uses_pooled_view(meta):
+    for layer in range(meta.shape[0] - 1):
+        if meta[layer, M_VIEW] == VIEW_POOL:
+            return True
+    return False
+
+
+@njit(inline="always")
+def _pool_view(x, row, out):
+    """out = x (channels x side x side, channel-major) average-pooled to channels x pooled x pooled: the
+    mean of each f x f square, f = side / pooled (torch's avg_pool2d: the sum, then one division)."""
+    channels, side, pooled = row[M_VIEW_CHANNELS], row[M_VIEW_SIDE], row[M_VIEW_POOLED]
+    f = side // pooled
+    for c in range(channels):
+        for i in range(pooled):
+            for j in range(pooled):
+                total = np.float32(0.0)
+                for a in range(f):
+                    start = c * side * side + (i * f + a) * side + j * f
+                    for b in range(f):
+                        total += x[start + b]
+                out[(c * pooled + i) * pooled + j] = total / np.float32(f * f)
 
 
 # One compiled signature: float32 2-D C-contiguous x only, so numba's dispatcher itself refuses any
@@ -453,12 +487,15 @@ def forward_one(x, weights, meta, work, flags, mode):
     if count_nonfinite(x) > 0:
         return NON_FINITE_INPUT
     n_layers = meta.shape[0]
-    max_blocks, o_logits, o_a, o_b, o_acc, o_scores, o_gates, _ = work_layout(meta)
+    max_blocks, o_logits, o_a, o_b, o_acc, o_scores, o_gates, o_pooled, end = work_layout(meta)
     p_min, p_max = weights[P_MIN], weights[P_MAX]
     given, decided = flags[0], flags[1]
     acc_all = work[o_acc:o_scores]
     h = x[0]
     in_mask = decided[0, :1]  # placeholder; the input is one block, always on
+    pooled = work[o_pooled:end]
+    if _uses_pooled_view(meta):
+        _pool_view(x[0], meta[0], pooled)
     for layer in range(n_layers):
         n_in_blocks, bs_in = meta[layer, M_IN_BLOCKS], meta[layer, M_BS_IN]
         n_out_blocks, bs_out = meta[layer, M_OUT_BLOCKS], meta[layer, M_BS_OUT]
@@ -471,27 +508,30 @@ def forward_one(x, weights, meta, work, flags, mode):
             gates = work[o_gates : o_gates + n_out_blocks]
             if mode == GIVEN:
                 on[:] = given[layer, :n_out_blocks]
+            # what the scores read: this layer's input (its active blocks), or the input or its view
+            view = meta[layer, M_VIEW]
+            src = h if view == VIEW_LAYER else (x[0] if view == VIEW_INPUT else pooled)
+            all_on = layer == 0 or view != VIEW_LAYER
             if code == TREE:  # at batch 1 a tree computes only the nodes on the path: its own walk
                 depth, row = meta[layer, M_ARG], meta[layer]
                 if mode != GIVEN:
                     on[:] = 0
-                    on[_tree_leaf(h, in_mask, weights, row, layer == 0, depth, -1, gates)] = 1
+                    on[_tree_leaf(src, in_mask, weights, row, all_on, depth, -1, gates)] = 1
                 else:  # the path probability of every leaf that is on
                     for j in range(n_out_blocks):
                         if on[j]:
-                            _tree_leaf(h, in_mask, weights, row, layer == 0, depth, j, gates)
+                            _tree_leaf(src, in_mask, weights, row, all_on, depth, j, gates)
             else:
                 n_scores = meta[layer, M_SCORES]
                 scores = work[o_scores : o_scores + n_scores]
                 if n_scores > 0 and (mode != GIVEN or scaled):
                     z0, d0 = meta[layer, M_Z], meta[layer, M_D]
-                    z = weights[z0 : z0 + n_in_blocks * n_scores * bs_in].reshape(
-                        (n_in_blocks, n_scores, bs_in)
-                    )
+                    z_blocks, z_bs = meta[layer, M_Z_BLOCKS], meta[layer, M_Z_BS]
+                    z = weights[z0 : z0 + z_blocks * n_scores * z_bs].reshape((z_blocks, n_scores, z_bs))
                     scores[:] = weights[d0 : d0 + n_scores]
-                    for i in range(n_in_blocks):
-                        if layer == 0 or in_mask[i]:
-                            _add_dots(scores, h[i * bs_in : (i + 1) * bs_in], z[i], 0, bs_in)
+                    for i in range(z_blocks):
+                        if all_on or in_mask[i]:
+                            _add_dots(scores, src[i * z_bs : (i + 1) * z_bs], z[i], 0, z_bs)
                 rate = weights[meta[layer, M_RATE]] if meta[layer, M_RATE] != NONE else np.float32(0.0)
                 noise = work[layer * max_blocks : layer * max_blocks + n_out_blocks]
                 decide_example(code, meta[layer, M_ARG], scores, rate, p_min, p_max, mode, noise, on, gates)
@@ -604,6 +644,10 @@ def forward_batch(x, weights, meta, noise, masks, mode, threads):
     p_min, p_max = weights[P_MIN], weights[P_MAX]
     all_on = np.ones((batch, 1), np.uint8)
     no_draws = np.zeros(0, np.float32)  # the noise of modes that draw none
+    pooled = np.empty((batch, meta[0, M_VIEW_CHANNELS] * meta[0, M_VIEW_POOLED] ** 2), np.float32)
+    if _uses_pooled_view(meta):
+        for b in range(batch):
+            _pool_view(x[b], meta[0], pooled[b])
     h, in_mask = x, all_on
     for layer in range(n_layers):
         row = meta[layer]
@@ -616,10 +660,13 @@ def forward_batch(x, weights, meta, noise, masks, mode, threads):
         # the scores: a product with one output block, always on (a tree's nodes, a top-k's scores)
         n_scores = row[M_SCORES] if hidden else 0
         scores = np.empty((batch, n_scores), np.float32)
-        if n_scores > 0 and (mode != GIVEN or scaled):
-            z = _panels(weights, row[M_Z_PANELS], 1, n_in_blocks * bs_in, n_scores)
+        if n_scores > 0 and (mode != GIVEN or scaled):  # from this layer's input, or the input or its view
+            view = row[M_VIEW]
+            src = h if view == VIEW_LAYER else (x if view == VIEW_INPUT else pooled)
+            src_mask = in_mask if view == VIEW_LAYER else all_on
+            z = _panels(weights, row[M_Z_PANELS], 1, row[M_Z_BLOCKS] * row[M_Z_BS], n_scores)
             d = weights[row[M_D] : row[M_D] + n_scores]
-            _product(h, in_mask, z, d, all_on, IDENTITY, scores, threads)
+            _product(src, src_mask, z, d, all_on, IDENTITY, scores, threads)
         # which blocks are on, and the gate values that scale them (decide_example, as at batch 1)
         gates = np.empty((batch, n_out_blocks), np.float32)
         if hidden:

@@ -65,8 +65,16 @@ def pack(layers, p_min: float, p_max: float) -> tuple[np.ndarray, np.ndarray]:
         row[kernels.M_DECISION], row[kernels.M_ARG] = layer.decision, layer.arg
         row[kernels.M_PANELS] = put(to_panels(layer.weight, bs_out))
         row[kernels.M_SCORES] = 0
+        # the scores read this layer's input blocks, or one block: the network's input or its view
+        row[kernels.M_VIEW] = layer.view
+        view = layer.view_shape  # (channels, side, pooled): the pooled view's, else zeros
+        row[kernels.M_VIEW_CHANNELS], row[kernels.M_VIEW_SIDE], row[kernels.M_VIEW_POOLED] = view
+        row[kernels.M_Z_BLOCKS], row[kernels.M_Z_BS] = row[kernels.M_IN_BLOCKS], bs_in
         if layer.z is not None:
-            row[kernels.M_Z], row[kernels.M_D] = put(policy_tiles(layer.z, bs_in)), put(layer.d)
+            if layer.view != kernels.VIEW_LAYER:
+                row[kernels.M_Z_BLOCKS], row[kernels.M_Z_BS] = 1, layer.z.shape[1]
+            z_bs = row[kernels.M_Z_BS]
+            row[kernels.M_Z], row[kernels.M_D] = put(policy_tiles(layer.z, z_bs)), put(layer.d)
             row[kernels.M_Z_PANELS] = put(to_panels(layer.z, layer.z.shape[0]))
             row[kernels.M_SCORES] = layer.z.shape[0]
         if layer.rate is not None:

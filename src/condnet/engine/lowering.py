@@ -30,6 +30,8 @@ class EngineLayer:
     z: np.ndarray | None = None  # score weights (rows, n_in)
     d: np.ndarray | None = None  # score offsets (rows,)
     rate: float | None = None  # a fixed rate (bdNN's tau)
+    view: int = kernels.VIEW_LAYER  # what the scores read (kernels.VIEWS; condnet.gates.View)
+    view_shape: tuple[int, int, int] = (0, 0, 0)  # a pooled view's (channels, side, pooled side)
 
     @property
     def n_out_blocks(self) -> int:
@@ -41,6 +43,7 @@ def lower(checkpoint: Checkpoint) -> list[EngineLayer]:
     cfg, tensors = checkpoint.model, checkpoint.tensors
     n_hidden = len(cfg.widths)
     sizes = [checkpoint.input_dim, *cfg.block_size, checkpoint.n_classes]  # input and output: one block
+    view = gates.router_view(cfg, checkpoint.input_dim)
     layers = []
     for index in range(n_hidden + 1):
         name = f"hidden.{index}" if index < n_hidden else "output"
@@ -59,6 +62,7 @@ def lower(checkpoint: Checkpoint) -> list[EngineLayer]:
             layer.z = None if lowered.z is None else np.asarray(lowered.z, np.float32)
             layer.d = None if lowered.d is None else np.asarray(lowered.d, np.float32)
             layer.rate = lowered.rate
+            layer.view, layer.view_shape = kernels.VIEWS[view.kind], (view.channels, view.side, view.pooled)
         layers.append(layer)
     return layers
 

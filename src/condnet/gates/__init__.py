@@ -35,7 +35,7 @@ class LayerSettings:
     """What a gate may read of its hidden layer's configuration."""
 
     index: int
-    n_in: int  # the inputs its scores read (the previous layer's width, or the input's)
+    n_in: int  # the inputs its scores read (the previous layer's width, the input's, or a view's)
     n_blocks: int
     block_size: int
     k: int  # model.k of this layer (blocks per example, for routers that compute a fixed number)
@@ -131,13 +131,64 @@ def gate_class(name: str) -> type[GateSpec]:
     return _REGISTRY[name]
 
 
+@dataclass
+class View:
+    """What the gates' scores read (model.router_input): the layer's own input ("layer"), the network's
+    input ("input"), or the input image average-pooled to `pooled` x `pooled` per channel ("poolS"),
+    computed once per example. Images are channel-major: `channels` x `side` x `side`."""
+
+    kind: str  # layer | input | pool
+    channels: int = 0
+    side: int = 0
+    pooled: int = 0
+
+    @property
+    def size(self) -> int:
+        return self.channels * self.pooled * self.pooled
+
+    def inputs(self, layer_inputs: int, input_dim: int) -> int:
+        """How many values a gate's scores read, given its layer's input size."""
+        return {"layer": layer_inputs, "input": input_dim}.get(self.kind, self.size)
+
+
+def view_kind(router_input) -> str | None:
+    """layer, input or pool for a valid model.router_input, else None."""
+    if router_input in ("layer", "input"):
+        return router_input
+    text = str(router_input)
+    return "pool" if text.startswith("pool") and text[4:].isdigit() and int(text[4:]) >= 1 else None
+
+
+def router_view(model, input_dim: int) -> View:
+    """The View of a ModelConfig for inputs of `input_dim` values (images: 1 or 3 square channels);
+    ConfigError when a pooled view does not fit the input."""
+    kind = view_kind(model.router_input)
+    if kind != "pool":
+        return View(kind)
+    pooled = int(model.router_input[4:])
+    for channels in (1, 3):
+        side = int(round((input_dim / channels) ** 0.5))
+        if side * side * channels == input_dim:
+            break
+    else:
+        raise ConfigError(f"model.router_input: got {model.router_input!r}; allowed for {input_dim} inputs "
+                          f"(not a square image of 1 or 3 channels): layer or input")  # fmt: skip
+    if side % pooled:
+        divisors = ", ".join(f"pool{d}" for d in range(1, side + 1) if side % d == 0)
+        shape = f"{channels} x {side} x {side}"
+        raise ConfigError(f"model.router_input: got {model.router_input!r}; allowed for {shape} images: "
+                          f"layer, input, {divisors}")  # fmt: skip
+    return View(kind, channels, side, pooled)
+
+
 def gate_of(model, input_dim: int, layer: int) -> GateSpec:
     """The GateSpec of hidden layer `layer` of a ModelConfig whose per-layer fields are lists (config
     validation asks with input_dim 0: its checks do not depend on the inputs)."""
     dims = [input_dim, *model.widths]
+    view = router_view(model, input_dim) if input_dim else View("layer")
     settings = LayerSettings(
         index=layer,
-        n_in=dims[layer],
+        n_in=view.inputs(dims[layer], input_dim),
         n_blocks=model.widths[layer] // model.block_size[layer],
         block_size=model.block_size[layer],
         k=model.k[layer],

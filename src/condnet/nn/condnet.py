@@ -28,6 +28,7 @@ from condnet import gates as gate_specs
 from condnet.checkpoint import Checkpoint
 from condnet.config import MODES, ModelConfig
 from condnet.nn.gates import Gate, How, LayerTrace, make_gate
+from condnet.nn.macs import active_macs
 
 _REAL = {torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.uint8, torch.int8, torch.int16,
          torch.int32, torch.int64, torch.bool}  # fmt: skip
@@ -65,6 +66,7 @@ class CondNet(nn.Module):
         dims = [input_dim, *cfg.widths]
         self.hidden = nn.ModuleList(nn.Linear(i, o) for i, o in zip(dims[:-1], dims[1:], strict=True))
         self.output = nn.Linear(dims[-1], n_classes)
+        self.view = gate_specs.router_view(cfg, input_dim)  # what the gates read (model.router_input)
         # a dense layer's gate has no parameters, so a dense net's state_dict holds no policies.*
         self.policies = nn.ModuleList(make_gate(spec) for spec in gate_specs.gates_of(cfg, input_dim))
         self.activation = torch.tanh if cfg.activation == "tanh" else torch.relu
@@ -122,11 +124,13 @@ class CondNet(nn.Module):
                 f"masks must hold one tensor per hidden layer ({len(self.hidden)}), got {len(masks)}"
             )
         how = How(mode, generator, estimator, temperature, soft_tree)
+        view = self.router_view(x)
         h, trace = x, []
         for index, (layer, gate) in enumerate(zip(self.hidden, self.policies, strict=True)):
             # By default the gate reads h detached: its parameters are {Z, d} only, and no policy loss
             # reaches W (model.router_detach = false lets the task loss train W through the router too).
-            s = h.detach() if self.cfg.router_detach else h
+            s = h if view is None else view
+            s = s.detach() if self.cfg.router_detach else s
             decided = gate.decide(s, how, self._given_mask(index, h, masks))
             pre = layer(h)
             if decided.mask is None:  # a dense layer
@@ -140,6 +144,31 @@ class CondNet(nn.Module):
             trace.append(decided)
             h = out
         return Output(self.output(h), trace)
+
+    def router_view(self, x: torch.Tensor) -> torch.Tensor | None:
+        """What every gate reads, (batch, view size), when it is not the layer's own input (None)."""
+        if self.view.kind == "input":
+            return x
+        if self.view.kind == "pool":
+            v = self.view
+            images = x.reshape(len(x), v.channels, v.side, v.side)
+            return F.avg_pool2d(images, v.side // v.pooled).flatten(1)
+        return None
+
+    @property
+    def router_inputs(self) -> list[int | None]:
+        """Per hidden layer, the fixed number of values its gate's scores read, or None when they read
+        the layer's active inputs (model.router_input = layer)."""
+        if self.view.kind == "layer":
+            return [None] * len(self.hidden)
+        return [gate.spec.layer.n_in for gate in self.policies]
+
+    def macs(self, masks: list[torch.Tensor]) -> torch.Tensor:
+        """Multiply-adds per example, (batch,), of computing only the active blocks (gates included;
+        a pooled view costs one add per input)."""
+        view_macs = self.input_dim if self.view.kind == "pool" else 0
+        return active_macs(self.input_dim, self.block_sizes, self.n_classes, masks, self.policy_rows,
+                           self.router_inputs, view_macs)  # fmt: skip
 
     def _checked_input(self, x) -> torch.Tensor:
         """x as the weights' dtype; the inputs the engine refuses are refused here too (same messages)."""

@@ -22,38 +22,49 @@ def active_macs(
     n_classes: int,
     masks: list[torch.Tensor],
     policy_rows: bool | list[int] = True,
+    router_inputs: list[int | None] | None = None,
+    view_macs: int = 0,
 ) -> torch.Tensor:
     """MACs per example, (batch,), when each layer computes only its active blocks.
 
     masks: per hidden layer, (batch, n_blocks) in {0, 1}. policy_rows: per layer, the dot products of its
     policy or router (CondNet.policy_rows), each over the active inputs; True: n_blocks every layer.
+    router_inputs: per layer, the fixed length of those dot products when the router reads a view of the
+    input (CondNet.router_inputs; None: the active inputs); view_macs: the view's own cost per example.
     """
     active_in = torch.full((masks[0].shape[0],), float(input_dim), dtype=torch.float64)
-    total = torch.zeros_like(active_in)
+    total = torch.full_like(active_in, float(view_macs))
     if not isinstance(policy_rows, list):
         policy_rows = [mask.shape[1] if policy_rows else 0 for mask in masks]
-    for mask, size, rows in zip(masks, block_sizes, policy_rows, strict=True):
+    router_inputs = router_inputs or [None] * len(masks)
+    for mask, size, rows, fixed in zip(masks, block_sizes, policy_rows, router_inputs, strict=True):
         active_out = mask.to(torch.float64).sum(dim=1) * size
         total += active_in * active_out
-        total += active_in * rows
+        total += (active_in if fixed is None else fixed) * rows
         active_in = active_out
     return total + active_in * n_classes
 
 
 def weight_bytes(
-    input_dim: int, block_sizes: list[int], n_classes: int, masks: list, policy_rows: list[int]
+    input_dim: int,
+    block_sizes: list[int],
+    n_classes: int,
+    masks: list,
+    policy_rows: list[int],
+    router_inputs: list[int | None] | None = None,
 ) -> int:
     """Bytes of float32 weights that block kernels read for one batch: each tile (output block, input
     block) that some example of the batch needs, and each policy's weights over the input blocks that
     some example has on. A tile needed by many examples is read once: at small batches and densities
     most tiles are needed by a few examples, and the weights, not the multiply-adds, bound the time.
 
-    masks: per hidden layer, (batch, n_blocks) in {0, 1}; policy_rows: as for `active_macs`.
+    masks: per hidden layer, (batch, n_blocks) in {0, 1}; policy_rows, router_inputs: as for `active_macs`.
     """
     inputs_on, bs_in, total = np.ones((len(masks[0]), 1), np.int64), input_dim, 0
-    for mask, size, rows in zip(masks, block_sizes, policy_rows, strict=True):
+    router_inputs = router_inputs or [None] * len(masks)
+    for mask, size, rows, fixed in zip(masks, block_sizes, policy_rows, router_inputs, strict=True):
         on = (np.asarray(mask) != 0).astype(np.int64)
-        total += int(inputs_on.any(axis=0).sum()) * bs_in * rows
+        total += (int(inputs_on.any(axis=0).sum()) * bs_in if fixed is None else fixed) * rows
         total += int(np.count_nonzero(on.T @ inputs_on)) * size * bs_in  # tiles some example needs
         inputs_on, bs_in = on, size
     return 4 * (total + int(inputs_on.any(axis=0).sum()) * bs_in * n_classes)

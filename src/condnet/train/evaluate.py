@@ -8,7 +8,6 @@ import torch
 from torch.nn import functional as F
 
 from condnet.nn.condnet import CondNet
-from condnet.nn.macs import active_macs
 
 
 @dataclass
@@ -45,8 +44,7 @@ def evaluate(
         nll += F.cross_entropy(out.logits, yb, reduction="sum").item()
         errors += (out.logits.argmax(dim=1) != yb).sum().item()
         masks = [t.mask for t in out.layers]
-        rows = model.policy_rows
-        macs += active_macs(model.input_dim, model.block_sizes, model.n_classes, masks, rows).sum().item()
+        macs += model.macs(masks).sum().item()
         for i, t in enumerate(out.layers):
             on[i] += t.mask.mean(dim=1).sum().item()
             if t.sigma is not None:

@@ -1,0 +1,84 @@
+"""model.router_input: what the gates read (the layer's input, the network's input, a pooled view of
+it), against hand-computed values; the engine makes the same decisions and gives the same logits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from condnet.config import Config, ModelConfig, validate
+from condnet.engine import Engine
+from condnet.errors import ConfigError
+from condnet.nn.condnet import CondNet
+
+
+def model_of(router, router_input, gated=(True, True), k=2, input_dim=16, seed=0) -> CondNet:
+    torch.manual_seed(seed)
+    cfg = ModelConfig(widths=[16, 16], block_size=[4, 4], router=router, k=[k], gated=list(gated),
+                      router_input=router_input, p_min=0.2, p_max=0.8)  # fmt: skip
+    return CondNet(input_dim, 3, validate(Config(model=cfg)).model).eval()
+
+
+def test_a_pooled_view_by_hand():
+    """A 1 x 4 x 4 image pooled to 2 x 2: each value the mean of its 2 x 2 square, row-major."""
+    model = model_of("bernoulli", "pool2")
+    x = torch.arange(16, dtype=torch.float32)[None]  # rows 0-3, 4-7, 8-11, 12-15
+    expected = torch.tensor(
+        [[(0 + 1 + 4 + 5) / 4, (2 + 3 + 6 + 7) / 4, (8 + 9 + 12 + 13) / 4, (10 + 11 + 14 + 15) / 4]]
+    )
+    torch.testing.assert_close(model.router_view(x), expected)
+    gate = model.policies[1]
+    assert gate.Z.shape == (4, 4)  # layer 2's policy reads the 4 pooled values, not layer 1's 16 units
+    with torch.no_grad():
+        out = model(x, mode="threshold")
+        sigma = 0.2 + 0.6 * torch.sigmoid(expected @ gate.Z.T + gate.d)
+    torch.testing.assert_close(out.layers[1].sigma, sigma)
+    assert torch.equal(out.layers[1].mask, (sigma > 0.5).float())
+
+
+def test_the_network_input_for_a_deeper_layer():
+    model = model_of("topk", "input")
+    x = torch.rand(3, 16)
+    with torch.no_grad():
+        out = model(x)
+        scores = x @ model.policies[1].Z.T + model.policies[1].d
+    torch.testing.assert_close(out.layers[1].sigma, torch.softmax(scores, dim=1))
+
+
+def test_a_view_that_does_not_fit_the_input_is_refused():
+    with pytest.raises(
+        ConfigError, match="pool3.*allowed for 1 x 4 x 4 images: layer, input, pool1, pool2, pool4"
+    ):
+        model_of("bernoulli", "pool3")
+    with pytest.raises(ConfigError, match="not a square image"):
+        model_of("bernoulli", "pool2", input_dim=15)
+
+
+def test_macs_count_the_view_and_the_routers_on_it():
+    """784-inputs, a top-2 router of 8 blocks on a 7 x 7 view: 784 adds for the view, 8 x 49 for the
+    router, 2 blocks of 16 units x 784 inputs, then 32 active units x 10 classes."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(widths=[128], block_size=[16], router="topk", k=[2], router_input="pool7")
+    model = CondNet(784, 10, validate(Config(model=cfg)).model)
+    mask = torch.zeros(1, 8)
+    mask[0, :2] = 1
+    assert model.macs([mask]).item() == 784 + 8 * 49 + 2 * 16 * 784 + 32 * 10
+
+
+@pytest.mark.parametrize("batch", [1, 9])
+@pytest.mark.parametrize("view", ["layer", "input", "pool2", "pool1"])
+@pytest.mark.parametrize("router", ["bernoulli", "topk", "tree", "hash"])
+def test_the_engine_reads_the_same_view(router, view, batch):
+    model = model_of(router, view, k=2 if router != "tree" else 1, seed=3)
+    with torch.no_grad():  # spread the policies' scores so that threshold decisions are not all alike
+        for gate in model.policies:
+            if hasattr(gate, "Z"):
+                gate.Z.mul_(4)
+    x = np.random.default_rng(5).random((batch, 16), dtype=np.float32)
+    logits, masks = Engine(model).forward(x, mode="threshold")
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x), mode="threshold")
+    for mine, theirs in zip(masks, expected.layers, strict=True):
+        assert np.array_equal(mine, theirs.mask.numpy())
+    np.testing.assert_allclose(logits, expected.logits.numpy(), rtol=1e-5, atol=1e-6)
