@@ -98,6 +98,9 @@ def test_summary_of_a_run_whose_metrics_lack_a_key_says_which(idx_dir, tmp_path,
     for item in [*SMALL, "train.max_epochs=1"]:
         args += ["--set", item]
     assert main(args) == 0
+    finished = json.loads((out / FINISHED).read_text())
+    del finished["sha256"]  # a run finished before the hashes were recorded: its files are read as they are
+    (out / FINISHED).write_text(json.dumps(finished))
     metrics = json.loads((out / "metrics.json").read_text())
     del metrics["macs"]
     (out / "metrics.json").write_text(json.dumps(metrics))
@@ -125,3 +128,41 @@ def test_a_packaged_config_is_found_by_name_from_anywhere(tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path)  # no configs/ here
     assert load_config("default.toml").model.widths == [1024, 1024]
     assert load_config("frontier/mnist_best").model.router == "tree"
+
+
+def _train(idx_dir, out, *extra):
+    from condnet.cli import main
+    from test_training import SMALL
+
+    args = ["train", "--out", str(out), "--set", f"data.dir={json.dumps(str(idx_dir))}"]
+    for item in [*SMALL, "train.max_epochs=1", *extra]:
+        args += ["--set", item]
+    assert main(args) == 0
+
+
+def test_a_checkpoint_swapped_in_from_another_run_is_refused(idx_dir, tmp_path, capsys):
+    """Another same-config run's model.json + model.safetensors copied in: eval reported the other
+    model while summary kept the original metrics. finished.json now records every file's SHA-256."""
+    import shutil
+
+    from condnet.cli import main
+
+    _train(idx_dir, tmp_path / "a")
+    _train(idx_dir, tmp_path / "b", "seed=1")
+    for name in ("model.json", "model.safetensors"):
+        shutil.copy(tmp_path / "b" / name, tmp_path / "a" / name)
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "a")]) != 0
+    err = capsys.readouterr().err
+    assert "is not the file the run finished with" in err and "model." in err
+
+
+def test_an_edited_seed_in_a_finished_run_is_refused(idx_dir, tmp_path, capsys):
+    from condnet.cli import main
+
+    _train(idx_dir, tmp_path / "a")
+    config = tmp_path / "a" / CONFIG
+    config.write_text(config.read_text().replace("seed = 0", "seed = 5"))
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "a"), "--mode", "sample"]) != 0
+    assert "config.toml is not the file the run finished with" in capsys.readouterr().err

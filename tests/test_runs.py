@@ -170,6 +170,12 @@ def test_an_edited_config_toml_is_refused(idx_dir, tmp_path, capsys):
     config = out / "config.toml"
     config.write_text(config.read_text().replace('activation = "tanh"', 'activation = "relu"'))
     assert main(["eval", str(out)]) == 2
+    assert "config.toml is not the file the run finished with" in capsys.readouterr().err
+    # a run finished before finished.json recorded hashes: the checkpoint's own check still refuses it
+    finished = json.loads((out / "finished.json").read_text())
+    del finished["sha256"]
+    (out / "finished.json").write_text(json.dumps(finished))
+    assert main(["eval", str(out)]) == 2
     assert "does not match the checkpoint's model.json" in capsys.readouterr().err
 
 

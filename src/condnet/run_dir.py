@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import hashlib
 import io
 import json
 import os
@@ -42,6 +43,17 @@ def policy_figure_name(layer: int) -> str:
 
 def _reason(exc: Exception) -> str:
     return "missing" if isinstance(exc, FileNotFoundError) else getattr(exc, "strerror", None) or str(exc)
+
+
+_HASHED: dict[tuple, str] = {}  # (path, size, mtime) -> SHA-256: each file is hashed once per process
+
+
+def _sha256(path: Path) -> str:
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _HASHED:
+        _HASHED[key] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return _HASHED[key]
 
 
 def _unreadable(path: Path, exc: Exception) -> CondnetError:
@@ -111,6 +123,23 @@ class RunDir:
     # Readers of a finished run's records: every command reads them here, and a missing or corrupt file
     # (or one without the fields every run has) is a CondnetError naming it, never a traceback.
 
+    def verify(self, *names: str) -> None:
+        """CondnetError unless the named files (default: every file finished.json lists) have the SHA-256
+        recorded when the run finished: a file edited, swapped from another run or corrupted since is
+        refused. Runs finished before the hashes were recorded are not checked."""
+        try:
+            recorded = json.loads((self.path / FINISHED).read_text()).get("sha256", {})
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as exc:
+            raise _unreadable(self.path / FINISHED, exc) from None
+        for name in names or recorded:
+            path = self.path / name
+            if name in recorded and (not path.is_file() or _sha256(path) != recorded[name]):
+                what = "is missing" if not path.is_file() else "is not the file the run finished with"
+                raise CondnetError(
+                    f"{path} {what} (its SHA-256 was recorded in {FINISHED}): edited, copied from another "
+                    f"run or corrupted; restore it from the original run, or train the run again"
+                )
+
     def metrics(self) -> dict:
         """metrics.json, the final report (test_error per mode, activation_rate, macs, ...)."""
         return self._record(METRICS, ("test_error", "activation_rate", "macs", "dense_macs", "epochs"))
@@ -122,6 +151,8 @@ class RunDir:
     def history(self) -> list[dict]:
         """metrics.jsonl: one record per trained epoch (epoch, train/valid loss and error, ...)."""
         path = self.path / EPOCH_LOG
+        if self.is_finished():
+            self.verify(EPOCH_LOG)
         try:
             records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -144,6 +175,8 @@ class RunDir:
 
     def _record(self, name: str, fields: tuple[str, ...]) -> dict:
         path = self.path / name
+        if self.is_finished():
+            self.verify(name)
         try:
             record = json.loads(path.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -154,8 +187,10 @@ class RunDir:
         return record
 
     def require_finished(self) -> Path:
-        """The path, or a CondnetError that says why it is not a finished run and what to do."""
+        """The path, or a CondnetError that says why it is not a finished run and what to do. Every file
+        that finished.json lists must still be the file it recorded (its SHA-256)."""
         if self.is_finished():
+            self.verify()
             return self.path
         unfinished = (
             f"; an unfinished run of it is in {self.partial} (after {self.epochs_done()} epochs): "
@@ -241,7 +276,8 @@ class RunDir:
             stale.unlink()
         files = sorted(p.name for p in self.partial.iterdir() if p.name != TRAIN_STATE)
         finished = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        write_json(self.partial / FINISHED, {"finished": finished, "files": files})
+        hashes = {name: _sha256(self.partial / name) for name in files}
+        write_json(self.partial / FINISHED, {"finished": finished, "files": files, "sha256": hashes})
         self._put_in_place()
 
     def _put_in_place(self) -> None:
