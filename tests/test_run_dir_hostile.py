@@ -166,3 +166,17 @@ def test_an_edited_seed_in_a_finished_run_is_refused(idx_dir, tmp_path, capsys):
     capsys.readouterr()
     assert main(["eval", str(tmp_path / "a"), "--mode", "sample"]) != 0
     assert "config.toml is not the file the run finished with" in capsys.readouterr().err
+
+
+def test_the_engine_refuses_a_swapped_checkpoint_too(idx_dir, tmp_path):
+    import shutil
+
+    from condnet.engine import Engine
+
+    _train(idx_dir, tmp_path / "a")
+    _train(idx_dir, tmp_path / "b", "seed=1")
+    Engine.from_run(tmp_path / "a")
+    for name in ("model.json", "model.safetensors"):
+        shutil.copy(tmp_path / "b" / name, tmp_path / "a" / name)
+    with pytest.raises(CondnetError, match="is not the file the run finished with"):
+        Engine.from_run(tmp_path / "a")

@@ -23,11 +23,12 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from condnet.checkpoint import Checkpoint, read_checkpoint
+from condnet.checkpoint import META, TENSORS, Checkpoint, read_checkpoint
 from condnet.config import MODES
 from condnet.engine import kernels
 from condnet.engine.layout import pack
 from condnet.engine.lowering import draws, lower
+from condnet.run_dir import RunDir
 
 _MODE_CODES = {"threshold": kernels.THRESHOLD, "sample": kernels.SAMPLE}
 
@@ -86,7 +87,11 @@ class Engine:
 
     @classmethod
     def from_run(cls, run_dir: str | Path, threads: int = 1) -> Engine:
-        """The engine of a trained run's checkpoint (read and verified without PyTorch)."""
+        """The engine of a trained run's checkpoint (read and verified without PyTorch; in a finished run
+        directory, its files must also be those the run finished with)."""
+        run = RunDir(run_dir)
+        if run.is_finished():
+            run.verify(TENSORS, META)
         return cls(read_checkpoint(run_dir), threads)
 
     def set_threads(self, threads: int) -> None:
