@@ -200,7 +200,8 @@ def cmd_bench(args) -> None:
     from condnet.engine.timing import machine, read_bandwidth
 
     if (args.run_dir is None) == (args.arch is None):
-        raise CondnetError("give either RUN_DIR (a trained run) or --arch (a synthetic model), not both")
+        given = "neither was given" if args.run_dir is None else "both were given"
+        raise CondnetError(f"give RUN_DIR (a trained run) or --arch (a synthetic model): {given}")
     import numba
 
     if max(args.threads) > numba.config.NUMBA_NUM_THREADS:
@@ -363,9 +364,32 @@ def _table_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--configs", type=Path, default=CONFIG_DIR, help="the configs/ directory")
 
 
+DESCRIPTION = """Conditional computation in neural networks (Bengio et al., arXiv 1511.06297): hidden layers
+cut into blocks that a per-layer gate (a policy or router) switches on per example, trained with the
+network, and run by a block-sparse CPU engine. Train, evaluate, time and compare runs; reproduce the
+paper's tables; search and chart the error-latency front of gated against dense nets.
+`condnet COMMAND --help` describes each command."""
+
+
+class _Help(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless it has none or says it already."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if default is None or default is False or default == argparse.SUPPRESS:
+            return text
+        if "default" in text or not action.option_strings:
+            return text
+        shown = ",".join(map(str, default)) if isinstance(default, list) else default
+        return f"{text} (default: {shown})".strip()
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="condnet", description=__doc__)
+    parser = argparse.ArgumentParser(prog="condnet", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_parser = sub.add_parser
+    sub.add_parser = lambda *a, **k: _add_parser(*a, formatter_class=_Help, **k)  # defaults in every help
 
     p = sub.add_parser("train", help="train a model from a TOML config into a run directory")
     p.add_argument("--config", type=Path, help="TOML config (default: built-in defaults)")
@@ -381,7 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="recompute a run's test metrics from its checkpoint")
-    p.add_argument("run_dir", type=Path)
+    p.add_argument("run_dir", type=Path, help="a finished run directory")
     p.add_argument("--mode", choices=["sample", "threshold"], help="default: both")
     p.add_argument("--seed", type=int, help="seed of the sample-mode draws (default: the run's seed)")
     p.add_argument("--engine", action="store_true", help="also the inference engine's threshold-mode error")
@@ -399,11 +423,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--kind", choices=["condnet", "nn"], default="condnet", help="synthetic model: gated, or dense (nn)"
     )
-    p.add_argument("--batch", type=_int_list, default=[1, 50, 256])
-    p.add_argument("--threads", type=_int_list, default=[1])
-    p.add_argument("--mode", choices=["sample", "threshold"], default="sample")
+    p.add_argument("--batch", type=_int_list, default=[1, 50, 256], help="batch sizes, comma-separated")
+    p.add_argument("--threads", type=_int_list, default=[1], help="thread counts, comma-separated")
+    p.add_argument(
+        "--mode", choices=["sample", "threshold"], default="sample", help="how the masks are decided"
+    )
     p.add_argument("--repeats", type=_positive_int, default=15, help="timed repeats (the median is reported)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="the synthetic weights' and the masks' draws")
     p.add_argument("--json", action="store_true", help='print {"records": [...]} instead of a table')
     p.set_defaults(func=cmd_bench)
 
@@ -425,12 +451,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--configs", type=Path, required=True, help="a directory of configs (chosen on validation)"
     )
-    p.add_argument("--seeds", type=_positive_int, default=5)
+    p.add_argument("--seeds", type=_positive_int, default=5, help="fresh seeds per config (100, 101, ...)")
     p.add_argument("--out", type=Path, help="run directories (default: runs/frontier/DATASET)")
     p.add_argument("--report", type=Path, default=Path("docs/frontier"), help="where DATASET.csv/.md/.png go")
-    p.add_argument("--workers", type=_positive_int, default=1)
+    p.add_argument("--workers", type=_positive_int, default=1, help="runs trained in parallel")
     p.add_argument("--threads", type=_positive_int, help="cores per worker (default: all cores / workers)")
-    p.add_argument("--timing-repeats", type=_positive_int, default=15)
+    p.add_argument("--timing-repeats", type=_positive_int, default=15, help="timed repeats per run (median)")
     p.set_defaults(func=cmd_frontier)
 
     p = sub.add_parser("sparsify", help="gate a trained dense run after the fact: group, route, fine-tune")
@@ -448,13 +474,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sparsify)
 
     p = sub.add_parser("versus", help="one gated run against one dense run: errors, latencies, verdict")
-    p.add_argument("gated_run", type=Path)
-    p.add_argument("dense_run", type=Path)
+    p.add_argument("gated_run", type=Path, help="a finished gated run")
+    p.add_argument("dense_run", type=Path, help="a finished dense run (model.kind = nn)")
     p.add_argument("--repeats", type=_positive_int, default=15, help="timed repeats (the median is reported)")
     p.set_defaults(func=cmd_versus)
 
     p = sub.add_parser("parity", help="a randomized sweep: the engine against the PyTorch model, same masks")
-    p.add_argument("--cases", type=_positive_int, default=10_000)
+    p.add_argument("--cases", type=_positive_int, default=10_000, help="random cases to check")
     p.add_argument(
         "--seed", type=int, default=0, help="the sweep's seed (a case is reproduced by seed and number)"
     )
@@ -462,17 +488,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_parity)
 
     p = sub.add_parser("reproduce", help="run a paper table for several seeds; CSV, markdown and Pareto plot")
-    p.add_argument("table", choices=["mnist", "cifar10", "svhn"])
+    p.add_argument("table", choices=["mnist", "cifar10", "svhn"], help="the paper's table")
     _table_options(p)
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("ablate", help="run one of the paper's ablations for several seeds, with its plot")
-    p.add_argument("ablation", choices=["no-regularizers", "lambda-v", "lambda-s"])
+    p.add_argument(
+        "ablation", choices=["no-regularizers", "lambda-v", "lambda-s"], help="the paper's ablation"
+    )
     _table_options(p)
     p.set_defaults(func=cmd_ablate)
 
     p = sub.add_parser("summary", help="print a table comparing finished runs")
-    p.add_argument("run_dirs", nargs="+", type=Path)
+    p.add_argument("run_dirs", nargs="+", type=Path, help="finished run directories")
     p.set_defaults(func=cmd_summary)
     return parser
 
