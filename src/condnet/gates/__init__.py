@@ -89,6 +89,24 @@ class GateSpec:
         return f"{type(self).__name__}(layer {self.layer.index}, {self.layer.n_blocks} blocks)"
 
 
+class BlockScores(GateSpec):
+    """A gate that scores every block: Z (n_blocks, n_in) and d (n_blocks,), one dot product per block."""
+
+    def tensors(self):
+        return {"Z": (self.layer.n_blocks, self.layer.n_in), "d": (self.layer.n_blocks,)}
+
+    @property
+    def score_rows(self) -> int:
+        return self.layer.n_blocks
+
+
+def check_k(layer: LayerSettings) -> None:
+    """ConfigError unless model.k of this layer is a number of its blocks (routers computing k blocks)."""
+    k, n = layer.k, layer.n_blocks
+    if not 1 <= k <= n:
+        raise ConfigError(f"model.k[{layer.index}]: got {k!r}; allowed: a whole number from 1 to {n}, blocks")
+
+
 _REGISTRY: dict[str, type[GateSpec]] = {}
 _LOADED: list[bool] = []
 

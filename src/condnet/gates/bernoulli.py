@@ -5,21 +5,14 @@
 Z: (n_blocks, n_in), d: (n_blocks,); threshold mode: u_j = [sigma_j > 0.5]. Trained by REINFORCE (or
 another estimator, condnet.train.estimators) with L_b, L_e and L_v."""
 
-from condnet.gates import GateSpec, Lowered, register
+from condnet.gates import BlockScores, Lowered, register
 
 
 @register
-class Bernoulli(GateSpec):
+class Bernoulli(BlockScores):
     name = "bernoulli"
     learned = True
     draws = True
-
-    def tensors(self):
-        return {"Z": (self.layer.n_blocks, self.layer.n_in), "d": (self.layer.n_blocks,)}
-
-    @property
-    def score_rows(self) -> int:
-        return self.layer.n_blocks
 
     def lower(self, tensors) -> Lowered:
         return Lowered("policy", z=tensors["Z"], d=tensors["d"])

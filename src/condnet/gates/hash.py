@@ -11,8 +11,7 @@ decide alike.
 
 import numpy as np
 
-from condnet.errors import ConfigError
-from condnet.gates import GateSpec, Lowered, register
+from condnet.gates import GateSpec, Lowered, check_k, register
 
 
 @register
@@ -24,11 +23,7 @@ class Hash(GateSpec):
         return (self.layer.n_blocks - 1).bit_length()  # ceil(log2 n_blocks)
 
     def check(self) -> None:
-        k, n = self.layer.k, self.layer.n_blocks
-        if not 1 <= k <= n:
-            raise ConfigError(
-                f"model.k[{self.layer.index}]: got {k!r}; allowed: a whole number from 1 to {n} (blocks)"
-            )
+        check_k(self.layer)
 
     def tensors(self):
         return {"planes": (self.layer.k * self.bits, self.layer.n_in)}
