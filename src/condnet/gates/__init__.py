@@ -18,6 +18,7 @@ A new gate is one module here (a GateSpec subclass with a `name`, found by `regi
 
 from __future__ import annotations
 
+import functools
 import importlib
 import pkgutil
 from dataclasses import dataclass
@@ -108,7 +109,6 @@ def check_k(layer: LayerSettings) -> None:
 
 
 _REGISTRY: dict[str, type[GateSpec]] = {}
-_LOADED: list[bool] = []
 
 
 def register(cls: type[GateSpec]) -> type[GateSpec]:
@@ -119,12 +119,16 @@ def register(cls: type[GateSpec]) -> type[GateSpec]:
     return cls
 
 
+@functools.cache
+def import_modules(package: str) -> None:
+    """Import every module of `package` once, so that each registers the gate it defines (the
+    registries here and in condnet.nn.gates)."""
+    for module in pkgutil.iter_modules(importlib.import_module(package).__path__):
+        importlib.import_module(f"{package}.{module.name}")
+
+
 def _load_all() -> None:
-    """Import every module of this package (once: Python caches them), so that each registers its gate."""
-    if not _LOADED:
-        for module in pkgutil.iter_modules(__path__):
-            importlib.import_module(f"{__name__}.{module.name}")
-        _LOADED.append(True)
+    import_modules(__name__)
 
 
 def routers() -> tuple[str, ...]:

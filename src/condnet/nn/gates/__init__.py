@@ -16,8 +16,6 @@ A new gate is a module here whose class has the spec's `name` and is decorated w
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from dataclasses import dataclass
 
 import torch
@@ -75,7 +73,6 @@ def hard_draw(sigma: torch.Tensor, noise: torch.Tensor, temperature: float) -> t
 
 
 _REGISTRY: dict[str, type[Gate]] = {}
-_LOADED: list[bool] = []
 
 
 def register(cls: type[Gate]) -> type[Gate]:
@@ -85,10 +82,7 @@ def register(cls: type[Gate]) -> type[Gate]:
 
 def make_gate(spec: specs.GateSpec) -> Gate:
     """The PyTorch module of a layer's gate."""
-    if not _LOADED:  # import every module here once: each registers its gate
-        for module in pkgutil.iter_modules(__path__):
-            importlib.import_module(f"{__name__}.{module.name}")
-        _LOADED.append(True)
+    specs.import_modules(__name__)
     if spec.name not in _REGISTRY:
         raise NotImplementedError(f"gate {spec.name!r} has a spec (condnet.gates) but no module here")
     return _REGISTRY[spec.name](spec)
