@@ -27,6 +27,7 @@ from torch.nn import functional as F
 from condnet import gates as gate_specs
 from condnet.checkpoint import Checkpoint
 from condnet.config import MODES, ModelConfig
+from condnet.nn import active_blocks
 from condnet.nn.gates import Gate, How, LayerTrace, make_gate
 from condnet.nn.macs import active_macs
 
@@ -132,13 +133,16 @@ class CondNet(nn.Module):
             s = h if view is None else view
             s = s.detach() if self.cfg.router_detach else s
             decided = gate.decide(s, how, self._given_mask(index, h, masks))
-            pre = layer(h)
+            size = self.block_sizes[index]
             if decided.mask is None:  # a dense layer
-                out = self.activation(pre)
+                out = self.activation(layer(h))
                 decided.mask = torch.ones(x.shape[0], self.n_blocks[index], dtype=x.dtype, device=x.device)
             else:
                 scale = decided.mask if decided.gates is None else decided.gates
-                out = self.activation(pre) * scale.repeat_interleave(self.block_sizes[index], dim=1)
+                if active_blocks.pays(decided.mask, size):
+                    out = active_blocks.active_blocks(h, layer, self.activation, decided.mask, scale, size)
+                else:
+                    out = self.activation(layer(h)) * scale.repeat_interleave(size, dim=1)
             if self.training and self.cfg.dropout > 0:  # unit dropout, dense and gated layers alike
                 out = F.dropout(out, self.cfg.dropout)
             trace.append(decided)

@@ -31,7 +31,8 @@ class LayerTrace:
     sigma: torch.Tensor | None  # (batch, n_blocks) the gate's probabilities (a router's: see its gate);
     #                             None for a dense layer
     mask: torch.Tensor  # (batch, n_blocks) in {0., 1.}: which blocks are computed (relaxed: in (0, 1))
-    gates: torch.Tensor | None = None  # routers: what each computed block's output is scaled by
+    gates: torch.Tensor | None = None  # routers: what each computed block's output is scaled by; 0 (with
+    #                                    no gradient) wherever mask is 0, so inactive blocks are skipped
 
 
 @dataclass

@@ -1,0 +1,50 @@
+"""A gated layer computed block by block: only the (example, block) pairs that are on, in PyTorch.
+
+The plain forward computes the whole layer and multiplies by the mask; for a wide layer with few
+blocks on (a mixture of experts over the input) that is most of the training time spent on outputs
+that are thrown away. Here each block's weights multiply only the examples that chose it, and the
+backward pass does the same. The result equals the masked computation up to float rounding, and the
+gradients too, provided no gradient is owed to an inactive block: the mask is hard (carries no
+gradient) and the gate values are 0 wherever the mask is 0 by construction (every router's are).
+
+A Python loop over blocks pays only when each block's matrix is big enough (measured in RESULTS 9:
+at batch 128 over 784 inputs, 16-unit blocks are 2x slower this way, 256-unit blocks 2x faster).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+MIN_BLOCK_SIZE = 64  # smaller blocks: the per-block overhead costs more than the skipped work
+MAX_ACTIVE_SHARE = 0.25  # more blocks on than this: the masked dense product is faster
+
+
+def pays(mask: torch.Tensor, block_size: int) -> bool:
+    """Whether computing only the active blocks is worth it (and exact) for this mask."""
+    return (block_size >= MIN_BLOCK_SIZE and not mask.requires_grad
+            and float(mask.mean()) <= MAX_ACTIVE_SHARE)  # fmt: skip
+
+
+def active_blocks(h, layer: torch.nn.Linear, activation, mask, scale, block_size: int) -> torch.Tensor:
+    """activation(layer(h)) * repeat(scale), computing only the blocks where mask is 1.
+
+    h: (batch, n_in); mask, scale: (batch, n_blocks); returns (batch, n_blocks * block_size)."""
+    batch, n_blocks = mask.shape
+    example, block = mask.nonzero(as_tuple=True)
+    order = torch.argsort(block, stable=True)  # group the pairs by block
+    example, block = example[order], block[order]
+    # split (not slicing) so that the backward pass writes each weight gradient once, not once per block
+    weights, biases = layer.weight.split(block_size), layer.bias.split(block_size)
+    parts, start = [], 0
+    for b, count in enumerate(torch.bincount(block, minlength=n_blocks).tolist()):
+        if count:
+            rows = example[start : start + count]
+            out = activation(F.linear(h[rows], weights[b], biases[b]))
+            parts.append(out * scale[rows, b, None])
+            start += count
+    if not parts:
+        return h.new_zeros(batch, n_blocks * block_size)
+    values = torch.cat(parts)
+    out = h.new_zeros(batch * n_blocks, block_size).index_add(0, example * n_blocks + block, values)
+    return out.reshape(batch, n_blocks * block_size)
