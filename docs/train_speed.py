@@ -8,7 +8,6 @@ paper's narrow Bernoulli layer (where the masked dense product is kept). One thr
 from __future__ import annotations
 
 import sys
-import time
 
 import torch
 
