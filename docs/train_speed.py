@@ -17,12 +17,25 @@ from condnet.nn import active_blocks
 from condnet.train.loop import train
 
 CASES = {  # name: overrides of configs/mnist_condnet.toml
-    "tree 4096 = 16 x 256, input": ["model.widths=[4096]", "model.block_size=[256]", 'model.router="tree"',
-                                    'model.router_input="input"'],
-    "tree 2048 = 32 x 64, pool7": ["model.widths=[2048]", "model.block_size=[64]", 'model.router="tree"',
-                                   'model.router_input="pool7"'],
-    "top-2 2048 = 16 x 128, pool7": ["model.widths=[2048]", "model.block_size=[128]", 'model.router="topk"',
-                                     "model.k=[2]", 'model.router_input="pool7"'],
+    "tree 4096 = 16 x 256, input": [
+        "model.widths=[4096]",
+        "model.block_size=[256]",
+        'model.router="tree"',
+        'model.router_input="input"',
+    ],
+    "tree 2048 = 32 x 64, pool7": [
+        "model.widths=[2048]",
+        "model.block_size=[64]",
+        'model.router="tree"',
+        'model.router_input="pool7"',
+    ],
+    "top-2 2048 = 16 x 128, pool7": [
+        "model.widths=[2048]",
+        "model.block_size=[128]",
+        'model.router="topk"',
+        "model.k=[2]",
+        'model.router_input="pool7"',
+    ],
     "paper: Bernoulli 256 = 16 x 16": [],
 }
 
