@@ -172,3 +172,81 @@ def test_the_engine_refuses_a_swapped_checkpoint_too(idx_dir, tmp_path):
         shutil.copy(tmp_path / "b" / name, tmp_path / "a" / name)
     with pytest.raises(CondnetError, match="is not the file the run finished with"):
         Engine.from_run(tmp_path / "a")
+
+
+def test_force_onto_a_symlinked_out_is_refused_before_anything_changes(idx_dir, tmp_path, capsys):
+    """`--force` onto a symlinked --out committed the run, then exited 2 ("Cannot call rmtree on a
+    symbolic link") and every later write failed until `.link.old` was removed by hand."""
+    target = tmp_path / "target"
+    _train(idx_dir, target)
+    before = {p.name: p.read_bytes() for p in target.iterdir()}
+    (tmp_path / "link").symlink_to(target)
+    from condnet.cli import main
+    from test_training import SMALL
+
+    capsys.readouterr()
+    args = ["train", "--out", str(tmp_path / "link"), "--force"]
+    for item in [*SMALL, "train.max_epochs=1", f"data.dir={json.dumps(str(idx_dir))}"]:
+        args += ["--set", item]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "symbolic link" in err and str(target) in err  # says what to pass instead
+    assert {p.name: p.read_bytes() for p in target.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".target.lock", "link", "target"]
+
+
+@pytest.mark.parametrize("kind", ["partial", "old"])
+def test_a_symlinked_sibling_is_refused(tmp_path, kind):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep.txt").write_text("keep")
+    (tmp_path / f".run.{kind}").symlink_to(elsewhere)
+    with pytest.raises(CondnetError, match="symbolic link"), RunDir(tmp_path / "run").lock():
+        pass
+    assert (elsewhere / "keep.txt").read_text() == "keep"
+
+
+def _fake(path, text, finished):
+    path.mkdir()
+    (path / CONFIG).write_text(text)
+    if finished:
+        (path / FINISHED).write_text("{}")
+
+
+@pytest.mark.parametrize(
+    "state",
+    ["finished in .partial, not renamed", "between the renames of --force", "old run aside, nothing new"],
+)
+def test_every_interrupted_commit_gets_one_advice_that_works(tmp_path, capsys, state):
+    """Killed while a run was put in place, eval advised --resume, and --resume then said "no unfinished
+    run to resume" (exit 2), or eval said "no run" with the run in `.NAME.old`."""
+    from condnet.cli import main
+
+    run = RunDir(tmp_path / "run")
+    if state == "finished in .partial, not renamed":
+        _fake(run.partial, "new", finished=True)
+    elif state == "between the renames of --force":
+        _fake(tmp_path / ".run.old", "old", finished=True)
+        _fake(run.partial, "new", finished=True)
+    else:
+        _fake(tmp_path / ".run.old", "old", finished=True)
+    with pytest.raises(CondnetError, match=r"condnet train --resume .*run` puts it in place") as advice:
+        run.require_finished()
+    assert "unfinished run" not in str(advice.value)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run.path)]) == 0  # the advice works the first time
+    assert "nothing left to resume" in capsys.readouterr().out
+    assert run.is_finished() and not run.has_partial()
+    assert (run.path / CONFIG).read_text() == ("old" if state.startswith("old") else "new")
+
+
+def test_a_partial_killed_before_its_config_is_not_an_unfinished_run(tmp_path):
+    """Killed before config.toml reached `.NAME.partial`, eval and train advised --resume, which said
+    there was nothing to resume; such a partial holds nothing and is not offered."""
+    run = RunDir(tmp_path / "run")
+    run.partial.mkdir()
+    (run.partial / ".config.toml.tmp").write_text("seed = ")
+    assert not run.has_partial()
+    with pytest.raises(CondnetError, match="no run at") as error:
+        run.require_finished()
+    assert "--resume" not in str(error.value)

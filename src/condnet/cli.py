@@ -55,6 +55,10 @@ def cmd_train(args) -> None:
         if args.config or args.set or args.seed is not None or args.out or args.force:
             raise CondnetError("--resume RUN_DIR continues a run with its own config: give no other option")
         run = RunDir(args.resume)
+        repaired = run.repair()  # a commit a kill interrupted is finished first
+        if repaired and not run.has_partial():
+            print(f"{run.path}: {repaired} (a command was killed while doing it); nothing left to resume")
+            return
         cfg, args.out = load_config(run.start(resume=True) / CONFIG), args.resume
     else:
         if args.out is None:

@@ -102,6 +102,7 @@ class RunDir:
         self.partial = self._sibling("partial")
         self._old = self._sibling("old")
         self._lock = self._sibling("lock")
+        self.recovered: str | None = None
 
     def _sibling(self, kind: str) -> Path:
         return self.path.with_name(f".{self.path.name}.{kind}")
@@ -113,7 +114,21 @@ class RunDir:
         return (self.path / FINISHED).is_file()
 
     def has_partial(self) -> bool:
-        return self.partial.is_dir()
+        """Whether an unfinished run waits in `.partial` to be resumed. One killed before its config.toml
+        was written holds nothing to resume (the next run replaces it without --force)."""
+        return (self.partial / CONFIG).is_file() and not (self.partial / FINISHED).is_file()
+
+    def commit_interrupted(self) -> bool:
+        """Whether a kill interrupted `commit`: a finished run waits in `.partial`, or a replaced run was
+        left aside with nothing in its place (`recover`, run by every writing command, repairs both)."""
+        return (self.partial / FINISHED).is_file() or (self._old.is_dir() and not self.path.exists())
+
+    def repair(self) -> str | None:
+        """Repair an interrupted commit (under the lock); what was done, or None."""
+        if not self.commit_interrupted():
+            return None
+        with self.lock():
+            return self.recovered
 
     def epochs_done(self) -> int:
         """Epochs recorded by the unfinished run in `.partial` (0 when none)."""
@@ -192,6 +207,11 @@ class RunDir:
         if self.is_finished():
             self.verify()
             return self.path
+        if self.commit_interrupted():
+            raise CondnetError(
+                f"a command was killed while it put the run of {self.path} in place: "
+                f"`condnet train --resume {self.path}` puts it in place"
+            )
         unfinished = (
             f"; an unfinished run of it is in {self.partial} (after {self.epochs_done()} epochs): "
             f"`condnet train --resume {self.path}` continues it"
@@ -211,6 +231,11 @@ class RunDir:
         a second command on the same directory gets a clear error instead of racing the first."""
         import fcntl
 
+        for path in (self.path, self.partial, self._old):
+            if path.is_symlink():  # renamed, replaced and removed below: a link would move, not its target
+                instead = (f"give its target {os.path.realpath(path)} as --out" if path == self.path
+                           else "remove it (condnet did not make it)")  # fmt: skip
+                raise CondnetError(f"{path} is a symbolic link; runs are written at real paths: {instead}")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # O_NOFOLLOW: a symbolic link planted at the lock's name is refused, never followed (the
@@ -249,19 +274,23 @@ class RunDir:
 
     def recover(self) -> None:
         """Finish what a kill interrupted in `commit` (call with the lock held): a whole new run is put
-        in place; a replaced run left aside is removed, or put back if nothing took its place."""
+        in place; a replaced run left aside is removed, or put back if nothing took its place.
+        `recovered` says what was done (None: nothing)."""
+        self.recovered = None
         if (self.partial / FINISHED).is_file():
             self._put_in_place()
+            self.recovered = "put the finished run in place"
         elif self._old.exists():
             if self.path.exists():
                 shutil.rmtree(self._old)
             else:
                 os.replace(self._old, self.path)
+                self.recovered = "put the previous run back in place"
 
     def start(self, resume: bool) -> Path:
         """The `.partial` directory to train in: kept (resume) or made empty (a new run)."""
         if resume:
-            if not (self.partial / CONFIG).is_file():
+            if not self.has_partial():
                 finished = f"; {self.path} holds a finished run" if self.is_finished() else ""
                 raise CondnetError(f"there is no unfinished run of {self.path} to resume{finished}")
             return self.partial
