@@ -86,3 +86,75 @@ def test_the_committed_spaces_load():
     assert len(spaces) >= 3
     for path in spaces:
         assert load_space(path).params
+
+
+def _states(space_path, storage) -> list[str]:
+    from condnet.search.space import load_space
+    from condnet.search.study import _study
+
+    return [t.state.name for t in _study(load_space(space_path), storage).get_trials()]
+
+
+def test_two_searches_share_one_journal_without_failing_each_other(tmp_path, idx_dir):
+    """The second process marked the first's running trial failed, and the first died with "Cannot tell
+    a FAIL trial" (issue 20, failure 7). Now a live process's trial is left alone, and N is N in all."""
+    import os
+    import subprocess
+    import sys
+
+    params = '"train.lr_net" = { low = 1e-3, high = 0.02, log = true }'
+    space, storage = write_space(tmp_path, idx_dir, params, name="shared"), tmp_path / "journal.log"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    searches = [
+        subprocess.Popen([sys.executable, "-m", "condnet.cli", "search", space, "--trials", "4",
+                          "--threads", "1", "--storage", str(storage), "--out", str(tmp_path / f"s{i}")],
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(2)
+    ]  # fmt: skip
+    for search in searches:
+        _, err = search.communicate(timeout=600)
+        assert search.returncode == 0, err
+    assert _states(space, storage) == ["COMPLETE"] * 4
+
+
+def test_trials_n_means_n_with_two_workers(tmp_path, idx_dir):
+    params = '"train.lr_net" = { low = 1e-3, high = 0.02, log = true }'
+    space, out = write_space(tmp_path, idx_dir, params, name="exact"), tmp_path / "search"
+    assert main(["search", space, "--trials", "3", "--workers", "2", "--out", str(out)]) == 0
+    assert _states(space, out / "journal.log") == ["COMPLETE"] * 3
+
+
+def _journal_of_one_trial(tmp_path, idx_dir):
+    space = write_space(tmp_path, idx_dir, '"train.lr_net" = { choices = [0.01] }', name="torn")
+    out = tmp_path / "search"
+    assert main(["search", space, "--trials", "1", "--out", str(out)]) == 0
+    return space, out, out / "journal.log"
+
+
+@pytest.mark.parametrize("damage", ["torn last line", "appended binary"])
+def test_a_damaged_journal_tail_is_cut_and_kept(tmp_path, idx_dir, capsys, damage):
+    """A truncated last line failed every later run with a JSONDecodeError traceback (failure 8)."""
+    space, out, journal = _journal_of_one_trial(tmp_path, idx_dir)
+    whole = journal.read_bytes()
+    if damage == "torn last line":
+        journal.write_bytes(whole[:-7])
+        tail = whole.splitlines(keepends=True)[-1][:-7]
+    else:
+        tail = bytes(range(256)) * 4
+        journal.write_bytes(whole + tail)
+    capsys.readouterr()
+    assert main(["search", space, "--trials", "2", "--out", str(out)]) == 0
+    assert "after its last whole record" in capsys.readouterr().out
+    assert (out / "journal.log.cut").read_bytes() == tail
+    assert main(["search", space, "--trials", "2", "--out", str(out)]) == 0  # and it stays readable
+    assert _states(space, journal).count("COMPLETE") == 2
+
+
+def test_a_bad_line_inside_the_journal_is_named(tmp_path, idx_dir, capsys):
+    space, out, journal = _journal_of_one_trial(tmp_path, idx_dir)
+    lines = journal.read_bytes().splitlines(keepends=True)
+    lines[2] = b'{"op_code": 4, "garbage\n'
+    journal.write_bytes(b"".join(lines))
+    capsys.readouterr()
+    assert main(["search", space, "--trials", "2", "--out", str(out)]) == 2
+    assert "journal.log line 3 is not a journal record" in capsys.readouterr().err

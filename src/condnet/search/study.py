@@ -3,7 +3,9 @@ validation error and its measured batch-1 latency on one core (two objectives; t
 Pareto set of trials). The test split is never read for a choice.
 
 - Storage: Optuna's journal file (OUT/journal.log by default), so a killed search resumes and several
-  processes share it. Trials that a killed search left running are marked failed and tried again.
+  processes share it (condnet.search.journal: a torn last line is cut, a live process's trial is never
+  failed by another, `--trials N` is N in all). Trials a killed search left running are failed and
+  tried again.
 - A trial's run is OUT/runs/<hash of its resolved config>: a config drawn twice is trained once, and a
   trial interrupted mid-training continues from its last epoch (condnet.run_dir).
 - Latency: the engine's for gated nets; for dense nets the fastest of PyTorch, the engine and ONNX
@@ -25,6 +27,7 @@ from condnet.config import to_toml
 from condnet.errors import CondnetError
 from condnet.reproduce.runner import end_with_parent, threads_per_worker
 from condnet.run_dir import CONFIG, RunDir, write_csv
+from condnet.search import journal
 from condnet.search.space import Space, load_space
 
 OBJECTIVES = ("valid_error", "b1_latency_us")
@@ -87,10 +90,10 @@ def _study(space: Space, storage: Path, worker: int = 0):
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    journal = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(storage)))
+    backend = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(storage)))
     sampler = optuna.samplers.TPESampler(seed=1000 * space.seed + worker)
     return optuna.create_study(
-        study_name=space.name, storage=journal, sampler=sampler, directions=["minimize", "minimize"],
+        study_name=space.name, storage=backend, sampler=sampler, directions=["minimize", "minimize"],
         load_if_exists=True,
     )  # fmt: skip
 
@@ -104,20 +107,42 @@ def trials_done(study) -> int:
 
 
 def _worker(space_path: str, storage: str, out: str, trials: int, threads: int, worker: int) -> None:
+    """Run trials until the study holds `trials` finished or running ones (any process's)."""
+    import optuna
     import torch
 
     torch.set_num_threads(threads)
     space = load_space(space_path)
     study = _study(space, Path(storage), worker)
+    locks = journal.locks_of(Path(storage))
+    while True:
+        with journal.held(locks / "ask.lock"):  # count and ask as one step, across processes
+            _retry_abandoned(study, locks)
+            running = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
+            if trials_done(study) + running >= trials:
+                return
+            trial = study.ask()
+            fd = journal.hold_trial(locks, trial.number)
+        try:
+            values = objective(space, Path(out), trial)
+        except CondnetError as exc:  # this trial's own failure (a bad config): recorded, the search goes on
+            trial.set_user_attr("error", str(exc))
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        else:
+            study.tell(trial, values)
+        finally:
+            os.close(fd)
 
-    def enough(study, _trial) -> None:
-        if trials_done(study) >= trials:
-            study.stop()
 
-    study.optimize(
-        lambda trial: objective(space, Path(out), trial), n_trials=trials, callbacks=[enough],
-        catch=(CondnetError,),
-    )  # fmt: skip
+def _retry_abandoned(study, locks: Path) -> None:
+    """Trials left RUNNING by a process that died (their lock is free): failed, and asked again."""
+    import optuna
+
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        if not journal.trial_alive(locks, trial.number):
+            study._storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
+            study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+            study.enqueue_trial(trial.params, skip_if_exists=False)
 
 
 def rows(study) -> list[dict]:
@@ -144,8 +169,6 @@ def run_search(
 ) -> SearchOutputs:
     """Run the search until the study holds `trials` finished or failed trials; write OUT/search.csv
     (every trial) and OUT/pareto.csv (the Pareto set)."""
-    import optuna
-
     for name, value in (("--trials", trials), ("--workers", workers)):
         if value < 1:
             raise CondnetError(f"{name} must be at least 1, got {value}")
@@ -153,11 +176,8 @@ def run_search(
     storage = storage or out / "journal.log"
     with RunDir(out).lock():  # one search per output directory
         out.mkdir(parents=True, exist_ok=True)
+        journal.repair_journal(storage, log)
         study = _study(space, storage)
-        for stale in study.get_trials(states=(optuna.trial.TrialState.RUNNING,)):  # killed mid-trial
-            study._storage.set_trial_user_attr(stale._trial_id, "interrupted", True)
-            study._storage.set_trial_state_values(stale._trial_id, optuna.trial.TrialState.FAIL)
-            study.enqueue_trial(stale.params, skip_if_exists=False)
         before = trials_done(study)
         log(f"{space.name}: {before} of {trials} trials done; {max(0, trials - before)} to run")
         if before < trials:
