@@ -148,3 +148,70 @@ def test_a_data_dir_with_backslashes_and_quotes_reaches_the_config_as_given(tmp_
             "--set", "train.max_epochs=1"]  # fmt: skip
     assert main(args) == 0
     assert load_config(out / "nn-208-128" / "seed-0" / "config.toml").data.dir == str(weird)
+
+
+@pytest.mark.parametrize("batch", [1, 5])
+def test_the_engine_takes_read_only_arrays_and_tensors_that_require_grad(pair, batch):
+    """A read-only float32 array gave numba's "No matching definition", a tensor with requires_grad a
+    RuntimeError (issue 20, failure 10)."""
+    model, engine = pair
+    x = np.random.default_rng(2).random((batch, 6), dtype=np.float32)
+    expected = engine.forward(x.copy())[0]
+    frozen = x.copy()
+    frozen.flags.writeable = False
+    np.testing.assert_array_equal(engine.forward(frozen)[0], expected)
+    np.testing.assert_array_equal(engine.forward(torch.from_numpy(x.copy()).requires_grad_())[0], expected)
+
+
+@pytest.mark.parametrize("seed", [1.5, "3", -1, True])
+def test_a_seed_that_is_not_a_whole_number_is_refused(pair, seed):
+    model, engine = pair
+    for batch in (1, 5):
+        x = np.ones((batch, 6), np.float32)
+        with pytest.raises(ValueError, match="seed must be a whole number"):
+            engine.forward(x, "sample", seed=seed)
+
+
+HUGE_SEED = "1180591620717411303424"  # 2^70: does not fit in the 64 bits of every generator
+
+
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        ([*ARCH[:-4], "--batch", "100000000", "--repeats", "1"], "--batch 100000000 needs"),
+        ([*ARCH, "--seed", HUGE_SEED], "from 0 to 2^63 - 1"),
+        (["eval", "nowhere", "--seed", HUGE_SEED], "from 0 to 2^63 - 1"),
+        (["train", "--out", "x", "--set", f"seed={HUGE_SEED}"], "from 0 to 2^63 - 1"),
+        (["train", "--out", "/"], "cannot be a run directory (it has no name)"),
+        (["bench", "--arch", "20,1000000000,8,4", "--block-size", "8", "--batch", "1"], "this machine has"),
+    ],
+)
+def test_sizes_and_seeds_beyond_the_limits_are_refused_up_front(capsys, args, says):
+    """Issue 20, failures 9 and 12: these allocated gigabytes or ended in a traceback."""
+    assert says in cli_error(capsys, args)
+
+
+def test_a_model_too_big_for_memory_leaves_no_unfinished_run(capsys, tmp_path, idx_dir):
+    out = tmp_path / "run"
+    from test_training import SMALL
+
+    args = ["train", "--out", str(out)]
+    for item in [*SMALL, f"data.dir={json.dumps(str(idx_dir))}", "model.widths=[1000000000, 8]",
+                 "model.block_size=[8, 8]"]:  # fmt: skip
+        args += ["--set", item]
+    assert "this machine has" in cli_error(capsys, args)
+    assert not RunDir(out).partial.exists() and not out.exists()
+
+
+def test_a_deeply_nested_model_json_is_called_corrupt(tmp_path, idx_dir, capsys):
+    from test_run_dir_hostile import _train
+
+    out = tmp_path / "run"
+    _train(idx_dir, out)
+    from condnet.checkpoint import read_checkpoint
+
+    (out / "model.json").write_text("[" * 200_000)
+    from condnet.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match="corrupt"):
+        read_checkpoint(out)

@@ -26,7 +26,7 @@ from condnet.errors import ConfigError
         ("train.lambda_s=nan", "train.lambda_s", "finite"),
         ("data.name=cifar", "data.name", "mnist, cifar10, svhn, idx"),
         ("data.name=idx", "data.dir", "IDX files"),
-        ("seed=-3", "seed", ">= 0"),
+        ("seed=-3", "seed", "from 0 to 2\\^63 - 1"),
     ],
 )
 def test_bad_values_are_named(override, field, allowed):

@@ -98,7 +98,7 @@ def read_checkpoint(directory: str | Path) -> Checkpoint:
             )
         model = from_dict({"model": meta["model"]}).model
         input_dim, n_classes, expected_hash = int(meta["input_dim"]), int(meta["n_classes"]), meta["sha256"]
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
         if isinstance(exc, ConfigError):
             raise CheckpointError(f"{meta_path} holds an invalid model configuration: {exc}") from None
         raise CheckpointError(f"{meta_path} is corrupt ({exc}); retrain or restore the file") from None

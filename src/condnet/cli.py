@@ -157,6 +157,16 @@ def _int_list(text: str) -> list[int]:
     return values
 
 
+def _seed(text: str) -> int:
+    from condnet.limits import check_seed
+
+    try:
+        return check_seed(int(text))
+    except ValueError:
+        message = f"expected a whole number from 0 to 2^63 - 1, got {text!r}"
+        raise argparse.ArgumentTypeError(message) from None
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -202,6 +212,7 @@ def cmd_bench(args) -> None:
 
     from condnet.bench.compare import bench, synthetic_model
     from condnet.engine.timing import machine, read_bandwidth
+    from condnet.limits import check_batch_fits
 
     if (args.run_dir is None) == (args.arch is None):
         given = "neither was given" if args.run_dir is None else "both were given"
@@ -229,6 +240,9 @@ def cmd_bench(args) -> None:
             args.kind,
         )
         inputs = np.random.default_rng(args.seed).random((1024, args.arch[0]), dtype=np.float32)
+    per_example = model.input_dim + sum(model.cfg.widths) + model.n_classes
+    for batch in args.batch:
+        check_batch_fits(batch, per_example)
     records = bench(model, inputs, args.batch, args.threads, args.mode, args.repeats, args.seed)
     bandwidth = read_bandwidth()
     if args.json:
@@ -400,7 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--set", action="append", metavar="KEY=VALUE", help="override a config value, e.g. train.lr_net=0.01"
     )
-    p.add_argument("--seed", type=int, help="random seed (overrides the config's)")
+    p.add_argument("--seed", type=_seed, help="random seed (overrides the config's)")
     p.add_argument("--out", type=Path, help="run directory to create")
     p.add_argument(
         "--force", action="store_true", help="replace the run at --out (when the new one has finished)"
@@ -411,7 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="recompute a run's test metrics from its checkpoint")
     p.add_argument("run_dir", type=Path, help="a finished run directory")
     p.add_argument("--mode", choices=["sample", "threshold"], help="default: both")
-    p.add_argument("--seed", type=int, help="seed of the sample-mode draws (default: the run's seed)")
+    p.add_argument("--seed", type=_seed, help="seed of the sample-mode draws (default: the run's seed)")
     p.add_argument("--engine", action="store_true", help="also the inference engine's threshold-mode error")
     p.set_defaults(func=cmd_eval)
 
@@ -433,7 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--mode", choices=["sample", "threshold"], default="sample", help="how the masks are decided"
     )
     p.add_argument("--repeats", type=_positive_int, default=15, help="timed repeats (the median is reported)")
-    p.add_argument("--seed", type=int, default=0, help="the synthetic weights' and the masks' draws")
+    p.add_argument("--seed", type=_seed, default=0, help="the synthetic weights' and the masks' draws")
     p.add_argument("--json", action="store_true", help='print {"records": [...]} instead of a table')
     p.set_defaults(func=cmd_bench)
 
@@ -472,7 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--router-epochs", type=int, default=5, help="epochs fitting the router, network frozen")
     p.add_argument("--router-lr", type=float, default=1e-3, help="the router's rate (fit and fine-tuning)")
     p.add_argument("--profile-examples", type=_positive_int, default=10_000, help="examples that group units")
-    p.add_argument("--seed", type=int, default=0, help="grouping and router initialisation")
+    p.add_argument("--seed", type=_seed, default=0, help="grouping and router initialisation")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override the fine-tuning config")
     p.add_argument("--force", action="store_true", help="replace a finished sparsify at --out")
     p.set_defaults(func=cmd_sparsify)
@@ -486,7 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("parity", help="a randomized sweep: the engine against the PyTorch model, same masks")
     p.add_argument("--cases", type=_positive_int, default=10_000, help="random cases to check")
     p.add_argument(
-        "--seed", type=int, default=0, help="the sweep's seed (a case is reproduced by seed and number)"
+        "--seed", type=_seed, default=0, help="the sweep's seed (a case is reproduced by seed and number)"
     )
     p.add_argument("--threads", type=_positive_int, default=2, help="at most this many engine threads")
     p.set_defaults(func=cmd_parity)

@@ -279,7 +279,7 @@ def validate(cfg: Config) -> Config:
     """Normalise per-layer fields to lists and check every value; raise ConfigError naming the field."""
     m, t, d = cfg.model, cfg.train, cfg.data
     cfg.seed = _number("seed", cfg.seed, int)
-    _check("seed", cfg.seed, cfg.seed >= 0, "a whole number >= 0")
+    _check("seed", cfg.seed, 0 <= cfg.seed < 2**63, "a whole number from 0 to 2^63 - 1")
 
     _choice("model.kind", m.kind, MODEL_KINDS)
     _choice("model.activation", m.activation, ACTIVATIONS)

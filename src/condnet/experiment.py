@@ -14,6 +14,7 @@ from pathlib import Path
 from condnet.config import Config, load_config, to_toml
 from condnet.data.splits import load_splits
 from condnet.errors import CheckpointError, CondnetError
+from condnet.limits import TRAINING_COPIES, check_model_fits
 from condnet.nn.checkpoint import load_checkpoint, save_checkpoint
 from condnet.nn.macs import dense_macs
 from condnet.report.plots import learning_curves, policy_figure
@@ -49,6 +50,8 @@ def run_training(
         if not resume:
             _check_free(run, force)
         splits = load_splits(cfg.data)  # before anything is written: bad data leaves no unfinished run
+        # nor a model too big for memory
+        check_model_fits(cfg.model, splits.input_dim, splits.n_classes, TRAINING_COPIES)
         work = run.start(resume)
         if resume and load_config(work / CONFIG) != cfg:
             raise CondnetError(f"--resume continues {work} with its own config.toml; give no other config")

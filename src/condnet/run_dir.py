@@ -99,6 +99,8 @@ class RunDir:
         self.path = Path(path)
         if not self.path.name or self.path.name in (".", ".."):
             self.path = self.path.resolve()
+        if not self.path.name:
+            raise CondnetError(f"{path} cannot be a run directory (it has no name): give one like runs/NAME")
         self.partial = self._sibling("partial")
         self._old = self._sibling("old")
         self._lock = self._sibling("lock")

@@ -28,6 +28,7 @@ from condnet.config import MODES
 from condnet.engine import kernels
 from condnet.engine.layout import pack
 from condnet.engine.lowering import draws, lower
+from condnet.limits import check_seed
 from condnet.run_dir import RunDir
 
 _MODE_CODES = {"threshold": kernels.THRESHOLD, "sample": kernels.SAMPLE}
@@ -118,6 +119,8 @@ class Engine:
             raise ValueError(
                 f"masks must hold one array per hidden layer ({len(self._blocks)}), got {len(masks)}"
             )
+        if seed is not None and not isinstance(seed, np.random.Generator):
+            check_seed(seed)
         if getattr(x, "shape", None) == self._one_example:  # batch 1, the latency path: one fused call
             if masks is not None:
                 code = self._given_flags(masks)
@@ -139,7 +142,7 @@ class Engine:
             drawn = [decided[0].copy()] if len(decided) == 1 else [d.copy() for d in decided]
             return self._logits.copy(), drawn
         if not (x.__class__ is np.ndarray and x.dtype is _FLOAT32 and x.ndim == 2 and x.flags.c_contiguous
-                and x.shape[1] == self.input_dim):  # fmt: skip
+                and x.flags.writeable and x.shape[1] == self.input_dim):  # fmt: skip
             x = self._converted(x)
         batch = x.shape[0]
         if batch == 1:  # converted into one example
@@ -178,13 +181,17 @@ class Engine:
         return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 
     def _converted(self, x) -> np.ndarray:
-        """x as a C-contiguous float32 (batch, input_dim) array, or a ValueError that says what is wrong."""
+        """x as a C-contiguous, writable (numba's signature) float32 (batch, input_dim) array, or a
+        ValueError that says what is wrong."""
+        if hasattr(x, "detach"):  # a PyTorch tensor, perhaps one that requires grad (no torch import here)
+            x = x.detach().cpu()
         x = np.asarray(x)
         if x.dtype.kind not in "fiub":
             raise ValueError(f"expected a real-valued (float) input array, got dtype {x.dtype}")
         if x.ndim != 2 or x.shape[1] != self.input_dim:
             raise ValueError(f"expected input of shape (batch, {self.input_dim}), got {x.shape}")
-        return np.ascontiguousarray(x, dtype=np.float32)
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        return x if x.flags.writeable else x.copy()
 
     def _given_mask(self, index, masks, batch, k) -> np.ndarray:
         mask = np.asarray(masks[index])

@@ -27,6 +27,7 @@ from torch.nn import functional as F
 from condnet import gates as gate_specs
 from condnet.checkpoint import Checkpoint
 from condnet.config import MODES, ModelConfig
+from condnet.limits import check_model_fits
 from condnet.nn import active_blocks
 from condnet.nn.gates import Gate, How, LayerTrace, make_gate
 from condnet.nn.macs import active_macs
@@ -61,6 +62,7 @@ class CondNet(nn.Module):
 
     def __init__(self, input_dim: int, n_classes: int, cfg: ModelConfig):
         super().__init__()
+        check_model_fits(cfg, input_dim, n_classes)  # before a weight is allocated
         self.cfg, self.input_dim, self.n_classes = cfg, input_dim, n_classes
         self.block_sizes = list(cfg.block_size)
         self.n_blocks = [w // b for w, b in zip(cfg.widths, cfg.block_size, strict=True)]

@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import signal
+import sys
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -92,7 +94,18 @@ def _train_one(cfg: Config, run_dir: str, threads: int, resume: bool) -> tuple[d
 
 def end_with_parent(parent: int) -> None:
     """Worker initializer: exit as soon as the parent process is gone (a SIGKILLed parent cannot stop
-    its workers; orphans would finish their queue, then block on a dead pipe and race a rerun)."""
+    its workers; orphans would finish their queue, then block on a dead pipe and race a rerun).
+
+    On Linux the kernel kills the worker with its parent (PR_SET_PDEATHSIG); the watching thread is the
+    fallback elsewhere, and was seconds late when the worker held the GIL (a numba compile)."""
+    if sys.platform == "linux":
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before the request was in place
+            os._exit(1)
+        return
 
     def watch() -> None:
         while os.getppid() == parent:
