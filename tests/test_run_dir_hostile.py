@@ -250,3 +250,58 @@ def test_a_partial_killed_before_its_config_is_not_an_unfinished_run(tmp_path):
     with pytest.raises(CondnetError, match="no run at") as error:
         run.require_finished()
     assert "--resume" not in str(error.value)
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("touch /tmp/condnet-pwned",))
+
+
+def _state_cases(state: dict) -> dict:
+    """Training states a hostile user could write, each behind a valid header (the hash is no secret)."""
+    import io
+    import pickle
+
+    import torch
+
+    def saved(value) -> bytes:
+        buffer = io.BytesIO()
+        torch.save(value, buffer)
+        return buffer.getvalue()
+
+    sgd = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1, momentum=0.5).state_dict()
+    return {
+        "malicious pickle": pickle.dumps(_Evil()),
+        "random bytes": bytes(range(256)) * 16,
+        "missing keys": saved({k: v for k, v in state.items() if k not in ("masks_rng", "history")}),
+        "a list": saved(list(state.values())),
+        "a wrong random state": saved({**state, "masks_rng": {"bit_generator": "PCG64", "state": 3}}),
+        "another optimizer's state": saved({**state, "optimizer": sgd}),
+    }
+
+
+def test_a_hostile_training_state_is_refused_in_one_line(idx_dir, tmp_path):
+    """Issue 20, failure 11: a malicious pickle surfaced as a raw UnpicklingError advising
+    weights_only=False; missing keys, a list or a wrong RNG state as KeyError/TypeError/RuntimeError; an
+    optimizer edited adam -> sgd as KeyError: 'momentum' in the next step."""
+    import hashlib
+    import io
+
+    import torch
+
+    from condnet.data.splits import load_idx_splits
+    from condnet.errors import TrainingError
+    from condnet.train.loop import STATE_MAGIC, TrainState
+    from test_training import small_config
+
+    cfg = small_config(idx_dir)
+    splits = load_idx_splits(idx_dir, 200)
+    path = tmp_path / "train_state.pt"
+    TrainState.new(cfg, splits).save(path)
+    state = torch.load(io.BytesIO(path.read_bytes().split(b"\n", 1)[1]), weights_only=True)
+    for case, payload in _state_cases(state).items():
+        path.write_bytes(STATE_MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
+        with pytest.raises(TrainingError, match="train_state.pt") as error:
+            TrainState.new(cfg, splits).load(path)
+        assert "weights_only" not in str(error.value), case
+    assert not os.path.exists("/tmp/condnet-pwned")

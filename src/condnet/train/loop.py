@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import math
+import pickle
 import time
 import tomllib
 from collections.abc import Callable
@@ -224,30 +225,42 @@ class TrainState:
             )
         try:
             state = torch.load(io.BytesIO(payload), weights_only=True)
-            self.model.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
-        except (OSError, RuntimeError, KeyError, ValueError, EOFError) as exc:
+        except (pickle.UnpicklingError, OSError, RuntimeError, ValueError, EOFError, TypeError) as exc:
+            # torch's message advises weights_only=False, which would run the file's code: not said here
             raise TrainingError(
-                f"the training state {path} cannot be read ({exc}); start the run again with --force"
+                f"the training state {path} is not one condnet wrote ({type(exc).__name__}); it was not loaded "
+                f"(no code in it ran): start the run again with --force"
             ) from None
         saved = state.get("config") if isinstance(state, dict) else None
-        if saved != to_toml(self.cfg):
+        if isinstance(state, dict) and saved != to_toml(self.cfg):  # first: nothing is restored from an edit
             changed = _changed(saved, self.cfg)
             raise TrainingError(
                 f"config.toml of {path.parent} was edited after training started ({changed}: not what "
                 f"its saved epochs were trained with); restore it, or start the run again with --force"
             )
+        try:
+            self._restore(state)
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as exc:
+            raise TrainingError(
+                f"the training state {path} does not hold what condnet saves ({type(exc).__name__}: {exc}); "
+                f"start the run again with --force"
+            ) from None
+
+    def _restore(self, state: dict) -> None:
+        if not isinstance(state, dict):
+            raise TypeError(f"a {type(state).__name__}, not a dict")
+        groups = [sorted(group) for group in self.optimizer.state_dict()["param_groups"]]
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if [sorted(group) for group in self.optimizer.state_dict()["param_groups"]] != groups:
+            raise ValueError(f"the optimizer's settings are not {self.cfg.train.optimizer}'s")
         self.baseline.average = state["baseline"]
         self.masks_rng.set_state(state["masks_rng"])
         self.order_rng.set_state(state["order_rng"])
         torch.set_rng_state(state["torch_rng"])
         self.result.history = [EpochRecord(**record) for record in state["history"]]
         self.result.best_epoch, self.result.train_seconds = state["best_epoch"], state["train_seconds"]
-        self.best_error, self.best_state, self.stale = (
-            state["best_error"],
-            state["best_state"],
-            state["stale"],
-        )
+        self.best_error, self.best_state, self.stale = state["best_error"], state["best_state"], state["stale"]
 
 
 def _changed(saved, cfg: Config) -> str:
