@@ -228,8 +228,8 @@ class TrainState:
         except (pickle.UnpicklingError, OSError, RuntimeError, ValueError, EOFError, TypeError) as exc:
             # torch's message advises weights_only=False, which would run the file's code: not said here
             raise TrainingError(
-                f"the training state {path} is not one condnet wrote ({type(exc).__name__}); it was not loaded "
-                f"(no code in it ran): start the run again with --force"
+                f"the training state {path} is not one condnet wrote ({type(exc).__name__}); it was not "
+                f"loaded (no code in it ran): start the run again with --force"
             ) from None
         saved = state.get("config") if isinstance(state, dict) else None
         if isinstance(state, dict) and saved != to_toml(self.cfg):  # first: nothing is restored from an edit
@@ -260,7 +260,8 @@ class TrainState:
         torch.set_rng_state(state["torch_rng"])
         self.result.history = [EpochRecord(**record) for record in state["history"]]
         self.result.best_epoch, self.result.train_seconds = state["best_epoch"], state["train_seconds"]
-        self.best_error, self.best_state, self.stale = state["best_error"], state["best_state"], state["stale"]
+        self.best_error, self.best_state = state["best_error"], state["best_state"]
+        self.stale = state["stale"]
 
 
 def _changed(saved, cfg: Config) -> str:
