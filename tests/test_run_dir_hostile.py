@@ -305,3 +305,42 @@ def test_a_hostile_training_state_is_refused_in_one_line(idx_dir, tmp_path):
             TrainState.new(cfg, splits).load(path)
         assert "weights_only" not in str(error.value), case
     assert not os.path.exists("/tmp/condnet-pwned")
+
+
+def test_messages_say_what_is_wrong(tmp_path, idx_dir, capsys):
+    """Issue 20, failure 14: a directory where a file belongs (or the reverse) was called missing; a
+    250-character --out blamed the parent directory."""
+    from condnet.cli import main
+    from test_training import SMALL
+
+    a_file, a_dir = tmp_path / "file.txt", tmp_path / "dir"
+    a_file.write_text("x")
+    a_dir.mkdir()
+    sets = [a for item in SMALL for a in ("--set", item)]
+    data = ["--set", f"data.dir={json.dumps(str(idx_dir))}"]
+    cases = [
+        (["train", "--out", str(tmp_path / "r"), *sets, "--set", f"data.dir={json.dumps(str(a_file))}"],
+         "is a file, not a directory"),
+        (["search", str(a_dir), "--trials", "1", "--out", str(tmp_path / "s")], "is a directory, not a"),
+        (["train", "--out", str(tmp_path / ("n" * 250)), *sets, *data], "name is too long"),
+    ]  # fmt: skip
+    for args, says in cases:
+        capsys.readouterr()
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert says in err and "does not exist" not in err, err
+
+
+def test_a_failed_write_names_its_file_and_leaves_no_tmp(tmp_path, monkeypatch):
+    """Disk full named no file and left `.tmp` files in the partial."""
+    import errno
+
+    from condnet.run_dir import write_atomic
+
+    def full(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(CondnetError, match=r"cannot write .*metrics.json \(No space left on device\)"):
+        write_atomic(tmp_path / "metrics.json", "{}")
+    assert list(tmp_path.iterdir()) == []

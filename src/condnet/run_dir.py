@@ -61,13 +61,18 @@ def _unreadable(path: Path, exc: Exception) -> CondnetError:
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:
-    """Write `path` so that a reader sees the old file or the whole new one, never a part."""
+    """Write `path` so that a reader sees the old file or the whole new one, never a part. A failed write
+    (a full disk) leaves no temporary file and names the file it could not write."""
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data.encode() if isinstance(data, str) else data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise CondnetError(f"cannot write {path} ({exc.strerror or exc})") from None
 
 
 def write_json(path: Path, value) -> None:
@@ -233,6 +238,12 @@ class RunDir:
         a second command on the same directory gets a clear error instead of racing the first."""
         import fcntl
 
+        longest = f".{self.path.name}.partial"
+        if len(longest.encode()) > 255:  # NAME_MAX of Linux and macOS file systems
+            raise CondnetError(
+                f"the run directory's name is too long ({len(self.path.name)} characters): condnet writes "
+                f"{longest[:20]}... beside it, and a name has at most 255 bytes; choose a name of at most 246"
+            )
         for path in (self.path, self.partial, self._old):
             if path.is_symlink():  # renamed, replaced and removed below: a link would move, not its target
                 instead = (f"give its target {os.path.realpath(path)} as --out" if path == self.path

@@ -68,7 +68,8 @@ def load_idx_splits(directory: str | Path, valid_size: int) -> Splits:
     """Splits from any MNIST-format dataset: `train-*` and `t10k-*` (or `test-*`) IDX files."""
     directory = Path(directory)
     if not directory.is_dir():
-        raise DataError(f"data directory {directory} does not exist")
+        what = "is a file, not a directory" if directory.exists() else "does not exist"
+        raise DataError(f"data directory {directory} {what}: data.dir names the directory of the IDX files")
     x_train, y_train = _pair(directory, ("train",))
     x_test, y_test = _pair(directory, ("t10k", "test"))
     return splits_from_arrays(x_train, y_train, x_test, y_test, valid_size, str(directory))

@@ -106,7 +106,8 @@ def load_space(path: str | Path) -> Space:
     """Read and check SPACE.toml; ConfigError names what to fix."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"search space {path} does not exist")
+        what = "is a directory, not a file" if path.is_dir() else "does not exist"
+        raise ConfigError(f"search space {path} {what}: give a SPACE.toml file")
     try:
         raw = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
