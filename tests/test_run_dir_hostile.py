@@ -344,3 +344,18 @@ def test_a_failed_write_names_its_file_and_leaves_no_tmp(tmp_path, monkeypatch):
     with pytest.raises(CondnetError, match=r"cannot write .*metrics.json \(No space left on device\)"):
         write_atomic(tmp_path / "metrics.json", "{}")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_config_cut_short_is_named_not_read_with_defaults(idx_dir, tmp_path, capsys):
+    """A config.toml cut after [model] was read with MNIST's defaults ("the data has 784 inputs, the
+    checkpoint expects 144"); its recorded hash names it."""
+    from condnet.cli import main
+
+    out = tmp_path / "run"
+    _train(idx_dir, out)
+    config = out / CONFIG
+    config.write_text(config.read_text().split("[model]")[0] + "[model]\n")
+    capsys.readouterr()
+    assert main(["eval", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "config.toml is not the file the run finished with" in err and "784" not in err
