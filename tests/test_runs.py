@@ -219,8 +219,8 @@ def test_a_replacement_killed_between_its_renames_is_repaired(tmp_path, old_at, 
 def test_a_worker_holding_the_gil_ends_with_its_parent():
     """The watching thread needs the GIL, so a worker inside a long C call (a numba compile) outlived its
     SIGKILLed parent by seconds (issue 20, failure 9); the kernel now ends it with the parent."""
-    worker = ("import math, os; from condnet.reproduce.runner import end_with_parent; "
-              "end_with_parent(os.getppid()); print(os.getpid(), flush=True); "
+    worker = ("import math, os; from condnet.cluster import end_with_parent; "
+              "end_with_parent(); print(os.getpid(), flush=True); "
               "math.factorial(10**7)")  # fmt: skip
     parent_code = (f"import subprocess, sys, time; w = subprocess.Popen([sys.executable, '-c', {worker!r}]); "
                    "time.sleep(600)")  # fmt: skip

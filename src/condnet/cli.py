@@ -157,6 +157,9 @@ def _int_list(text: str) -> list[int]:
     return values
 
 
+CLUSTER_HELP = "a running Dask scheduler to train on (default: $CONDNET_CLUSTER, else local workers)"
+
+
 def _seed(text: str) -> int:
     from condnet.limits import check_seed
 
@@ -283,7 +286,8 @@ def cmd_parity(args) -> None:
 def cmd_search(args) -> None:
     from condnet.search.study import run_search
 
-    outputs = run_search(args.space, args.trials, args.out, args.storage, args.workers, args.threads)
+    outputs = run_search(args.space, args.trials, args.out, args.storage, args.workers, args.threads,
+                         cluster=args.cluster)  # fmt: skip
     print(f"{outputs.trials} trials in {outputs.csv}; the Pareto set (validation error, batch-1 latency):")
     for row in outputs.pareto:
         params = ", ".join(f"{k[6:]}={v}" for k, v in row.items() if k.startswith("param:"))
@@ -297,6 +301,7 @@ def cmd_frontier(args) -> None:
     found = run_frontier(
         args.dataset, args.configs, args.seeds, args.out or Path("runs") / "frontier" / args.dataset,
         args.report, args.workers, args.threads, args.timing_repeats, "condnet " + " ".join(sys.argv[1:]),
+        cluster=args.cluster,
     )  # fmt: skip
     print(f"wrote {args.report}/{args.dataset}.csv, .md and .png")
     for line in found:
@@ -347,6 +352,7 @@ def _run_table(args, table) -> None:
         retime=args.retime,
         config_dir=args.configs,
         command="condnet " + " ".join(sys.argv[1:]),
+        cluster=args.cluster,
     )
     print(outputs.markdown.read_text())
     print(f"wrote {outputs.csv}, {outputs.markdown}, {outputs.figure}")
@@ -375,6 +381,11 @@ def _table_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--report", type=Path, help="where the CSV, markdown and figure go (default: --out)")
     p.add_argument("--workers", type=_positive_int, default=1, help="runs trained in parallel")
     p.add_argument("--threads", type=_positive_int, help="cores per worker (default: all cores / workers)")
+    p.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="a running Dask scheduler to train on (default: $CONDNET_CLUSTER, else local workers)",
+    )
     p.add_argument("--data-dir", help="local directory with the dataset's files (sets data.dir)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override every row's config")
     p.add_argument("--timing-repeats", type=_positive_int, default=15, help="timed repeats per run (median)")
@@ -460,6 +471,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="the trials' runs, search.csv and pareto.csv")
     p.add_argument("--storage", type=Path, help="Optuna journal file (default: OUT/journal.log)")
     p.add_argument("--threads", type=_positive_int, help="cores per worker (default: all cores / workers)")
+    p.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="a running Dask scheduler to train on (default: $CONDNET_CLUSTER, else local workers)",
+    )
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser(
@@ -474,6 +490,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", type=Path, default=Path("docs/frontier"), help="where DATASET.csv/.md/.png go")
     p.add_argument("--workers", type=_positive_int, default=1, help="runs trained in parallel")
     p.add_argument("--threads", type=_positive_int, help="cores per worker (default: all cores / workers)")
+    p.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="a running Dask scheduler to train on (default: $CONDNET_CLUSTER, else local workers)",
+    )
     p.add_argument("--timing-repeats", type=_positive_int, default=15, help="timed repeats per run (median)")
     p.set_defaults(func=cmd_frontier)
 

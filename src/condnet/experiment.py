@@ -7,6 +7,7 @@ written aside and put in place whole (condnet.run_dir), so a killed run leaves n
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -98,6 +99,7 @@ def _write_results(cfg: Config, result, splits, work: Path) -> dict:
         "epochs": len(result.history),
         "train_seconds": result.train_seconds,
         "seed": cfg.seed,
+        "trained_on": socket.gethostname(),  # runs may train on any machine of a cluster (condnet.cluster)
     }
     write_json(work / METRICS, metrics)
     analysis = {

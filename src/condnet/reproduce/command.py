@@ -37,6 +37,7 @@ def run_table(
     config_dir: Path = CONFIG_DIR,
     command: str = "",
     log=print,
+    cluster: str | None = None,
 ) -> Outputs:
     """Every row for `seeds` seeds into OUT/<row>/seed-<n>, then the CSV, markdown and figure into
     REPORT_DIR (default OUT) as <table>.csv, <table>.md and <table>.png."""
@@ -47,7 +48,7 @@ def run_table(
     overrides = [*overrides, *([f"data.dir={toml_string(data_dir)}"] if data_dir else [])]
     jobs = plan(table, seeds, out, overrides, config_dir)
     with RunDir(out).lock():  # one command per output directory
-        failures = train_all(jobs, workers, threads, log)
+        failures = train_all(jobs, workers, threads, log, cluster)
         time_all(jobs, timing_repeats, retime, log)
 
     report_dir = report_dir or out

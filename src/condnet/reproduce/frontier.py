@@ -149,6 +149,7 @@ def run_frontier(
     timing_repeats: int = 15,
     command: str = "",
     log=print,
+    cluster: str | None = None,
 ) -> list[str]:
     """Train, time and report; returns the verdicts."""
 
@@ -163,7 +164,7 @@ def run_frontier(
         )
     threads = threads_per_worker(workers, threads)
     with RunDir(out).lock():
-        failures = train_all(jobs, workers, threads, log)
+        failures = train_all(jobs, workers, threads, log, cluster)
         time_all(jobs, timing_repeats, log=log)
     records = [r for r in (run_record(job) for job in jobs) if r is not None]
     if not records:

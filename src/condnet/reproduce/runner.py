@@ -3,21 +3,16 @@
 Layout: OUT/<row>/seed-<n>/ is an ordinary run directory (`condnet train`'s), plus timing.json.
 - A finished run is never redone (if its config.toml is the one asked for; otherwise the command
   stops); an interrupted or failed one continues from its last finished epoch (condnet.run_dir).
-- Training runs in W worker processes with `threads` cores each; a worker ends when this process
-  dies (even by SIGKILL), so no orphan keeps training. Timing runs afterwards, one run at a time in
-  this process, on one core, so that no training disturbs it.
+- Training runs on a Dask cluster (condnet.cluster): by default W local worker processes with
+  `threads` cores each, which end when this process dies (even by SIGKILL), so no orphan keeps
+  training. Timing runs afterwards, one run at a time in this process, on one core, so that no
+  training disturbs it, and every latency of a report comes from this machine.
 """
 
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
-import signal
-import sys
-import threading
-import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,41 +73,23 @@ def can_resume(job: Job) -> bool:
         return False
 
 
-def _train_one(cfg: Config, run_dir: str, threads: int, resume: bool) -> tuple[dict | None, str]:
-    """Worker: one training run. Returns (metrics, "") or (None, the error)."""
+def train_job(cfg: Config, run_dir: str, threads: int) -> str:
+    """One training run (on a cluster worker): continues the run's unfinished `.partial` when it has
+    this config (also after a worker died in it), else starts it again. Its CondnetError is recorded in
+    the partial's failed.txt and raised."""
     from condnet.experiment import run_training
 
     torch.set_num_threads(threads)
     try:
-        return run_training(cfg, run_dir, force=True, resume=resume), ""
+        metrics = run_training(
+            cfg, run_dir, force=True, resume=can_resume(Job(None, cfg.seed, Path(run_dir), cfg))
+        )
     except CondnetError as exc:
         partial = RunDir(run_dir).partial
         partial.mkdir(parents=True, exist_ok=True)
         write_atomic(partial / FAILED, f"{exc}\n")
-        return None, str(exc)
-
-
-def end_with_parent(parent: int) -> None:
-    """Worker initializer: exit as soon as the parent process is gone (a SIGKILLed parent cannot stop
-    its workers; orphans would finish their queue, then block on a dead pipe and race a rerun).
-
-    On Linux the kernel kills the worker with its parent (PR_SET_PDEATHSIG); the watching thread is the
-    fallback elsewhere, and was seconds late when the worker held the GIL (a numba compile)."""
-    if sys.platform == "linux":
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
-        if os.getppid() != parent:  # the parent died before the request was in place
-            os._exit(1)
-        return
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.2)
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True).start()
+        raise
+    return f"test error {100 * metrics['test_error']['sample']:.2f}% after {metrics['epochs']} epochs"
 
 
 def check_same_config(jobs: list[Job]) -> None:
@@ -126,8 +103,13 @@ def check_same_config(jobs: list[Job]) -> None:
             )
 
 
-def train_all(jobs: list[Job], workers: int, threads: int, log=print) -> list[str]:
-    """Train every unfinished job; returns the failures (the others keep going when one fails)."""
+def train_all(
+    jobs: list[Job], workers: int, threads: int, log=print, address: str | None = None
+) -> list[str]:
+    """Train every unfinished job on a Dask cluster (condnet.cluster: local unless `address`); returns
+    the failures (the others keep going when one fails)."""
+    from condnet import cluster
+
     check_same_config(jobs)
     todo = [job for job in jobs if not is_finished(job.run_dir)]
     log(f"{len(jobs) - len(todo)} of {len(jobs)} runs already finished; {len(todo)} to train")
@@ -137,36 +119,17 @@ def train_all(jobs: list[Job], workers: int, threads: int, log=print) -> list[st
 
     for data in {json.dumps(job.cfg.data.__dict__, sort_keys=True): job.cfg.data for job in todo}.values():
         load_splits(data)  # fetch once, here, and fail before any run when the data is missing
-    resumed = {id(job) for job in todo if can_resume(job)}
+    resumed = sum(can_resume(job) for job in todo)
     if resumed:
-        log(f"{len(resumed)} of them continue from their last finished epoch")
-    failures, start = [], time.perf_counter()
-    context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch thread pools
-    with ProcessPoolExecutor(
-        max_workers=workers, mp_context=context, initializer=end_with_parent, initargs=(os.getpid(),)
-    ) as pool:
-        futures = {
-            pool.submit(_train_one, job.cfg, str(job.run_dir), threads, id(job) in resumed): job
-            for job in todo
-        }
-        try:
-            for done, future in enumerate(as_completed(futures), 1):
-                job = futures[future]
-                metrics, error = future.result()
-                name = f"{job.row.name} seed {job.seed}"
-                if metrics is None:
-                    failures.append(f"{name}: {error}")
-                    log(f"[{done}/{len(todo)}] {name}: FAILED: {error}")
-                else:
-                    error = 100 * metrics["test_error"]["sample"]
-                    log(
-                        f"[{done}/{len(todo)}] {name}: test error {error:.2f}% after {metrics['epochs']} "
-                        f"epochs ({time.perf_counter() - start:.0f}s elapsed)"
-                    )
-        except KeyboardInterrupt:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-    return failures
+        log(f"{resumed} of them continue from their last finished epoch")
+    named = [
+        (f"{job.row.name} seed {job.seed}", train_job, (job.cfg, str(job.run_dir), threads)) for job in todo
+    ]
+    with cluster.cluster(workers, threads, address, log) as client:
+        outcomes = cluster.run_jobs(client, named, log)
+    runs = {name: job for (name, _, _), job in zip(named, todo, strict=True)}
+    return [f"{o.name}: {o.error} (its log: {RunDir(runs[o.name].run_dir).partial / FAILED})"
+            for o in outcomes if o.value is None]  # fmt: skip
 
 
 def time_run(run_dir: Path, repeats: int) -> dict:

@@ -16,16 +16,16 @@ Pareto set of trials). The test split is never read for a choice.
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from condnet.bench.deployed import deployed_latency
+from condnet.cluster import cluster as cluster_of
+from condnet.cluster import run_jobs
 from condnet.config import to_toml
 from condnet.errors import CondnetError
-from condnet.reproduce.runner import end_with_parent, threads_per_worker
+from condnet.reproduce.runner import threads_per_worker
 from condnet.run_dir import CONFIG, RunDir, write_csv
 from condnet.search import journal
 from condnet.search.space import Space, load_space
@@ -120,7 +120,7 @@ def _worker(space_path: str, storage: str, out: str, trials: int, threads: int, 
             _retry_abandoned(study, locks)
             running = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
             if trials_done(study) + running >= trials:
-                return
+                break
             trial = study.ask()
             fd = journal.hold_trial(locks, trial.number)
         try:
@@ -132,6 +132,7 @@ def _worker(space_path: str, storage: str, out: str, trials: int, threads: int, 
             study.tell(trial, values)
         finally:
             os.close(fd)
+    return f"{trials_done(study)} trials done in the study"
 
 
 def _retry_abandoned(study, locks: Path) -> None:
@@ -166,6 +167,7 @@ def run_search(
     workers: int = 1,
     threads: int | None = None,
     log=print,
+    cluster: str | None = None,
 ) -> SearchOutputs:
     """Run the search until the study holds `trials` finished or failed trials; write OUT/search.csv
     (every trial) and OUT/pareto.csv (the Pareto set)."""
@@ -182,13 +184,12 @@ def run_search(
         log(f"{space.name}: {before} of {trials} trials done; {max(0, trials - before)} to run")
         if before < trials:
             threads = threads_per_worker(workers, threads)
-            context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(workers, mp_context=context, initializer=end_with_parent,
-                                     initargs=(os.getpid(),)) as pool:  # fmt: skip
-                futures = [pool.submit(_worker, str(space_path), str(storage), str(out), trials, threads, w)
-                           for w in range(workers)]  # fmt: skip
-                for future in futures:
-                    future.result()
+            args = (str(space_path), str(storage), str(out), trials, threads)
+            jobs = [(f"search worker {w}", _worker, (*args, w)) for w in range(workers)]
+            with cluster_of(workers, threads, cluster, log) as client:
+                failed = [o for o in run_jobs(client, jobs, log, unit="worker") if o.value is None]
+            if failed:
+                raise CondnetError(f"{failed[0].name} failed: {failed[0].error}")
         study = _study(space, storage)
         table = rows(study)
         write_csv(table, out / "search.csv")

@@ -1,0 +1,119 @@
+"""Many trainings on a Dask cluster: the one way `reproduce`, `frontier` and `search` run their work.
+
+A job is "train this config into this run directory": it resumes the run's unfinished `.partial` when
+one exists with the same config, so a job whose worker died (a killed process, a lost machine) is run
+again by Dask elsewhere and continues from its last finished epoch, ending bit-identical (same CPU) to
+a run never stopped (condnet.run_dir, condnet.train.loop).
+
+Where the jobs run:
+- by default, a local cluster started for the command: `workers` processes of `threads` cores each
+  (no set-up; the workers end with the command, even when it is killed);
+- `--cluster ADDRESS` (or the CONDNET_CLUSTER environment variable): a running Dask scheduler
+  (`dask scheduler`, then `dask worker ADDRESS --nthreads 1` on each machine); every worker must see
+  the run directories (a shared disk) and have condnet installed.
+
+Why Dask: a scheduler, workers on any number of machines, jobs retried when a worker dies and a
+dashboard, all well kept, instead of our own process pools and orphan handling.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from condnet.errors import CondnetError
+
+CLUSTER_ENV = "CONDNET_CLUSTER"
+CONNECT_TIMEOUT = "10s"
+
+
+@dataclass
+class Outcome:
+    name: str  # what the job is, for messages ("row seed 3", "trial 12")
+    value: object  # the job's result, None when it failed
+    error: str  # why it failed ("" when it did not)
+    host: str  # the machine that ran it
+
+
+def end_with_parent() -> None:
+    """In each local worker: the kernel kills it when the command's process dies (even by SIGKILL)."""
+    if sys.platform == "linux":
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+@contextmanager
+def cluster(workers: int, threads: int, address: str | None = None, log=print) -> Iterator:
+    """A dask.distributed Client: on the scheduler at `address` (or $CONDNET_CLUSTER), else on a local
+    cluster of `workers` processes (each job sets its own `threads`)."""
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    address = address or os.environ.get(CLUSTER_ENV) or None
+    if address:
+        try:
+            client = Client(address, timeout=CONNECT_TIMEOUT)
+        except (OSError, TimeoutError) as exc:
+            raise CondnetError(
+                f"cannot reach the Dask scheduler at {address} ({exc}); start one (`dask scheduler`) or "
+                f"leave out --cluster and {CLUSTER_ENV} to train on this machine"
+            ) from None
+        with client:
+            workers_seen = len(client.scheduler_info(n_workers=-1)["workers"])
+            log(f"training on the Dask cluster at {address} ({workers_seen} workers now)")
+            yield client
+        return
+    local = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                         silence_logs=logging.ERROR)  # fmt: skip
+    with local, Client(local) as client:
+        client.run(end_with_parent)
+        yield client
+
+
+def run_jobs(client, jobs: list[tuple[str, Callable, tuple]], log=print, unit: str = "run") -> list[Outcome]:
+    """Run every job (name, function, arguments) on the cluster, with one progress bar for all; a job's
+    CondnetError is its failure (returned as (None, message)); the others keep going."""
+    from distributed import as_completed
+    from tqdm import tqdm
+
+    # a job whose worker died is run again elsewhere by the scheduler (up to its allowed-failures, 3);
+    # one that raised is not (a bug does not fix itself)
+    futures = {client.submit(_call, fn, args, pure=False): name for name, fn, args in jobs}
+    outcomes, failed, start = [], 0, time.perf_counter()
+    with tqdm(total=len(futures), unit=unit, file=sys.stderr, dynamic_ncols=True) as bar:
+        for future in as_completed(futures):
+            name = futures[future]
+            try:
+                value, error, host = future.result()
+            except Exception as exc:  # the job's own bug, or its workers kept dying
+                value, error, host = None, f"{type(exc).__name__}: {exc}", "?"
+            failed += value is None
+            outcomes.append(Outcome(name, value, error, host))
+            bar.set_postfix_str(f"{failed} failed" if failed else "", refresh=False)
+            bar.update()
+            done = f"[{len(outcomes)}/{len(futures)}] {name} ({host})"
+            log(f"{done}: FAILED: {error}" if value is None else f"{done}: {_describe(value)}")
+    hosts = Counter(o.host for o in outcomes)
+    log(f"{len(outcomes)} {unit}s in {time.perf_counter() - start:.0f} s, "
+        + ", ".join(f"{n} on {host}" for host, n in hosts.most_common()))  # fmt: skip
+    return outcomes
+
+
+def _call(fn: Callable, args: tuple):
+    try:
+        return fn(*args), "", socket.gethostname()
+    except CondnetError as exc:
+        return None, str(exc), socket.gethostname()
+
+
+def _describe(value) -> str:
+    return value if isinstance(value, str) else "done"

@@ -1,0 +1,88 @@
+"""Trainings on a real Dask scheduler and workers on localhost (condnet.cluster): a worker killed in the
+middle of a run has its job run again on another worker, which resumes it from its last finished epoch
+and ends bit-identical to a run never stopped; an unreachable scheduler is a one-line error."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import types
+from pathlib import Path
+
+import pytest
+
+from condnet.config import load_config
+from condnet.errors import CondnetError
+from condnet.reproduce.runner import Job, train_all
+from condnet.run_dir import RunDir
+from test_runs import SLOW, condnet, train_args, wait_for
+from test_training import SMALL
+
+DASK = str(Path(sys.executable).with_name("dask"))
+
+
+@pytest.fixture
+def scheduler(tmp_path):
+    """A Dask scheduler on localhost and a function that starts a worker for it (no nanny: a killed
+    worker stays dead, as a lost machine would)."""
+    processes, file = [], tmp_path / "scheduler.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env}
+    command = [DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard"]
+    command += ["--scheduler-file", str(file)]
+    processes.append(subprocess.Popen(command, **quiet))
+    wait_for(file.exists, timeout=60)
+    address = json.loads(file.read_text())["address"]
+
+    def add_worker():
+        processes.append(subprocess.Popen([DASK, "worker", address, "--nthreads", "1", "--no-nanny",
+                                           "--no-dashboard", "--host", "127.0.0.1"], **quiet))  # fmt: skip
+
+    yield address, add_worker
+    for process in processes:
+        process.kill()
+        process.wait()
+
+
+def job(idx_dir, out: Path, *sets: str) -> Job:
+    cfg = load_config(None, [*SMALL, f"data.dir={json.dumps(str(idx_dir))}", *sets])
+    return Job(types.SimpleNamespace(name="small"), cfg.seed, out, cfg)
+
+
+def test_a_killed_workers_run_resumes_on_another_worker_bit_identical(scheduler, idx_dir, tmp_path):
+    from distributed import Client
+
+    address, add_worker = scheduler
+    sets = [*SLOW, "train.max_epochs=6", "model.dropout=0.0"]
+    whole = tmp_path / "whole"
+    assert condnet(*train_args(idx_dir, *sets), "--out", str(whole)).wait() == 0
+    add_worker()
+    add_worker()
+    with Client(address) as client:
+        client.wait_for_workers(2, timeout=60)
+    run = RunDir(tmp_path / "killed")
+    result, lines = {}, []
+    worker = threading.Thread(
+        target=lambda: result.update(
+            failures=train_all([job(idx_dir, run.path, *sets)], 1, 1, lines.append, address)
+        )  # fmt: skip
+    )
+    worker.start()
+    wait_for(lambda: run.epochs_done() >= 1)
+    pid = int(Path(str(run.path.with_name(f".{run.path.name}.lock"))).read_text())  # the worker training it
+    os.kill(pid, signal.SIGKILL)
+    worker.join(timeout=600)
+    assert result["failures"] == [], lines
+    assert any("1 runs in" in line or "1 run in" in line for line in lines), lines
+    for name in ("model.safetensors", "model.json", "config.toml"):
+        assert (whole / name).read_bytes() == (run.path / name).read_bytes(), name
+    assert json.loads((run.path / "metrics.json").read_text())["trained_on"]
+
+
+def test_an_unreachable_scheduler_is_named(idx_dir, tmp_path):
+    with pytest.raises(CondnetError, match=r"cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
+        train_all([job(idx_dir, tmp_path / "run")], 1, 1, print, "tcp://127.0.0.1:9")
