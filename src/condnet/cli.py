@@ -469,7 +469,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--workers", type=_positive_int, default=1, help="trials trained in parallel")
     p.add_argument("--out", type=Path, required=True, help="the trials' runs, search.csv and pareto.csv")
-    p.add_argument("--storage", type=Path, help="Optuna journal file (default: OUT/journal.log)")
+    p.add_argument("--storage", help="Optuna journal file (default: OUT/journal.log), or a study database: "
+                   "postgresql://USER@HOST:PORT/DB")  # fmt: skip
     p.add_argument("--threads", type=_positive_int, help="cores per worker (default: all cores / workers)")
     p.add_argument(
         "--cluster",

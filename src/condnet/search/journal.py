@@ -117,3 +117,57 @@ def trial_alive(locks: Path, number: int) -> bool:
         return True
     finally:
         os.close(fd)
+
+
+class Journal:
+    """The study's journal file as the search's shared storage (see the module docstring)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def storage(self):
+        import optuna
+
+        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(self.path)))
+
+    def prepare(self, log) -> None:
+        repair_journal(self.path, log)
+
+    def next_trial(self, study, wanted: int, counts):
+        """(trial, what holds it while it runs) for a new trial, or None once `wanted` are done or
+        running; `counts(study)` gives (done, running)."""
+        locks = locks_of(self.path)
+        with held(locks / "ask.lock"):  # count and ask as one step, across processes
+            retry_abandoned(study, lambda trial: trial_alive(locks, trial.number))
+            done, running = counts(study)
+            if done + running >= wanted:
+                return None
+            trial = study.ask()
+            return trial, _released(hold_trial(locks, trial.number))
+
+
+@contextmanager
+def _released(fd: int):
+    try:
+        yield
+    finally:
+        os.close(fd)
+
+
+def retry_abandoned(study, alive) -> None:
+    """Trials left RUNNING by a process that died (`alive(trial)` is False): failed, and asked again."""
+    import optuna
+
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        if not alive(trial):
+            mark_interrupted(study, trial)
+
+
+def mark_interrupted(study, trial) -> None:
+    """A trial its process abandoned: failed (not counted as done), and its parameters asked again."""
+    import optuna
+
+    study._storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
+    if study._storage.get_trial(trial._trial_id).state == optuna.trial.TrialState.RUNNING:
+        study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+    study.enqueue_trial(trial.params, skip_if_exists=False)

@@ -4,8 +4,9 @@ Pareto set of trials). The test split is never read for a choice.
 
 - Storage: Optuna's journal file (OUT/journal.log by default), so a killed search resumes and several
   processes share it (condnet.search.journal: a torn last line is cut, a live process's trial is never
-  failed by another, `--trials N` is N in all). Trials a killed search left running are failed and
-  tried again.
+  failed by another, `--trials N` is N in all), or a PostgreSQL database that searches on several
+  machines share (condnet.search.database). Trials a killed search left running are failed and tried
+  again.
 - A trial's run is OUT/runs/<hash of its resolved config>: a config drawn twice is trained once, and a
   trial interrupted mid-training continues from its last epoch (condnet.run_dir).
 - Latency: the engine's for gated nets; for dense nets the fastest of PyTorch, the engine and ONNX
@@ -16,7 +17,6 @@ Pareto set of trials). The test split is never read for a choice.
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +27,7 @@ from condnet.config import to_toml
 from condnet.errors import CondnetError
 from condnet.reproduce.runner import threads_per_worker
 from condnet.run_dir import CONFIG, RunDir, write_csv
-from condnet.search import journal
+from condnet.search import database, journal
 from condnet.search.space import Space, load_space
 
 OBJECTIVES = ("valid_error", "b1_latency_us")
@@ -85,12 +85,19 @@ def objective(space: Space, out: Path, trial) -> tuple[float, float]:
     return best_validation_error(run.path), latency
 
 
-def _study(space: Space, storage: Path, worker: int = 0):
-    """The study in the journal file (created if new); worker: seeds its own sampler."""
+def shared_storage(storage, study_name: str):
+    """The study's storage: a journal file (condnet.search.journal) or a database URL (.database)."""
+    if database.is_url(storage):
+        return database.Database(str(storage), study_name)
+    return journal.Journal(storage)
+
+
+def _study(space: Space, storage, worker: int = 0):
+    """The study (created if new) in its journal file or database; worker: seeds its own sampler."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    backend = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(storage)))
+    backend = shared_storage(storage, space.name).storage()
     sampler = optuna.samplers.TPESampler(seed=1000 * space.seed + worker)
     return optuna.create_study(
         study_name=space.name, storage=backend, sampler=sampler, directions=["minimize", "minimize"],
@@ -106,44 +113,36 @@ def trials_done(study) -> int:
     return sum(not t.user_attrs.get("interrupted") for t in trials)
 
 
-def _worker(space_path: str, storage: str, out: str, trials: int, threads: int, worker: int) -> None:
-    """Run trials until the study holds `trials` finished or running ones (any process's)."""
+def _worker(space_path: str, storage: str, out: str, trials: int, threads: int, worker: int) -> str:
+    """Run trials until the study holds `trials` finished or running ones (any process's, any machine's)."""
     import optuna
     import torch
 
     torch.set_num_threads(threads)
     space = load_space(space_path)
-    study = _study(space, Path(storage), worker)
-    locks = journal.locks_of(Path(storage))
-    while True:
-        with journal.held(locks / "ask.lock"):  # count and ask as one step, across processes
-            _retry_abandoned(study, locks)
-            running = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
-            if trials_done(study) + running >= trials:
-                break
-            trial = study.ask()
-            fd = journal.hold_trial(locks, trial.number)
-        try:
-            values = objective(space, Path(out), trial)
-        except CondnetError as exc:  # this trial's own failure (a bad config): recorded, the search goes on
-            trial.set_user_attr("error", str(exc))
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        else:
-            study.tell(trial, values)
-        finally:
-            os.close(fd)
+    study = _study(space, storage, worker)
+    shared = shared_storage(storage, space.name)
+    while (asked := shared.next_trial(study, trials, _counts)) is not None:
+        trial, holding = asked
+        with holding:  # the trial's lock or heartbeat: it is not taken for abandoned while it runs
+            try:
+                values = objective(space, Path(out), trial)
+            except (
+                CondnetError
+            ) as exc:  # this trial's own failure (a bad config): recorded, the search goes on
+                trial.set_user_attr("error", str(exc))
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            else:
+                study.tell(trial, values)
     return f"{trials_done(study)} trials done in the study"
 
 
-def _retry_abandoned(study, locks: Path) -> None:
-    """Trials left RUNNING by a process that died (their lock is free): failed, and asked again."""
+def _counts(study) -> tuple[int, int]:
     import optuna
 
-    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        if not journal.trial_alive(locks, trial.number):
-            study._storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
-            study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
-            study.enqueue_trial(trial.params, skip_if_exists=False)
+    return trials_done(study), len(
+        study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    )
 
 
 def rows(study) -> list[dict]:
@@ -163,7 +162,7 @@ def run_search(
     space_path: Path,
     trials: int,
     out: Path,
-    storage: Path | None = None,
+    storage: str | Path | None = None,
     workers: int = 1,
     threads: int | None = None,
     log=print,
@@ -178,7 +177,7 @@ def run_search(
     storage = storage or out / "journal.log"
     with RunDir(out).lock():  # one search per output directory
         out.mkdir(parents=True, exist_ok=True)
-        journal.repair_journal(storage, log)
+        shared_storage(storage, space.name).prepare(log)
         study = _study(space, storage)
         before = trials_done(study)
         log(f"{space.name}: {before} of {trials} trials done; {max(0, trials - before)} to run")
