@@ -95,19 +95,19 @@ def _states(space_path, storage) -> list[str]:
     return [t.state.name for t in _study(load_space(space_path), storage).get_trials()]
 
 
-def test_two_searches_share_one_journal_without_failing_each_other(tmp_path, idx_dir):
-    """The second process marked the first's running trial failed, and the first died with "Cannot tell
-    a FAIL trial" (issue 20, failure 7). Now a live process's trial is left alone, and N is N in all."""
+def two_searches_share(tmp_path, idx_dir, storage: str, name: str) -> None:
+    """Two `condnet search` processes (as on two machines), 4 trials asked by each, on one storage: both
+    succeed, and the study holds exactly 4 trials, all complete."""
     import os
     import subprocess
     import sys
 
     params = '"train.lr_net" = { low = 1e-3, high = 0.02, log = true }'
-    space, storage = write_space(tmp_path, idx_dir, params, name="shared"), tmp_path / "journal.log"
+    space = write_space(tmp_path, idx_dir, params, name=name)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     searches = [
         subprocess.Popen([sys.executable, "-m", "condnet.cli", "search", space, "--trials", "4",
-                          "--threads", "1", "--storage", str(storage), "--out", str(tmp_path / f"s{i}")],
+                          "--threads", "1", "--storage", storage, "--out", str(tmp_path / f"s{i}")],
                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for i in range(2)
     ]  # fmt: skip
@@ -115,6 +115,12 @@ def test_two_searches_share_one_journal_without_failing_each_other(tmp_path, idx
         _, err = search.communicate(timeout=600)
         assert search.returncode == 0, err
     assert _states(space, storage) == ["COMPLETE"] * 4
+
+
+def test_two_searches_share_one_journal_without_failing_each_other(tmp_path, idx_dir):
+    """The second process marked the first's running trial failed, and the first died with "Cannot tell
+    a FAIL trial" (issue 20, failure 7). Now a live process's trial is left alone, and N is N in all."""
+    two_searches_share(tmp_path, idx_dir, str(tmp_path / "journal.log"), "shared")
 
 
 def test_trials_n_means_n_with_two_workers(tmp_path, idx_dir):

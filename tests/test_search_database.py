@@ -8,14 +8,13 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
 from test_runs import wait_for
-from test_search import _states, write_space
+from test_search import two_searches_share, write_space
 
 BIN = Path("/usr/lib/postgresql")
 
@@ -58,19 +57,7 @@ def postgres():
 
 
 def test_two_searches_share_one_study_in_postgresql(postgres, tmp_path, idx_dir):
-    params = '"train.lr_net" = { low = 1e-3, high = 0.02, log = true }'
-    space = write_space(tmp_path, idx_dir, params, name="in-postgres")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    searches = [
-        subprocess.Popen([sys.executable, "-m", "condnet.cli", "search", space, "--trials", "4",
-                          "--threads", "1", "--storage", postgres, "--out", str(tmp_path / f"s{i}")],
-                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for i in range(2)
-    ]  # fmt: skip
-    for search in searches:
-        _, err = search.communicate(timeout=600)
-        assert search.returncode == 0, err
-    assert _states(space, postgres) == ["COMPLETE"] * 4
+    two_searches_share(tmp_path, idx_dir, postgres, "in-postgres")
 
 
 def test_an_unreachable_database_is_named(tmp_path, idx_dir, capsys):
