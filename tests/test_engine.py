@@ -316,3 +316,24 @@ def test_unseeded_batch1_draws_follow_the_policy(kind):
     with torch.no_grad():
         given = model(torch.from_numpy(x), masks=[torch.from_numpy(masks[0].astype(np.float32))]).logits
     assert_matches(logits, given)
+
+
+def test_an_engine_that_will_compile_says_so(tmp_path):
+    """In a fresh install the first forward compiled for minutes without a word (issue 23)."""
+    import os
+    import subprocess
+    import sys
+
+    code = """
+import numpy as np
+from condnet.checkpoint import Checkpoint, expected_shapes
+from condnet.config import Config, ModelConfig, validate
+from condnet.engine import Engine
+m = validate(Config(model=ModelConfig(widths=[8], block_size=[4]))).model
+Engine(Checkpoint(6, 3, m, {k: np.zeros(s, np.float32) for k, s in expected_shapes(6, 3, m).items()}))
+"""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}  # nothing cached: a fresh install
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                            timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "the first forward call compiles them" in result.stderr

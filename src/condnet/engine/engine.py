@@ -18,6 +18,7 @@ call runs the whole network in one compiled call, so no Python runs between laye
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numba
@@ -85,6 +86,11 @@ class Engine:
         self._draws = draws(layers)  # routers decide deterministically
         self._no_noise = np.zeros((n_hidden, 0, 0), np.float32)  # not read outside mode SAMPLE
         self.set_threads(threads)
+        if kernels.uncompiled():  # minutes without a word looked like a hang (issue 23)
+            logging.getLogger("condnet").warning(
+                "condnet: the engine's kernels are not compiled for this machine yet; the first forward call "
+                "compiles them (a minute or more, once: numba caches them)"
+            )
 
     @classmethod
     def from_run(cls, run_dir: str | Path, threads: int = 1) -> Engine:
