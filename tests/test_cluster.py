@@ -86,3 +86,21 @@ def test_a_killed_workers_run_resumes_on_another_worker_bit_identical(scheduler,
 def test_an_unreachable_scheduler_is_named(idx_dir, tmp_path):
     with pytest.raises(CondnetError, match=r"cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
         train_all([job(idx_dir, tmp_path / "run")], 1, 1, print, "tcp://127.0.0.1:9")
+
+
+def test_a_search_on_the_external_cluster(scheduler, idx_dir, tmp_path):
+    from distributed import Client
+
+    from condnet.cli import main
+    from test_search import _states, write_space
+
+    address, add_worker = scheduler
+    add_worker()
+    add_worker()
+    with Client(address) as client:
+        client.wait_for_workers(2, timeout=60)
+    params = '"train.lr_net" = { low = 1e-3, high = 0.02, log = true }'
+    space, out = write_space(tmp_path, idx_dir, params, name="on-dask"), tmp_path / "search"
+    args = ["search", space, "--trials", "4", "--workers", "2", "--threads", "1", "--out", str(out)]
+    assert main([*args, "--cluster", address]) == 0
+    assert _states(space, out / "journal.log") == ["COMPLETE"] * 4
