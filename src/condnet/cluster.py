@@ -80,8 +80,9 @@ def cluster(workers: int, threads: int, address: str | None = None, log=print) -
 
 
 def run_jobs(client, jobs: list[tuple[str, Callable, tuple]], log=print, unit: str = "run") -> list[Outcome]:
-    """Run every job (name, function, arguments) on the cluster, with one progress bar for all; a job's
-    CondnetError is its failure (returned as (None, message)); the others keep going."""
+    """Run every job (name, function, arguments) on the cluster, with one progress bar for all (on a
+    terminal); a job's CondnetError is its failure (its Outcome's value is None, its error the
+    message); the others keep going."""
     from distributed import as_completed
     from tqdm import tqdm
 
@@ -89,7 +90,7 @@ def run_jobs(client, jobs: list[tuple[str, Callable, tuple]], log=print, unit: s
     # one that raised is not (a bug does not fix itself)
     futures = {client.submit(_call, fn, args, pure=False): name for name, fn, args in jobs}
     outcomes, failed, start = [], 0, time.perf_counter()
-    with tqdm(total=len(futures), unit=unit, file=sys.stderr, dynamic_ncols=True) as bar:
+    with tqdm(total=len(futures), unit=unit, file=sys.stderr, dynamic_ncols=True, disable=None) as bar:
         for future in as_completed(futures):
             name = futures[future]
             try:
@@ -101,7 +102,7 @@ def run_jobs(client, jobs: list[tuple[str, Callable, tuple]], log=print, unit: s
             bar.set_postfix_str(f"{failed} failed" if failed else "", refresh=False)
             bar.update()
             done = f"[{len(outcomes)}/{len(futures)}] {name} ({host})"
-            log(f"{done}: FAILED: {error}" if value is None else f"{done}: {_describe(value)}")
+            log(f"{done}: FAILED: {error}" if value is None else f"{done}: {value}")
     hosts = Counter(o.host for o in outcomes)
     log(f"{len(outcomes)} {unit}s in {time.perf_counter() - start:.0f} s, "
         + ", ".join(f"{n} on {host}" for host, n in hosts.most_common()))  # fmt: skip
@@ -113,7 +114,3 @@ def _call(fn: Callable, args: tuple):
         return fn(*args), "", socket.gethostname()
     except CondnetError as exc:
         return None, str(exc), socket.gethostname()
-
-
-def _describe(value) -> str:
-    return value if isinstance(value, str) else "done"
