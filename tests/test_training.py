@@ -4,6 +4,7 @@ and the command line writes and re-reads a complete run directory."""
 from __future__ import annotations
 
 import json
+import socket
 
 import pytest
 import torch
@@ -92,8 +93,10 @@ def test_cli_train_eval_summary(idx_dir, tmp_path, capsys):
         "epochs",
         "train_seconds",
         "seed",
+        "trained_on",
     }
     assert set(metrics["test_error"]) == {"sample", "threshold"} and metrics["seed"] == 4
+    assert metrics["trained_on"] == socket.gethostname()
     lines = (out / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == metrics["epochs"] and "entropy" in json.loads(lines[0])
     for name in (
