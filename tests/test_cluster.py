@@ -104,3 +104,31 @@ def test_a_search_on_the_external_cluster(scheduler, idx_dir, tmp_path):
     args = ["search", space, "--trials", "4", "--workers", "2", "--threads", "1", "--out", str(out)]
     assert main([*args, "--cluster", address]) == 0
     assert _states(space, out / "journal.log") == ["COMPLETE"] * 4
+
+
+def test_a_frontier_on_the_external_cluster_gives_the_local_runs(scheduler, idx_dir, tmp_path):
+    """The same configs trained by the local default and by two external workers: byte-identical models
+    (same CPU), and the report names every run."""
+    from distributed import Client
+
+    from condnet.cli import main
+    from condnet.config import to_toml
+
+    address, add_worker = scheduler
+    add_worker()
+    add_worker()
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    common = [*SMALL, f"data.dir={json.dumps(str(idx_dir))}", "train.max_epochs=2"]
+    for name, extra in (("dense", "model.kind=nn"), ("topk", "model.router=topk")):
+        (configs / f"{name}.toml").write_text(to_toml(load_config(None, [*common, extra])))
+    with Client(address) as client:
+        client.wait_for_workers(2, timeout=60)
+    for where, cluster in (("local", []), ("remote", ["--cluster", address])):
+        report = str(tmp_path / f"report-{where}")
+        args = ["frontier", "idx", "--configs", str(configs), "--seeds", "2", "--timing-repeats", "1",
+                "--workers", "2", "--out", str(tmp_path / where), "--report", report]  # fmt: skip
+        assert main([*args, *cluster]) == 0
+    for run in sorted((tmp_path / "local").glob("*/seed-*")):
+        remote = tmp_path / "remote" / run.relative_to(tmp_path / "local")
+        assert (run / "model.safetensors").read_bytes() == (remote / "model.safetensors").read_bytes(), run
