@@ -129,6 +129,8 @@ def test_a_frontier_on_the_external_cluster_gives_the_local_runs(scheduler, idx_
         args = ["frontier", "idx", "--configs", str(configs), "--seeds", "2", "--timing-repeats", "1",
                 "--workers", "2", "--out", str(tmp_path / where), "--report", report]  # fmt: skip
         assert main([*args, *cluster]) == 0
-    for run in sorted((tmp_path / "local").glob("*/seed-*")):
+    runs = sorted((tmp_path / "local").glob("*/seed-*"))
+    assert len(runs) == 4
+    for run in runs:
         remote = tmp_path / "remote" / run.relative_to(tmp_path / "local")
         assert (run / "model.safetensors").read_bytes() == (remote / "model.safetensors").read_bytes(), run
