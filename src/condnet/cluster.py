@@ -72,7 +72,8 @@ def cluster(workers: int, threads: int, address: str | None = None, log=print) -
             log(f"training on the Dask cluster at {address} ({workers_seen} workers now)")
             yield client
         return
-    local = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+    # ":0": any free port for the scheduler's HTTP server (two commands at once collided on 8787)
+    local = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                          silence_logs=logging.ERROR)  # fmt: skip
     with local, Client(local) as client:
         client.run(end_with_parent)
