@@ -381,11 +381,7 @@ def _table_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--report", type=Path, help="where the CSV, markdown and figure go (default: --out)")
     p.add_argument("--workers", type=_positive_int, default=1, help="runs trained in parallel")
     p.add_argument("--threads", type=_positive_int, help="cores per worker (default: all cores / workers)")
-    p.add_argument(
-        "--cluster",
-        metavar="ADDRESS",
-        help="a running Dask scheduler to train on (default: $CONDNET_CLUSTER, else local workers)",
-    )
+    p.add_argument("--cluster", metavar="ADDRESS", help=CLUSTER_HELP)
     p.add_argument("--data-dir", help="local directory with the dataset's files (sets data.dir)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override every row's config")
     p.add_argument("--timing-repeats", type=_positive_int, default=15, help="timed repeats per run (median)")
@@ -472,11 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", help="Optuna journal file (default: OUT/journal.log), or a study database: "
                    "postgresql://USER@HOST:PORT/DB")  # fmt: skip
     p.add_argument("--threads", type=_positive_int, help="cores per worker (default: all cores / workers)")
-    p.add_argument(
-        "--cluster",
-        metavar="ADDRESS",
-        help="a running Dask scheduler to train on (default: $CONDNET_CLUSTER, else local workers)",
-    )
+    p.add_argument("--cluster", metavar="ADDRESS", help=CLUSTER_HELP)
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser(
@@ -491,11 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", type=Path, default=Path("docs/frontier"), help="where DATASET.csv/.md/.png go")
     p.add_argument("--workers", type=_positive_int, default=1, help="runs trained in parallel")
     p.add_argument("--threads", type=_positive_int, help="cores per worker (default: all cores / workers)")
-    p.add_argument(
-        "--cluster",
-        metavar="ADDRESS",
-        help="a running Dask scheduler to train on (default: $CONDNET_CLUSTER, else local workers)",
-    )
+    p.add_argument("--cluster", metavar="ADDRESS", help=CLUSTER_HELP)
     p.add_argument("--timing-repeats", type=_positive_int, default=15, help="timed repeats per run (median)")
     p.set_defaults(func=cmd_frontier)
 

@@ -64,11 +64,11 @@ def is_finished(run_dir: Path) -> bool:
     return RunDir(run_dir).is_finished()
 
 
-def can_resume(job: Job) -> bool:
-    """An unfinished run of this job with the same config continues; another config starts again."""
-    config = RunDir(job.run_dir).partial / CONFIG
+def can_resume(run_dir: Path, cfg: Config) -> bool:
+    """An unfinished run in run_dir with the same config continues; another config starts again."""
+    config = RunDir(run_dir).partial / CONFIG
     try:
-        return config.is_file() and load_config(config) == job.cfg
+        return config.is_file() and load_config(config) == cfg
     except CondnetError:
         return False
 
@@ -81,9 +81,7 @@ def train_job(cfg: Config, run_dir: str, threads: int) -> str:
 
     torch.set_num_threads(threads)
     try:
-        metrics = run_training(
-            cfg, run_dir, force=True, resume=can_resume(Job(None, cfg.seed, Path(run_dir), cfg))
-        )
+        metrics = run_training(cfg, run_dir, force=True, resume=can_resume(Path(run_dir), cfg))
     except CondnetError as exc:
         partial = RunDir(run_dir).partial
         partial.mkdir(parents=True, exist_ok=True)
@@ -119,7 +117,7 @@ def train_all(
 
     for data in {json.dumps(job.cfg.data.__dict__, sort_keys=True): job.cfg.data for job in todo}.values():
         load_splits(data)  # fetch once, here, and fail before any run when the data is missing
-    resumed = sum(can_resume(job) for job in todo)
+    resumed = sum(can_resume(job.run_dir, job.cfg) for job in todo)
     if resumed:
         log(f"{resumed} of them continue from their last finished epoch")
     named = [

@@ -25,8 +25,8 @@ from condnet.cluster import cluster as cluster_of
 from condnet.cluster import run_jobs
 from condnet.config import to_toml
 from condnet.errors import CondnetError
-from condnet.reproduce.runner import threads_per_worker
-from condnet.run_dir import CONFIG, RunDir, write_csv
+from condnet.reproduce.runner import can_resume, threads_per_worker
+from condnet.run_dir import RunDir, write_csv
 from condnet.search import database, journal
 from condnet.search.space import Space, load_space
 
@@ -78,8 +78,7 @@ def objective(space: Space, out: Path, trial) -> tuple[float, float]:
     trial.set_user_attr("config", toml)
     trial.set_user_attr("run_dir", str(run.path))
     if not run.is_finished():
-        resume = (run.partial / CONFIG).is_file() and (run.partial / CONFIG).read_text() == toml
-        run_training(cfg, run.path, force=True, resume=resume)
+        run_training(cfg, run.path, force=True, resume=can_resume(run.path, cfg))
     latency, source = batch1_latency_us(run.path)
     trial.set_user_attr("latency_from", source)
     return best_validation_error(run.path), latency
