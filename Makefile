@@ -10,6 +10,8 @@ setup: $(STAMP)
 
 # The CPU build of torch is installed first and pinned: an unpinned torch pulls a multi-GB CUDA build.
 # Installing condnet builds the engine's C micro-kernel (setup.py) with the system compiler.
+# The extras bring Dask (`distributed`, with the `dask` command the cluster tests start) and the
+# PostgreSQL driver; the tests start their own scheduler, workers and database server.
 $(STAMP): pyproject.toml setup.py src/condnet/engine/microkernel.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
