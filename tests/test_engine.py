@@ -299,6 +299,44 @@ def test_mask_decisions_follow_the_models_formula():
     np.testing.assert_array_equal(out, noise < sigma)
 
 
+@pytest.mark.parametrize("batch", [2, 3, 4, 9])  # one example at a time up to SMALL_BATCH, then batched
+def test_seeded_draws_are_the_seeds_noise_against_the_models_sigma(batch):
+    """Block on iff noise < sigma, with noise = numpy's default_rng(seed).random((n_hidden, batch,
+    max_blocks)) and sigma the PyTorch model's given the masks of the layers before: the same masks
+    whichever path (per example or batched) computes them."""
+    model = make_model(20, [(10, 4), (6, 8)], 3)
+    x = np.random.default_rng(3).random((batch, 20), dtype=np.float32)
+    logits, masks = Engine(model).forward(x, "sample", seed=11)
+    noise = np.random.default_rng(11).random((2, batch, 10), dtype=np.float32)
+    with torch.no_grad():
+        out = model(torch.from_numpy(x), masks=[torch.from_numpy(m.astype(np.float32)) for m in masks])
+    for layer, (mask, k) in enumerate(zip(masks, (10, 6), strict=True)):
+        np.testing.assert_array_equal(mask, noise[layer, :, :k] < out.layers[layer].sigma.numpy())
+    assert_matches(logits, out.logits)
+
+
+@pytest.mark.parametrize("width", [8, 16])
+def test_both_vector_widths_match_the_model(width):
+    """The micro-kernel's 8-wide and AVX-512 products (where the CPU has it) through the whole engine:
+    blocks of 16, 10 and 64 outputs, 700 inputs, groups beyond 12 examples."""
+    from condnet.engine import native
+
+    default = native.vector_width()
+    if native.vector_width(width) != width:
+        pytest.skip("this CPU has no AVX-512")
+    try:
+        model = make_model(700, [(5, 16), (3, 10), (2, 64)], 7)
+        rng = np.random.default_rng(width)
+        x = rng.random((50, 700), dtype=np.float32)
+        masks = [(rng.random((50, k)) < 0.6).astype(np.float32) for k in (5, 3, 2)]
+        logits, _ = Engine(model).forward(x, masks=masks)
+    finally:
+        native.vector_width(default)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x), masks=[torch.from_numpy(m) for m in masks]).logits
+    assert_matches(logits, expected)
+
+
 @pytest.mark.parametrize("kind", ["condnet", "bdnn"])
 def test_unseeded_batch1_draws_follow_the_policy(kind):
     # batch 1 without a seed draws inside the kernel (numba's generator): the block rates must still be

@@ -84,6 +84,7 @@ class Engine:
         self._rng = np.random.default_rng()
         self._one_example = (1, self.input_dim)
         self._draws = draws(layers)  # routers decide deterministically
+        self._gated = any(layer.decision != kernels.DENSE for layer in hidden)
         self._no_noise = np.zeros((n_hidden, 0, 0), np.float32)  # not read outside mode SAMPLE
         self.set_threads(threads)
         if kernels.uncompiled():  # minutes without a word looked like a hang (issue 23)
@@ -164,6 +165,8 @@ class Engine:
             code = kernels.GIVEN
         elif code == kernels.SAMPLE and self._draws:
             noise = self._generator(seed).random(decided.shape, dtype=np.float32)
+        if batch <= SMALL_BATCH and self._gated:
+            return self._one_by_one(x, code, noise, decided)
         if self.threads > 1:  # numba's setting is per calling thread (and costs 1.5 us a call)
             numba.set_num_threads(self.threads)
         weights, meta = self._weights, self._meta
@@ -173,6 +176,23 @@ class Engine:
         return logits, [decided[index, :, :k].copy() for index, k in enumerate(self._blocks)]
 
     __call__ = forward
+
+    def _one_by_one(self, x, code, noise, decided) -> tuple[np.ndarray, list[np.ndarray]]:
+        """A small batch as that many batch-1 calls, with the batch's given masks (code GIVEN) or draws
+        (noise, code SAMPLE), so a seed gives the masks the batch path would."""
+        batch = x.shape[0]
+        logits = np.empty((batch, self.n_classes), np.float32)
+        for b in range(batch):
+            if code == kernels.GIVEN:
+                self._flags[0] = decided[:, b]
+            elif noise.size:
+                self._noise[:] = noise[:, b]
+            status = kernels.forward_one(x[b : b + 1], self._weights, self._meta, self._work, self._flags, code)
+            if status:
+                raise ValueError(_NON_FINITE)
+            logits[b] = self._logits[0]
+            decided[:, b] = self._flags[1]
+        return logits, [decided[index, :, :k].copy() for index, k in enumerate(self._blocks)]
 
     def _given_flags(self, masks) -> int:
         """Batch 1: the given masks into the fused kernel's flags; the kernel's mode code for them."""
@@ -209,5 +229,10 @@ class Engine:
         return np.ascontiguousarray(on, dtype=np.uint8)
 
 
+# Gated nets take batches of 2-3 one example at a time: the batch path's groups of one or two examples
+# gain little from sharing tiles and pay its set-up (measured, RESULTS 2: batch 2 took 1.00-1.15x two
+# batch-1 calls on four gated nets; batch 3 0.89-1.08x three; batch 4 and up always less). A dense
+# net's examples share every weight: the batch path (784-1024-1024-10 at batch 2: 1.17x one call).
+SMALL_BATCH = 3
 _FLOAT32 = np.dtype(np.float32)  # numpy's native float32 dtype is one object: `is` is the fastest test
 _NON_FINITE = "the input contains NaN, infinite or float32-overflowing values"

@@ -134,13 +134,107 @@ ALWAYS_INLINE void panel_product(int vectors, const float *x, int64_t ldx, const
     }
 }
 
+/* AVX-512: a panel of 16 outputs is one 16-wide register, so a step holds WIDE_ROWS examples' sums in
+ * WIDE_ROWS registers (of 32) and does 1 load + WIDE_ROWS broadcast FMAs per input: twice the multiply-
+ * adds per instruction of the 8-wide step. Compiled for AVX-512 only (target attribute) and chosen at
+ * run time when the CPU has it (`condnet_gathered_product`). */
+#if defined(__x86_64__) && defined(__GNUC__)
+#define HAVE_WIDE 1
+#define WIDE __attribute__((target("avx512f,avx512vl,avx2,fma")))
+typedef float v16f __attribute__((vector_size(64)));
+typedef float v16f_unaligned __attribute__((vector_size(64), aligned(4)));
+#define WIDE_ROWS 12
+
+WIDE ALWAYS_INLINE v16f load16(const float *p) { return *(const v16f_unaligned *)p; }
+WIDE ALWAYS_INLINE void store16(float *p, v16f v) { *(v16f_unaligned *)p = v; }
+WIDE ALWAYS_INLINE v16f broadcast16(float t) { return (v16f){t, t, t, t, t, t, t, t, t, t, t, t, t, t, t, t}; }
+
+WIDE ALWAYS_INLINE void step16(int rows, const float *x, int64_t ldx, const int64_t *xrows,
+                               const int64_t *accrows, int64_t col0, int64_t k, const float *panel,
+                               float *acc, int64_t ldacc) {
+    v16f sum[WIDE_ROWS];
+    const float *in[WIDE_ROWS];
+#pragma GCC unroll 12
+    for (int r = 0; r < WIDE_ROWS; r++) {
+        if (r < rows) {
+            in[r] = x + xrows[r] * ldx + col0;
+            sum[r] = load16(acc + accrows[r] * ldacc);
+        }
+    }
+    for (int64_t q = 0; q < k; q++) {
+        __builtin_prefetch(panel + (q + PREFETCH) * PANEL);
+        v16f w = load16(panel + q * PANEL);
+#pragma GCC unroll 12
+        for (int r = 0; r < WIDE_ROWS; r++)
+            if (r < rows) sum[r] += broadcast16(in[r][q]) * w;
+    }
+#pragma GCC unroll 12
+    for (int r = 0; r < WIDE_ROWS; r++)
+        if (r < rows) store16(acc + accrows[r] * ldacc, sum[r]);
+}
+
+/* One example, as `step_one`: SPLIT sets of sums so that consecutive FMAs do not wait on each other. */
+WIDE ALWAYS_INLINE void step16_one(const float *x, int64_t ldx, const int64_t *xrows, const int64_t *accrows,
+                                   int64_t col0, int64_t k, const float *panel, float *acc, int64_t ldacc) {
+    enum { SPLIT = 4 };
+    const float *in = x + xrows[0] * ldx + col0;
+    float *out = acc + accrows[0] * ldacc;
+    v16f sum[SPLIT] = {{0}};
+    int64_t q = 0;
+    for (; q + SPLIT <= k; q += SPLIT) {
+        __builtin_prefetch(panel + (q + PREFETCH) * PANEL);
+#pragma GCC unroll 4
+        for (int u = 0; u < SPLIT; u++) sum[u] += broadcast16(in[q + u]) * load16(panel + (q + u) * PANEL);
+    }
+    for (; q < k; q++) sum[0] += broadcast16(in[q]) * load16(panel + q * PANEL);
+    store16(out, load16(out) + ((sum[0] + sum[1]) + (sum[2] + sum[3])));
+}
+
+#define STEP16(n) step16(n, x, ldx, xrows, accrows, col0, k, panel, acc, ldacc)
+
+WIDE ALWAYS_INLINE void panel16_product(const float *x, int64_t ldx, const int64_t *xrows,
+                                        const int64_t *accrows, int64_t m, int64_t col0, int64_t k,
+                                        const float *panel, float *acc, int64_t ldacc) {
+    int64_t r = 0;
+    for (; r + WIDE_ROWS <= m; r += WIDE_ROWS)
+        step16(WIDE_ROWS, x, ldx, xrows + r, accrows + r, col0, k, panel, acc, ldacc);
+    xrows += r;
+    accrows += r;
+    switch (m - r) { /* each remainder its own register-blocked loop */
+    case 11: STEP16(11); break;
+    case 10: STEP16(10); break;
+    case 9: STEP16(9); break;
+    case 8: STEP16(8); break;
+    case 7: STEP16(7); break;
+    case 6: STEP16(6); break;
+    case 5: STEP16(5); break;
+    case 4: STEP16(4); break;
+    case 3: STEP16(3); break;
+    case 2: STEP16(2); break;
+    case 1: step16_one(x, ldx, xrows, accrows, col0, k, panel, acc, ldacc); break;
+    }
+}
+
+WIDE static void product_wide(const float *x, int64_t ldx, const int64_t *xrows, const int64_t *accrows,
+                              int64_t m, int64_t col0, int64_t k, const float *panels, int64_t n_in,
+                              int64_t width, float *acc, int64_t ldacc) {
+    for (int64_t p = 0; p < width; p += PANEL) {
+        const float *panel = panels + p * n_in;
+        if (width - p >= PANEL)
+            panel16_product(x, ldx, xrows, accrows, m, col0, k, panel + col0 * PANEL, acc + p, ldacc);
+        else /* the last panel, 8 wide */
+            panel_product(1, x, ldx, xrows, accrows, m, col0, k, panel + col0 * 8, acc + p, ldacc);
+    }
+}
+#endif
+
 /* x: rows of ldx floats; acc: rows of ldacc floats (ldacc >= width, width a multiple of 8); panels:
  * width * n_in floats. Panel-major order: one panel's rows col0..col0 + k (64 KiB for k = 1024) stay
  * in cache while every example of the group passes over them. */
 PER_CPU
-void condnet_gathered_product(const float *x, int64_t ldx, const int64_t *xrows, const int64_t *accrows,
-                              int64_t m, int64_t col0, int64_t k, const float *panels, int64_t n_in,
-                              int64_t width, float *acc, int64_t ldacc) {
+static void product_narrow(const float *x, int64_t ldx, const int64_t *xrows, const int64_t *accrows,
+                           int64_t m, int64_t col0, int64_t k, const float *panels, int64_t n_in,
+                           int64_t width, float *acc, int64_t ldacc) {
     for (int64_t p = 0; p < width; p += PANEL) {
         const float *panel = panels + p * n_in;
         if (width - p >= PANEL)
@@ -148,4 +242,33 @@ void condnet_gathered_product(const float *x, int64_t ldx, const int64_t *xrows,
         else
             panel_product(1, x, ldx, xrows, accrows, m, col0, k, panel + col0 * 8, acc + p, ldacc);
     }
+}
+
+/* 16: the AVX-512 product where the CPU has it; 8: the 8-wide one (AVX2 + FMA, or SSE2). */
+static int vector_width = 0; /* 0: not decided yet */
+
+/* The vector width in use (16 or 8); `width` 8 or 16 sets it (16 only where the CPU has AVX-512), so that
+ * the tests and benchmarks can run both products on one machine; other values only read it. */
+int condnet_vector_width(int width) {
+#ifdef HAVE_WIDE
+    __builtin_cpu_init();
+    int wide = __builtin_cpu_supports("avx512f");
+#else
+    int wide = 0;
+#endif
+    if (width == 8 || (width == 16 && wide)) vector_width = width;
+    else if (vector_width == 0) vector_width = wide ? 16 : 8;
+    return vector_width;
+}
+
+void condnet_gathered_product(const float *x, int64_t ldx, const int64_t *xrows, const int64_t *accrows,
+                              int64_t m, int64_t col0, int64_t k, const float *panels, int64_t n_in,
+                              int64_t width, float *acc, int64_t ldacc) {
+#ifdef HAVE_WIDE
+    if ((vector_width ? vector_width : condnet_vector_width(0)) == 16) {
+        product_wide(x, ldx, xrows, accrows, m, col0, k, panels, n_in, width, acc, ldacc);
+        return;
+    }
+#endif
+    product_narrow(x, ldx, xrows, accrows, m, col0, k, panels, n_in, width, acc, ldacc);
 }

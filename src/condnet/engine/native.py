@@ -4,6 +4,7 @@ name (which keeps numba's on-disk cache valid: a symbol, not an address)."""
 
 from __future__ import annotations
 
+import ctypes
 import importlib.machinery
 from pathlib import Path
 
@@ -24,3 +25,12 @@ def library_path(here: Path = Path(__file__).parent) -> Path:
 
 
 llvmlite.binding.load_library_permanently(str(library_path()))
+
+
+def vector_width(width: int = 0) -> int:
+    """The micro-kernel's vector width in use: 16 (AVX-512) where the CPU has it, else 8. `width` 8 or 16
+    switches it for this process (16 only where the CPU has AVX-512), so that tests and benchmarks can
+    run both products on one machine; 0 only reads it."""
+    function = ctypes.CDLL(str(library_path())).condnet_vector_width
+    function.argtypes, function.restype = [ctypes.c_int], ctypes.c_int
+    return function(width)
