@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The engine benchmarks behind docs/RESULTS.md section 2 (issues: inference engine; engine against
-# ONNX Runtime). Run on an otherwise idle machine. Usage: bash docs/engine_bench.sh [OUT_DIR] (default: runs/engine_bench; one JSON per line).
+# ONNX Runtime; the engine at the memory limit). Run on an otherwise idle machine.
+# Usage: bash docs/engine_bench.sh [OUT_DIR] (default: runs/engine_bench; one JSON per benchmark).
+# Records made by an older condnet (no roofline fields) print "-" there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/engine_bench}
@@ -45,13 +47,14 @@ print("Machine:", ", ".join(sorted({json.loads(p.read_text()).get("machine", "?"
 bandwidths = [json.loads(p.read_text()).get("memory_gbps", 0) for p in paths]
 print(f"One core reads memory at {min(bandwidths):.1f}-{max(bandwidths):.1f} GB/s (each benchmark measures it).\n")
 print("| model | active | batch | threads | PyTorch ms | ORT ms | engine ms | vs PyTorch | vs ORT | ideal "
-      "| efficiency vs ORT | weights MB | GB/s |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+      "| efficiency vs ORT | weights MB | GB/s | roofline ms | of roofline |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for path in paths:
     for r in json.loads(path.read_text())["records"]:
         active = "/".join(f"{a:.3f}" for a in r["active_fraction"])
+        roofline = f"{r['roofline_ms']:.3g} ({r['bound']}) | {r['of_roofline']:.2f}" if "bound" in r else "- | -"
         print(f"| {path.stem} | {active} | {r['batch']} | {r['threads']} | {r['dense_ms']:.4f} | "
               f"{r['ort_ms']:.4f} | {r['engine_ms']:.4f} | {r['speedup']:.2f} | {r['speedup_vs_ort']:.2f} | "
               f"{r['ideal_speedup']:.2f} | {r['efficiency_vs_ort']:.2f} | {r['weights_mb']:.3f} | "
-              f"{r['weights_gbps']:.1f} |")
+              f"{r['weights_gbps']:.1f} | {roofline} |")
 PY

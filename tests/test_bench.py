@@ -47,6 +47,11 @@ def test_bench_json_records(capsys):
         "efficiency_vs_ort",
         "weights_mb",
         "weights_gbps",
+        "roofline_ms",
+        "bound",
+        "of_roofline",
+        "footprint_gbps",
+        "peak_gmacs",
     }
     for r in records:
         assert set(r) == fields
@@ -62,6 +67,13 @@ def test_bench_json_records(capsys):
         assert r["ideal_speedup"] == pytest.approx(1856 / active, rel=1e-6)
         assert r["weights_gbps"] == pytest.approx(r["weights_mb"] / r["engine_ms"])
         assert 0 < r["weights_mb"] <= 4 * (1856 + 40 * 4 + 32 * 4) / 1e6
+        # the roofline by hand: weights over the bandwidth, or the batch's MACs over the peak
+        memory_ms = r["weights_mb"] / r["footprint_gbps"]
+        compute_ms = active * r["batch"] / r["peak_gmacs"] / 1e6
+        assert r["roofline_ms"] == pytest.approx(max(memory_ms, compute_ms))
+        assert r["bound"] == ("memory" if memory_ms >= compute_ms else "compute")
+        assert r["of_roofline"] == pytest.approx(r["roofline_ms"] / r["engine_ms"])
+        assert r["footprint_gbps"] > 1 and r["peak_gmacs"] > 1
 
 
 def test_weight_bytes_counts_each_needed_tile_once():
@@ -82,3 +94,23 @@ def test_bench_argument_errors(capsys):
     assert "one per hidden layer" in capsys.readouterr().err
     assert main(["bench"]) == 2
     assert "RUN_DIR" in capsys.readouterr().err
+
+
+def test_ideal_time_is_the_larger_of_reading_and_computing():
+    from condnet.bench.roofline import ideal_ms
+
+    # 2 MB at 20 GB/s: 0.1 ms; 1e6 MACs at 50 GMAC/s: 0.02 ms
+    for args, threads, expected_ms, bound in [
+        ((2e6, 1e6, 20.0, 50.0), 1, 0.1, "memory"),
+        ((2e6, 1e7, 20.0, 50.0), 1, 0.2, "compute"),
+        ((2e6, 1e7, 20.0, 50.0), 2, 0.1, "compute"),
+    ]:
+        ms, found = ideal_ms(*args, threads=threads)
+        assert ms == pytest.approx(expected_ms) and found == bound
+
+
+def test_measured_bandwidth_and_peak_are_plausible():
+    from condnet.bench.roofline import peak_gmacs, read_bandwidth_at
+
+    assert 1 < read_bandwidth_at(2**20, repeats=3) < 1000  # GB/s
+    assert 1 < peak_gmacs(128, repeats=3) < 10_000  # GMAC/s

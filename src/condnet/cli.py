@@ -254,9 +254,13 @@ def cmd_bench(args) -> None:
         return
     print(
         f"{machine()}; one core reads memory at {bandwidth:.1f} GB/s; times per batch in ms; dense = the "
-        "dense twin (PyTorch eager, ONNX Runtime); weights: MB the engine reads per batch, and at what GB/s\n"
+        "dense twin (PyTorch eager, ONNX Runtime); weights: MB the engine reads per batch, and at what GB/s; "
+        "roofline: the least time, from those weights over the bandwidth measured at the model's footprint "
+        "or the multiply-adds over a tuned product's peak (one core each; linear in threads), and the "
+        "fraction of it the engine reaches\n"
     )
-    columns = "batch threads PyTorch ORT engine vs_PyTorch vs_ORT ideal efficiency_vs_ORT weights GB/s active"
+    columns = "batch threads PyTorch ORT engine vs_PyTorch vs_ORT ideal efficiency_vs_ORT weights GB/s"
+    columns = f"{columns} roofline of_roofline active"
     columns = columns.split()
     print("| " + " | ".join(c.replace("_", " ") for c in columns) + " |")
     print("|---" * len(columns) + "|")
@@ -265,7 +269,8 @@ def cmd_bench(args) -> None:
         print(
             f"| {r.batch} | {r.threads} | {r.dense_ms:.4f} | {r.ort_ms:.4f} | {r.engine_ms:.4f} | "
             f"{r.speedup:.2f} | {r.speedup_vs_ort:.2f} | {r.ideal_speedup:.2f} | {r.efficiency_vs_ort:.2f} | "
-            f"{r.weights_mb:.3f} | {r.weights_gbps:.1f} | {active} |"
+            f"{r.weights_mb:.3f} | {r.weights_gbps:.1f} | {r.roofline_ms:.3g} ({r.bound}) | "
+            f"{r.of_roofline:.2f} | {active} |"
         )
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from condnet.bench.onnx_twin import ort_session
+from condnet.bench.roofline import ideal_ms, peak_gmacs, read_bandwidth_at
 from condnet.config import Config, ModelConfig, validate
 from condnet.engine.engine import Engine
 from condnet.engine.timing import interleaved_medians
@@ -38,6 +39,12 @@ class BenchRecord:
     efficiency_vs_ort: float  # speedup_vs_ort / ideal_speedup
     weights_mb: float  # weights the engine reads per batch for the masks drawn (nn.macs.weight_bytes)
     weights_gbps: float  # weights_mb / engine_ms: how close the engine runs to the memory's speed
+    roofline_ms: float  # the least time on this machine: weights_mb over the measured bandwidth, or the
+    # active multiply-adds over the measured peak, whichever is larger (bench.roofline), `threads` cores
+    bound: str  # which of the two: "memory" or "compute"
+    of_roofline: float  # roofline_ms / engine_ms: the fraction of the roofline reached
+    footprint_gbps: float  # one core's read bandwidth at the model's footprint, measured
+    peak_gmacs: float  # one core's multiply-adds per second in a tuned product, measured
 
 
 def synthetic_model(
@@ -49,9 +56,10 @@ def synthetic_model(
     The policies' range is opened to [0, 1] so that densities 0 and 1 are exact.
     """
     widths = arch[1:-1]
-    cfg = validate(Config(model=ModelConfig(kind=kind, widths=widths, block_size=block_sizes)))
-    if not cfg.model.is_gated:  # one block per layer
-        cfg = validate(Config(model=ModelConfig(kind=kind, widths=widths, block_size=widths)))
+    model_cfg = ModelConfig(kind=kind, widths=widths, block_size=widths)  # dense: one block per layer
+    if model_cfg.is_gated:
+        model_cfg.block_size = block_sizes
+    cfg = validate(Config(model=model_cfg))
     cfg.model.p_min, cfg.model.p_max = 0.0, 1.0
     torch.manual_seed(seed)
     model = CondNet(arch[0], arch[-1], cfg.model)
@@ -98,6 +106,8 @@ def bench(
     dense = dense_forward(model)
     checkpoint = model.to_checkpoint()
     full = dense_macs(model.input_dim, model.cfg.widths, model.n_classes)
+    footprint = 4 * sum(p.numel() for p in model.parameters())  # fp32 weights (the batch-1 tiles' size)
+    bandwidth, peak = read_bandwidth_at(footprint), peak_gmacs()
     records = []
     for n_threads in threads:
         engine.set_threads(n_threads)
@@ -132,6 +142,7 @@ def bench(
             shape = model.input_dim, model.block_sizes, model.n_classes
             weights_mb = np.mean([weight_bytes(*shape, m, rows, model.router_inputs) for m in masks]) / 1e6
             ideal = full / macs
+            roofline_ms, bound = ideal_ms(weights_mb * 1e6, macs * batch, bandwidth, peak, n_threads)
             records.append(
                 BenchRecord(
                     batch=batch,
@@ -147,6 +158,11 @@ def bench(
                     efficiency_vs_ort=ort_ms / engine_ms / ideal,
                     weights_mb=float(weights_mb),
                     weights_gbps=float(weights_mb / engine_ms),
+                    roofline_ms=roofline_ms,
+                    bound=bound,
+                    of_roofline=roofline_ms / engine_ms,
+                    footprint_gbps=bandwidth,
+                    peak_gmacs=peak,
                 )
             )
     return records

@@ -187,7 +187,8 @@ class Engine:
                 self._flags[0] = decided[:, b]
             elif noise.size:
                 self._noise[:] = noise[:, b]
-            status = kernels.forward_one(x[b : b + 1], self._weights, self._meta, self._work, self._flags, code)
+            weights, meta, work = self._weights, self._meta, self._work
+            status = kernels.forward_one(x[b : b + 1], weights, meta, work, self._flags, code)
             if status:
                 raise ValueError(_NON_FINITE)
             logits[b] = self._logits[0]
