@@ -10,6 +10,8 @@ more than one: see ort_session).
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from condnet.checkpoint import Checkpoint
@@ -48,8 +50,28 @@ def dense_onnx(checkpoint: Checkpoint) -> bytes:
     return model.SerializeToString()
 
 
-def ort_session(checkpoint: Checkpoint, threads: int = 1):
-    """An ONNX Runtime session of the dense twin; call it as `session.run(None, {"x": x})[0]`."""
+def int8_onnx(checkpoint: Checkpoint) -> bytes:
+    """The dense twin with its weights quantized to int8 by ONNX Runtime's dynamic quantization (per
+    tensor; activations quantized on the fly): the reduced-precision dense baseline."""
+    import tempfile
+    from pathlib import Path
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory() as tmp:
+        source, target = Path(tmp, "fp32.onnx"), Path(tmp, "int8.onnx")
+        source.write_bytes(dense_onnx(checkpoint))
+        logging.disable(logging.WARNING)  # its advice to pre-process the graph, on the root logger
+        try:
+            quantize_dynamic(source, target, weight_type=QuantType.QInt8)
+        finally:
+            logging.disable(logging.NOTSET)
+        return target.read_bytes()
+
+
+def ort_session(checkpoint: Checkpoint, threads: int = 1, int8: bool = False):
+    """An ONNX Runtime session of the dense twin (int8: its dynamically quantized version); call it as
+    `session.run(None, {"x": x})[0]`."""
     import onnxruntime as ort  # missing: the CLI names the extra to install (condnet[bench])
 
     options = ort.SessionOptions()
@@ -63,4 +85,5 @@ def ort_session(checkpoint: Checkpoint, threads: int = 1):
         # same cores, the spinning took the cores from them (2 threads, 784-256-10 at batch 50: engine
         # 11.7 ms instead of ~0.2). A session that shares its cores has to turn it off.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(dense_onnx(checkpoint), options, providers=["CPUExecutionProvider"])
+    graph = int8_onnx(checkpoint) if int8 else dense_onnx(checkpoint)
+    return ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])

@@ -33,6 +33,9 @@ from condnet.limits import check_seed
 from condnet.run_dir import RunDir
 
 _MODE_CODES = {"threshold": kernels.THRESHOLD, "sample": kernels.SAMPLE}
+# the layers' weights as the kernels read them: float32 (exact), or bfloat16 (half the bytes: the upper
+# 16 bits of each float32, rounded to nearest; products still sum in float32)
+WEIGHTS = ("fp32", "bf16")
 
 
 def as_checkpoint(network) -> Checkpoint:
@@ -47,7 +50,9 @@ def as_checkpoint(network) -> Checkpoint:
 class Engine:
     """Block-sparse inference for a trained CondNet.
 
-    Engine(network, threads=1): network is a `Checkpoint` (see `Engine.from_run`) or a PyTorch CondNet.
+    Engine(network, threads=1, weights="fp32"): network is a `Checkpoint` (see `Engine.from_run`) or a
+    PyTorch CondNet; weights "bf16" reads the layers' weights in bfloat16 (half the bytes, about 3
+    significant digits; the scores' weights, biases and all sums stay float32), "fp32" exactly.
     forward(x: (batch, input_dim) array, mode, masks=None, seed=None) -> (logits, masks)
     - mode "threshold" (the default): block on iff sigma > 0.5 (sigma is summed in another order than
       PyTorch's, so a block whose sigma is within float rounding of 0.5 may be decided the other way);
@@ -64,7 +69,10 @@ class Engine:
     One engine serves one call at a time (its batch-1 buffers are reused); use one engine per thread.
     """
 
-    def __init__(self, network, threads: int = 1):
+    def __init__(self, network, threads: int = 1, weights: str = "fp32"):
+        if weights not in WEIGHTS:
+            raise ValueError(f"weights must be one of {', '.join(WEIGHTS)}, got {weights!r}")
+        self.weights = weights
         checkpoint = as_checkpoint(network)
         cfg = checkpoint.model
         self.input_dim, self.n_classes = checkpoint.input_dim, checkpoint.n_classes
@@ -72,7 +80,7 @@ class Engine:
         layers = lower(checkpoint)
         hidden = layers[:-1]
         self._blocks = [layer.n_out_blocks for layer in hidden]
-        self._weights, self._meta = pack(layers, cfg.p_min, cfg.p_max)
+        self._weights, self._meta = pack(layers, cfg.p_min, cfg.p_max, bf16=weights == "bf16")
         # batch 1: the fused kernel's buffers (see kernels.work_layout), and views of them
         max_blocks, o_logits, *_, size = kernels.work_layout(self._meta)
         self._max_blocks = max_blocks
@@ -94,13 +102,13 @@ class Engine:
             )
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, threads: int = 1) -> Engine:
+    def from_run(cls, run_dir: str | Path, threads: int = 1, weights: str = "fp32") -> Engine:
         """The engine of a trained run's checkpoint (read and verified without PyTorch; in a finished run
         directory, its files must also be those the run finished with)."""
         run = RunDir(run_dir)
         if run.is_finished():
             run.verify(TENSORS, META)
-        return cls(read_checkpoint(run_dir), threads)
+        return cls(read_checkpoint(run_dir), threads, weights)
 
     def set_threads(self, threads: int) -> None:
         """Use `threads` cores for batches (batch 1 runs on one)."""

@@ -24,7 +24,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from llvmlite import ir
 from numba import njit, prange, types
+from numba.extending import intrinsic, overload
 
 from condnet.engine import native  # noqa: F401  (loads the micro-kernel before any kernel links to it)
 
@@ -85,11 +87,33 @@ def _finish_block(values, bias, activation):
             values[c] += bias[c]
 
 
+@intrinsic
+def _as_float32(typingctx, bits):
+    """The float32 whose bits are `bits` (a uint32): a bitcast, which LLVM vectorizes."""
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return types.float32(types.uint32), codegen
+
+
+def _weight(w, a):
+    """w[a] as a float32: float32 weights as they are, bfloat16 ones (uint16: the upper half of a
+    float32) shifted into place, exactly."""
+
+
+@overload(_weight, inline="always")
+def _weight_of(w, a):
+    if w.dtype == types.uint16:
+        return lambda w, a: _as_float32(np.uint32(w[a]) << np.uint32(16))
+    return lambda w, a: w[a]
+
+
 @njit(inline="always", fastmath=True, error_model="numpy")
 def _dot(x, w):
     total = np.float32(0.0)
     for a in range(x.shape[0]):
-        total += x[a] * w[a]
+        total += x[a] * _weight(w, a)
     return total
 
 
@@ -98,10 +122,10 @@ def _dot_1x4(x, w0, w1, w2, w3):
     s0 = s1 = s2 = s3 = np.float32(0.0)
     for a in range(x.shape[0]):
         v = x[a]
-        s0 += v * w0[a]
-        s1 += v * w1[a]
-        s2 += v * w2[a]
-        s3 += v * w3[a]
+        s0 += v * _weight(w0, a)
+        s1 += v * _weight(w1, a)
+        s2 += v * _weight(w2, a)
+        s3 += v * _weight(w3, a)
     return s0, s1, s2, s3
 
 
@@ -123,17 +147,17 @@ def _add_dots(acc, x, w, a0, a1):
 
 # microkernel.c's product, called by name (condnet.engine.native has loaded it): acc[accrows[r]] +=
 # x[xrows[r], col0 : col0 + k] @ panels[col0 : col0 + k] for r < m. Arguments: x, ldx, xrows, accrows, m,
-# col0, k, panels, n_in, width, acc, ldacc; arrays as addresses (array.ctypes.data), leading dimensions
-# in floats.
+# col0, k, panels, n_in, width, acc, ldacc, bf16; arrays as addresses (array.ctypes.data), leading
+# dimensions in floats; bf16 1: the panels are bfloat16.
 gathered_product = types.ExternalFunction(
     "condnet_gathered_product",
     types.void(types.intp, types.int64, types.intp, types.intp, types.int64, types.int64, types.int64,
-               types.intp, types.int64, types.int64, types.intp, types.int64),
+               types.intp, types.int64, types.int64, types.intp, types.int64, types.int64),
 )  # fmt: skip
 
 
 @njit(inline="always", fastmath=True, error_model="numpy")
-def _output_block(x, in_mask, panels, bias, out_mask, activation, out, j, rows, xrows, accrows, acc):
+def _output_block(x, in_mask, panels, bf16, bias, out_mask, activation, out, j, rows, xrows, accrows, acc):
     """Compute output block j for the examples whose block j is on (rows, xrows, accrows, acc: scratch);
     returns how many of them have a non-finite sum (see `block_layer`).
 
@@ -144,6 +168,7 @@ def _output_block(x, in_mask, panels, bias, out_mask, activation, out, j, rows, 
     52 us that way, 38 us tile by tile.)"""
     batch, n_in_blocks, n_in = x.shape[0], in_mask.shape[1], x.shape[1]
     bs_in, width, bs_out = n_in // n_in_blocks, acc.shape[1], out.shape[1] // panels.shape[0]
+    bf16_code = np.int64(1 if bf16 else 0)
     n = 0
     for b in range(batch):
         if out_mask[b, j]:
@@ -162,8 +187,9 @@ def _output_block(x, in_mask, panels, bias, out_mask, activation, out, j, rows, 
                 m += 1
         if m > 0:
             rows_at, sums_at = xrows.ctypes.data, accrows.ctypes.data
+            col0 = i * bs_in
             gathered_product(
-                x_at, ldx, rows_at, sums_at, m, i * bs_in, bs_in, panels_at, n_in, width, acc_at, width
+                x_at, ldx, rows_at, sums_at, m, col0, bs_in, panels_at, n_in, width, acc_at, width, bf16_code
             )
     columns = slice(j * bs_out, (j + 1) * bs_out)
     bits = acc[:n, 0].view(np.uint32)  # integer tests: fastmath may assume floats finite
@@ -183,7 +209,7 @@ def _scratch(batch, width):
 
 
 @njit(fastmath=True, error_model="numpy", cache=True)
-def block_layer(x, in_mask, panels, bias, out_mask, activation, out):
+def block_layer(x, in_mask, panels, bias, out_mask, activation, out, bf16=False):
     """out[b, block j] = f(sum over active input blocks i of x[b, block i] @ W[block j, block i]^T + bias)
     where out_mask[b, j]; out must be zero-filled by the caller (inactive blocks stay exactly 0).
     Returns how many (example, output block) sums are NaN or infinite. The micro-kernel keeps IEEE
@@ -194,37 +220,38 @@ def block_layer(x, in_mask, panels, bias, out_mask, activation, out):
 
     x: (batch, n_in) float32 with contiguous rows; in_mask: (batch, n_in_blocks) uint8; panels: the
     layer's weights as `layout.to_panels` lays them out, (n_out_blocks, panel width * n_in);
-    bias: (n_out,); out_mask: (batch, n_out_blocks) uint8; out: (batch, n_out).
+    bias: (n_out,); out_mask: (batch, n_out_blocks) uint8; out: (batch, n_out); bf16: the panels' memory
+    holds bfloat16 weights (the view's float32 columns are then pairs of them).
     """
-    rows, xrows, accrows, acc = _scratch(x.shape[0], panels.shape[1] // x.shape[1])
+    rows, xrows, accrows, acc = _scratch(x.shape[0], panel_width(out.shape[1] // panels.shape[0]))
     non_finite = 0
     for j in range(panels.shape[0]):
         non_finite += _output_block(
-            x, in_mask, panels, bias, out_mask, activation, out, j, rows, xrows, accrows, acc
+            x, in_mask, panels, bf16, bias, out_mask, activation, out, j, rows, xrows, accrows, acc
         )
     return non_finite
 
 
 @njit(fastmath=True, error_model="numpy", parallel=True, cache=True)
-def block_layer_parallel(x, in_mask, panels, bias, out_mask, activation, out, threads):
+def block_layer_parallel(x, in_mask, panels, bias, out_mask, activation, out, threads, bf16=False):
     """block_layer on `threads` threads. With many output blocks, each thread takes its share of them
     (each group of examples stays whole, so its tiles are read once); with few (a policy or a dense
     layer is a single block), each thread takes a slice of consecutive examples instead.
     """
     batch, n_out_blocks = x.shape[0], panels.shape[0]
-    width = panels.shape[1] // x.shape[1]
+    width = panel_width(out.shape[1] // n_out_blocks)
     non_finite = 0
     if n_out_blocks >= 4 * threads:
         for j in prange(n_out_blocks):
             rows, xrows, accrows, acc = _scratch(batch, width)
             non_finite += _output_block(
-                x, in_mask, panels, bias, out_mask, activation, out, j, rows, xrows, accrows, acc
+                x, in_mask, panels, bf16, bias, out_mask, activation, out, j, rows, xrows, accrows, acc
             )
     else:
         for t in prange(threads):
             lo, hi = t * batch // threads, (t + 1) * batch // threads
             non_finite += block_layer(
-                x[lo:hi], in_mask[lo:hi], panels, bias, out_mask[lo:hi], activation, out[lo:hi]
+                x[lo:hi], in_mask[lo:hi], panels, bias, out_mask[lo:hi], activation, out[lo:hi], bf16
             )
     return non_finite
 
@@ -262,7 +289,8 @@ M_PANELS, M_Z_PANELS = 13, 14  # the tiles and Z as the batched micro-kernel rea
 # input blocks, or one block of the network's input or of its pooled view), and the pooled view's shape:
 # the input's channels and side, and the pooled side
 M_VIEW, M_Z_BLOCKS, M_Z_BS, M_VIEW_CHANNELS, M_VIEW_SIDE, M_VIEW_POOLED = 15, 16, 17, 18, 19, 20
-META_COLUMNS = 21
+M_BF16 = 21  # 1: the layer's tiles and panels are bfloat16, two to a float32 slot of the buffer
+META_COLUMNS = 22
 VIEW_LAYER, VIEW_INPUT, VIEW_POOL = 0, 1, 2
 VIEWS = {"layer": VIEW_LAYER, "input": VIEW_INPUT, "pool": VIEW_POOL}
 NONE = -1  # no score weights (M_Z, M_D, M_Z_PANELS) or no fixed rate (M_RATE)
@@ -465,6 +493,27 @@ def _pool_view(x, row, out):
                 out[(c * pooled + i) * pooled + j] = total / np.float32(f * f)
 
 
+@njit(fastmath=True, error_model="numpy", cache=True)  # not inlined: called with a tuple of arguments
+def _blocks_one(tiles, h, in_mask, all_in, on, hidden, scaled, gates, bias, activation, acc_all, out):
+    """forward_one's product: out's active blocks (all of them for the output layer) from h's active
+    blocks (all_in: every input block), through tiles (n_out_blocks, n_in_blocks, bs_out, bs_in) of
+    float32 or bfloat16 weights (numba compiles one loop for each)."""
+    n_out_blocks, n_in_blocks, bs_out, bs_in = tiles.shape
+    acc = acc_all[:bs_out]
+    for j in range(n_out_blocks):
+        if hidden and not on[j]:
+            continue
+        acc[:] = 0.0
+        for i in range(n_in_blocks):
+            if all_in or in_mask[i]:
+                _add_dots(acc, h[i * bs_in : (i + 1) * bs_in], tiles[j, i], 0, bs_in)
+        block = out[j * bs_out : (j + 1) * bs_out]
+        block[:] = acc
+        _finish_block(block, bias[j * bs_out : (j + 1) * bs_out], activation)
+        if hidden and scaled:
+            block *= gates[j]
+
+
 # One compiled signature: float32 2-D C-contiguous x only, so numba's dispatcher itself refuses any
 # other input (TypeError; the engine then converts it) and the engine needs no checks of its own.
 @njit(
@@ -543,27 +592,16 @@ def forward_one(x, weights, meta, work, flags, mode):
             out = work[start : start + n_out_blocks * bs_out]
         else:
             out = work[o_logits : o_logits + n_out_blocks * bs_out]
-        t0, b0 = meta[layer, M_TILES], meta[layer, M_BIAS]
-        tiles = weights[t0 : t0 + n_out_blocks * n_in_blocks * bs_out * bs_in].reshape(
-            (n_out_blocks, n_in_blocks, bs_out, bs_in)
-        )
+        t0, size = meta[layer, M_TILES], n_out_blocks * n_in_blocks * bs_out * bs_in
+        shape = (n_out_blocks, n_in_blocks, bs_out, bs_in)
+        bias = weights[meta[layer, M_BIAS] : meta[layer, M_BIAS] + n_out_blocks * bs_out]
+        # (on and gates: the last hidden layer's at the output layer, which reads neither; layer 0 is hidden)
         activation = meta[layer, M_ACTIVATION]
-        acc = acc_all[:bs_out]
-        for j in range(n_out_blocks):
-            if hidden and not decided[layer, j]:
-                continue
-            acc[:] = 0.0
-            for i in range(n_in_blocks):
-                if layer == 0 or in_mask[i]:
-                    _add_dots(acc, h[i * bs_in : (i + 1) * bs_in], tiles[j, i], 0, bs_in)
-            out[j * bs_out : (j + 1) * bs_out] = acc
-            _finish_block(
-                out[j * bs_out : (j + 1) * bs_out],
-                weights[b0 + j * bs_out : b0 + (j + 1) * bs_out],
-                activation,
-            )
-            if hidden and scaled:
-                out[j * bs_out : (j + 1) * bs_out] *= gates[j]
+        args = (h, in_mask, layer == 0, on, hidden, scaled, gates, bias, activation, acc_all, out)
+        if meta[layer, M_BF16]:
+            _blocks_one(weights[t0 : t0 + (size + 1) // 2].view(np.uint16)[:size].reshape(shape), *args)
+        else:
+            _blocks_one(weights[t0 : t0 + size].reshape(shape), *args)
         h = out
         if hidden:
             in_mask = decided[layer]
@@ -611,10 +649,10 @@ def _active_work(in_mask, out_mask, n_in, n_out):
 
 
 @njit(inline="always")
-def _product(x, in_mask, panels, bias, out_mask, activation, out, threads):
+def _product(x, in_mask, panels, bias, out_mask, activation, out, threads, bf16):
     if threads > 1 and _active_work(in_mask, out_mask, x.shape[1], out.shape[1]) >= PARALLEL_MIN_WORK:
-        return block_layer_parallel(x, in_mask, panels, bias, out_mask, activation, out, threads)
-    return block_layer(x, in_mask, panels, bias, out_mask, activation, out)
+        return block_layer_parallel(x, in_mask, panels, bias, out_mask, activation, out, threads, bf16)
+    return block_layer(x, in_mask, panels, bias, out_mask, activation, out, bf16)
 
 
 @njit
@@ -624,9 +662,10 @@ def panel_width(bs_out):
 
 
 @njit(inline="always")
-def _panels(weights, start, n_out_blocks, n_in, bs_out):
-    """A (n_out_blocks, panel width * n_in) view of the flat buffer (layout.to_panels)."""
-    size = panel_width(bs_out) * n_in  # one output block
+def _panels(weights, start, n_out_blocks, n_in, bs_out, bf16):
+    """A (n_out_blocks, panel width * n_in) view of the flat buffer (layout.to_panels); bf16: half as many
+    float32 columns, each two bfloat16 weights."""
+    size = panel_width(bs_out) * n_in // (2 if bf16 else 1)  # one output block
     return weights[start : start + n_out_blocks * size].reshape((n_out_blocks, size))
 
 
@@ -666,9 +705,9 @@ def forward_batch(x, weights, meta, noise, masks, mode, threads):
             view = row[M_VIEW]
             src = h if view == VIEW_LAYER else (x if view == VIEW_INPUT else pooled)
             src_mask = in_mask if view == VIEW_LAYER else all_on
-            z = _panels(weights, row[M_Z_PANELS], 1, row[M_Z_BLOCKS] * row[M_Z_BS], n_scores)
+            z = _panels(weights, row[M_Z_PANELS], 1, row[M_Z_BLOCKS] * row[M_Z_BS], n_scores, False)
             d = weights[row[M_D] : row[M_D] + n_scores]
-            _product(src, src_mask, z, d, all_on, IDENTITY, scores, threads)
+            _product(src, src_mask, z, d, all_on, IDENTITY, scores, threads, False)
         # which blocks are on, and the gate values that scale them (decide_example, as at batch 1)
         gates = np.empty((batch, n_out_blocks), np.float32)
         if hidden:
@@ -677,9 +716,10 @@ def forward_batch(x, weights, meta, noise, masks, mode, threads):
                 draws = noise[layer, b, :n_out_blocks] if mode == SAMPLE else no_draws
                 decide_example(code, row[M_ARG], scores[b], rate, p_min, p_max, mode, draws, on[b], gates[b])
         out = np.zeros((batch, n_out_blocks * bs_out), np.float32) if hidden else logits
-        panels = _panels(weights, row[M_PANELS], n_out_blocks, n_in_blocks * bs_in, bs_out)
+        bf16 = row[M_BF16] == 1
+        panels = _panels(weights, row[M_PANELS], n_out_blocks, n_in_blocks * bs_in, bs_out, bf16)
         bias = weights[row[M_BIAS] : row[M_BIAS] + n_out_blocks * bs_out]
-        non_finite = _product(h, in_mask, panels, bias, on, row[M_ACTIVATION], out, threads)
+        non_finite = _product(h, in_mask, panels, bias, on, row[M_ACTIVATION], out, threads, bf16)
         if layer == 0 and (non_finite > 0 or _idle_rows_non_finite(x, on)):
             return NON_FINITE_INPUT, logits
         if scaled:

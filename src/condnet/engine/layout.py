@@ -33,18 +33,31 @@ def to_panels(weight: np.ndarray, bs_out: int) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate(panels, axis=1))
 
 
+def to_bf16(values: np.ndarray) -> np.ndarray:
+    """float32 values rounded to bfloat16 (to nearest, ties to even: what CPUs' conversions do), two to a
+    float32 slot of the engine's buffer (the kernels read them as uint16), padded with a zero to an even
+    count."""
+    bits = np.ascontiguousarray(values, np.float32).ravel().view(np.uint32).astype(np.uint64)
+    rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
+    if rounded.size % 2:
+        rounded = np.append(rounded, np.uint16(0))
+    return rounded.view(np.float32)
+
+
 def policy_tiles(z: np.ndarray, bs_in: int) -> np.ndarray:
     """Z (rows, n_in) -> (n_in_blocks, rows, bs_in): the score weights cut by input block."""
     k, n_in = z.shape
     return np.ascontiguousarray(z.reshape(k, n_in // bs_in, bs_in).transpose(1, 0, 2), dtype=np.float32)
 
 
-def pack(layers, p_min: float, p_max: float) -> tuple[np.ndarray, np.ndarray]:
+def pack(layers, p_min: float, p_max: float, bf16: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """[p_min, p_max] and every layer's tiles, bias, score tiles, offsets, rate and panels in one flat
     float32 buffer, and the (n_layers, kernels.META_COLUMNS) int64 table of shapes, offsets, activations
     and decisions that `kernels.forward_one` and `kernels.forward_batch` read (columns: kernels.M_*).
     Each weight is stored twice: as tiles for batch 1 (dot products over contiguous rows: a GEMV that
-    streams W's rows) and as panels for batches (the micro-kernel)."""
+    streams W's rows) and as panels for batches (the micro-kernel). bf16: the layers' tiles and panels
+    in bfloat16 (`to_bf16`: half the bytes); the scores' weights, biases and rates stay float32, so
+    routing decisions move only as much as the layers' outputs they read."""
     parts, meta, offset = [np.float32([p_min, p_max])], [], 2
 
     def put(array) -> int:
@@ -59,11 +72,13 @@ def pack(layers, p_min: float, p_max: float) -> tuple[np.ndarray, np.ndarray]:
         row = np.full(kernels.META_COLUMNS, kernels.NONE, np.int64)
         row[kernels.M_IN_BLOCKS], row[kernels.M_BS_IN] = n_in // bs_in, bs_in
         row[kernels.M_OUT_BLOCKS], row[kernels.M_BS_OUT] = n_out // bs_out, bs_out
-        row[kernels.M_TILES] = put(to_tiles(layer.weight, bs_in, bs_out))
+        reduced = to_bf16 if bf16 else np.asarray
+        row[kernels.M_BF16] = int(bf16)
+        row[kernels.M_TILES] = put(reduced(to_tiles(layer.weight, bs_in, bs_out)))
         row[kernels.M_BIAS] = put(layer.bias)
         row[kernels.M_ACTIVATION] = layer.activation
         row[kernels.M_DECISION], row[kernels.M_ARG] = layer.decision, layer.arg
-        row[kernels.M_PANELS] = put(to_panels(layer.weight, bs_out))
+        row[kernels.M_PANELS] = put(reduced(to_panels(layer.weight, bs_out)))
         row[kernels.M_SCORES] = 0
         # the scores read this layer's input blocks, or one block: the network's input or its view
         row[kernels.M_VIEW] = layer.view

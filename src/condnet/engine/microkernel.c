@@ -2,15 +2,17 @@
  * r < m, where B is one output block of a layer's weights (n_in inputs x width outputs) packed by
  * condnet.engine.layout.to_panels into panels of 16 outputs (the last one 8 wide when width is 8 mod
  * 16), each panel n_in rows of contiguous outputs, so any run of inputs (one input block's) of a panel
- * is one stream.
+ * is one stream. The weights are float32, or bfloat16 (`bf16`: the upper half of a float32, half the
+ * bytes), widened to float32 as they are loaded; the sums are float32 either way.
  *
  * Why C: numba cannot hold a block of accumulators in registers. This register-blocked kernel keeps a
  * 6 x 16 block of sums in twelve 8-wide registers; per input it loads two vectors of the panel and
- * broadcasts one input of each of six examples (2 loads + 6 broadcasts per 12 FMAs). The examples are
- * rows of x picked by index, so the engine's groups of examples (those that switched a block on) need
- * no copy. Written with GCC vector types rather than intrinsics so that one source compiles for every
- * CPU: target_clones builds an AVX-512, an AVX2 + FMA and a baseline (SSE2) version and picks one when
- * the library is loaded, so a build on one machine runs on another.
+ * broadcasts one input of each of six examples (2 loads + 6 broadcasts per 12 FMAs). With AVX-512 a
+ * panel is one register and a step holds 12 examples (below). The examples are rows of x picked by
+ * index, so the engine's groups of examples (those that switched a block on) need no copy. Written with
+ * GCC vector types rather than intrinsics so that one source compiles for every CPU: target_clones
+ * builds an AVX-512, an AVX2 + FMA and a baseline (SSE2) version of the 8-wide product and picks one
+ * when the library is loaded, so a build on one machine runs on another.
  *
  * numba kernels call it by symbol (condnet.engine.kernels); the library is loaded by
  * condnet.engine.native. Pointers arrive as integers (numba's array.ctypes.data).
@@ -22,6 +24,8 @@
 
 typedef float v8f __attribute__((vector_size(32)));
 typedef float v8f_unaligned __attribute__((vector_size(32), aligned(4)));
+typedef uint32_t v8u __attribute__((vector_size(32)));
+typedef uint16_t v8h_unaligned __attribute__((vector_size(16), aligned(2)));
 
 #define PANEL 16 /* outputs per panel: two 8-wide vectors */
 #define ROWS 6   /* examples per step: 12 accumulators + 2 panel vectors + 1 broadcast <= 16 registers */
@@ -45,9 +49,20 @@ typedef float v8f_unaligned __attribute__((vector_size(32), aligned(4)));
 ALWAYS_INLINE v8f load(const float *p) { return *(const v8f_unaligned *)p; }
 ALWAYS_INLINE void store(float *p, v8f v) { *(v8f_unaligned *)p = v; }
 
+/* 8 weights from element i of w: float32, or bfloat16 shifted into a float32's upper half (exact). */
+ALWAYS_INLINE v8f weights8(const void *w, int64_t i, int bf16) {
+    if (bf16) return (v8f)(__builtin_convertvector(*(const v8h_unaligned *)((const uint16_t *)w + i), v8u) << 16);
+    return load((const float *)w + i);
+}
+
+/* Prefetch element i of w (bf16: 2-byte elements). */
+ALWAYS_INLINE void prefetch(const void *w, int64_t i, int bf16) {
+    __builtin_prefetch((const char *)w + i * (bf16 ? 2 : 4));
+}
+
 /* `rows` (<= ROWS, a constant once inlined) examples times one panel of `vectors` (2 or 1) vectors. */
-ALWAYS_INLINE void step(int rows, int vectors, const float *x, int64_t ldx, const int64_t *xrows,
-                        const int64_t *accrows, int64_t col0, int64_t k, const float *panel, float *acc,
+ALWAYS_INLINE void step(int bf16, int rows, int vectors, const float *x, int64_t ldx, const int64_t *xrows,
+                        const int64_t *accrows, int64_t col0, int64_t k, const void *panel, float *acc,
                         int64_t ldacc) {
     v8f sum[ROWS][2];
     const float *in[ROWS];
@@ -60,9 +75,9 @@ ALWAYS_INLINE void step(int rows, int vectors, const float *x, int64_t ldx, cons
         }
     }
     for (int64_t q = 0; q < k; q++) {
-        __builtin_prefetch(panel + (q + PREFETCH) * stride);
-        v8f w0 = load(panel + q * stride);
-        v8f w1 = vectors == 2 ? load(panel + q * stride + 8) : w0;
+        prefetch(panel, (q + PREFETCH) * stride, bf16);
+        v8f w0 = weights8(panel, q * stride, bf16);
+        v8f w1 = vectors == 2 ? weights8(panel, q * stride + 8, bf16) : w0;
 #pragma GCC unroll 6
         for (int r = 0; r < ROWS; r++) {
             if (r < rows) {
@@ -85,9 +100,9 @@ ALWAYS_INLINE void step(int rows, int vectors, const float *x, int64_t ldx, cons
  * previous one on its sum while two issue per cycle. Here consecutive inputs alternate between SPLIT
  * sets of sums, added at the end. Measured on a 784 x 64 tile in cache: 4.9 -> 3.4 us (3072 x 64:
  * 16.8 -> 14.4 us). (The same for 2-6 examples was as fast or slower.) */
-ALWAYS_INLINE void step_one(int vectors, const float *x, int64_t ldx, const int64_t *xrows,
-                            const int64_t *accrows, int64_t col0, int64_t k, const float *panel,
-                            float *acc, int64_t ldacc) {
+ALWAYS_INLINE void step_one(int bf16, int vectors, const float *x, int64_t ldx, const int64_t *xrows,
+                            const int64_t *accrows, int64_t col0, int64_t k, const void *panel, float *acc,
+                            int64_t ldacc) {
     enum { SPLIT = 4 };
     const float *in = x + xrows[0] * ldx + col0;
     float *out = acc + accrows[0] * ldacc;
@@ -96,42 +111,76 @@ ALWAYS_INLINE void step_one(int vectors, const float *x, int64_t ldx, const int6
     for (int u = 0; u < SPLIT; u++) sum[u][0] = sum[u][1] = (v8f){0};
     int64_t q = 0;
     for (; q + SPLIT <= k; q += SPLIT) {
-        __builtin_prefetch(panel + (q + PREFETCH) * stride);
+        prefetch(panel, (q + PREFETCH) * stride, bf16);
 #pragma GCC unroll 4
         for (int u = 0; u < SPLIT; u++) {
             float t = in[q + u];
             v8f s = {t, t, t, t, t, t, t, t};
-            sum[u][0] += s * load(panel + (q + u) * stride);
-            if (vectors == 2) sum[u][1] += s * load(panel + (q + u) * stride + 8);
+            sum[u][0] += s * weights8(panel, (q + u) * stride, bf16);
+            if (vectors == 2) sum[u][1] += s * weights8(panel, (q + u) * stride + 8, bf16);
         }
     }
     for (; q < k; q++) { /* the inputs left over by the split */
         float t = in[q];
         v8f s = {t, t, t, t, t, t, t, t};
-        sum[0][0] += s * load(panel + q * stride);
-        if (vectors == 2) sum[0][1] += s * load(panel + q * stride + 8);
+        sum[0][0] += s * weights8(panel, q * stride, bf16);
+        if (vectors == 2) sum[0][1] += s * weights8(panel, q * stride + 8, bf16);
     }
     for (int v = 0; v < vectors; v++)
         store(out + 8 * v, load(out + 8 * v) + ((sum[0][v] + sum[1][v]) + (sum[2][v] + sum[3][v])));
 }
 
+#define STEP(n) step(bf16, n, vectors, x, ldx, xrows, accrows, col0, k, panel, acc, ldacc)
+
 /* Every example of the group times one panel: ROWS at a time, then the remainder (a constant per case,
  * so each case compiles to its own register-blocked loop). */
-ALWAYS_INLINE void panel_product(int vectors, const float *x, int64_t ldx, const int64_t *xrows,
+ALWAYS_INLINE void panel_product(int bf16, int vectors, const float *x, int64_t ldx, const int64_t *xrows,
                                  const int64_t *accrows, int64_t m, int64_t col0, int64_t k,
-                                 const float *panel, float *acc, int64_t ldacc) {
+                                 const void *panel, float *acc, int64_t ldacc) {
     int64_t r = 0;
     for (; r + ROWS <= m; r += ROWS)
-        step(ROWS, vectors, x, ldx, xrows + r, accrows + r, col0, k, panel, acc, ldacc);
+        step(bf16, ROWS, vectors, x, ldx, xrows + r, accrows + r, col0, k, panel, acc, ldacc);
     xrows += r;
     accrows += r;
     switch (m - r) {
-    case 5: step(5, vectors, x, ldx, xrows, accrows, col0, k, panel, acc, ldacc); break;
-    case 4: step(4, vectors, x, ldx, xrows, accrows, col0, k, panel, acc, ldacc); break;
-    case 3: step(3, vectors, x, ldx, xrows, accrows, col0, k, panel, acc, ldacc); break;
-    case 2: step(2, vectors, x, ldx, xrows, accrows, col0, k, panel, acc, ldacc); break;
-    case 1: step_one(vectors, x, ldx, xrows, accrows, col0, k, panel, acc, ldacc); break;
+    case 5: STEP(5); break;
+    case 4: STEP(4); break;
+    case 3: STEP(3); break;
+    case 2: STEP(2); break;
+    case 1: step_one(bf16, vectors, x, ldx, xrows, accrows, col0, k, panel, acc, ldacc); break;
     }
+}
+
+/* Element `i` of a weights array of 4-byte (float32) or 2-byte (bf16) elements. */
+ALWAYS_INLINE const void *element(const void *w, int64_t i, int bf16) {
+    return (const char *)w + i * (bf16 ? 2 : 4);
+}
+
+/* Every panel of the output block, the 16-wide ones as two 8-wide vectors. */
+ALWAYS_INLINE void product_narrow(int bf16, const float *x, int64_t ldx, const int64_t *xrows,
+                                  const int64_t *accrows, int64_t m, int64_t col0, int64_t k,
+                                  const void *panels, int64_t n_in, int64_t width, float *acc, int64_t ldacc) {
+    for (int64_t p = 0; p < width; p += PANEL) {
+        if (width - p >= PANEL) {
+            const void *panel = element(panels, p * n_in + col0 * PANEL, bf16);
+            panel_product(bf16, 2, x, ldx, xrows, accrows, m, col0, k, panel, acc + p, ldacc);
+        } else { /* the last panel, 8 wide */
+            const void *panel = element(panels, p * n_in + col0 * 8, bf16);
+            panel_product(bf16, 1, x, ldx, xrows, accrows, m, col0, k, panel, acc + p, ldacc);
+        }
+    }
+}
+
+PER_CPU static void narrow32(const float *x, int64_t ldx, const int64_t *xrows, const int64_t *accrows, int64_t m,
+                             int64_t col0, int64_t k, const void *panels, int64_t n_in, int64_t width, float *acc,
+                             int64_t ldacc) {
+    product_narrow(0, x, ldx, xrows, accrows, m, col0, k, panels, n_in, width, acc, ldacc);
+}
+
+PER_CPU static void narrow16(const float *x, int64_t ldx, const int64_t *xrows, const int64_t *accrows, int64_t m,
+                             int64_t col0, int64_t k, const void *panels, int64_t n_in, int64_t width, float *acc,
+                             int64_t ldacc) {
+    product_narrow(1, x, ldx, xrows, accrows, m, col0, k, panels, n_in, width, acc, ldacc);
 }
 
 /* AVX-512: a panel of 16 outputs is one 16-wide register, so a step holds WIDE_ROWS examples' sums in
@@ -139,6 +188,7 @@ ALWAYS_INLINE void panel_product(int vectors, const float *x, int64_t ldx, const
  * adds per instruction of the 8-wide step. Compiled for AVX-512 only (target attribute) and chosen at
  * run time when the CPU has it (`condnet_gathered_product`). */
 #if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
 #define HAVE_WIDE 1
 #define WIDE __attribute__((target("avx512f,avx512vl,avx2,fma")))
 typedef float v16f __attribute__((vector_size(64)));
@@ -149,8 +199,16 @@ WIDE ALWAYS_INLINE v16f load16(const float *p) { return *(const v16f_unaligned *
 WIDE ALWAYS_INLINE void store16(float *p, v16f v) { *(v16f_unaligned *)p = v; }
 WIDE ALWAYS_INLINE v16f broadcast16(float t) { return (v16f){t, t, t, t, t, t, t, t, t, t, t, t, t, t, t, t}; }
 
-WIDE ALWAYS_INLINE void step16(int rows, const float *x, int64_t ldx, const int64_t *xrows,
-                               const int64_t *accrows, int64_t col0, int64_t k, const float *panel,
+/* bf16 with an intrinsic: GCC widens the generic vector conversion in 128-bit pieces (5 instructions
+ * where vpmovzxwd does it in one). */
+WIDE ALWAYS_INLINE v16f weights16(const void *w, int64_t i, int bf16) {
+    if (bf16)
+        return (v16f)_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)((const uint16_t *)w + i))), 16);
+    return load16((const float *)w + i);
+}
+
+WIDE ALWAYS_INLINE void step16(int bf16, int rows, const float *x, int64_t ldx, const int64_t *xrows,
+                               const int64_t *accrows, int64_t col0, int64_t k, const void *panel,
                                float *acc, int64_t ldacc) {
     v16f sum[WIDE_ROWS];
     const float *in[WIDE_ROWS];
@@ -162,8 +220,8 @@ WIDE ALWAYS_INLINE void step16(int rows, const float *x, int64_t ldx, const int6
         }
     }
     for (int64_t q = 0; q < k; q++) {
-        __builtin_prefetch(panel + (q + PREFETCH) * PANEL);
-        v16f w = load16(panel + q * PANEL);
+        prefetch(panel, (q + PREFETCH) * PANEL, bf16);
+        v16f w = weights16(panel, q * PANEL, bf16);
 #pragma GCC unroll 12
         for (int r = 0; r < WIDE_ROWS; r++)
             if (r < rows) sum[r] += broadcast16(in[r][q]) * w;
@@ -174,30 +232,31 @@ WIDE ALWAYS_INLINE void step16(int rows, const float *x, int64_t ldx, const int6
 }
 
 /* One example, as `step_one`: SPLIT sets of sums so that consecutive FMAs do not wait on each other. */
-WIDE ALWAYS_INLINE void step16_one(const float *x, int64_t ldx, const int64_t *xrows, const int64_t *accrows,
-                                   int64_t col0, int64_t k, const float *panel, float *acc, int64_t ldacc) {
+WIDE ALWAYS_INLINE void step16_one(int bf16, const float *x, int64_t ldx, const int64_t *xrows,
+                                   const int64_t *accrows, int64_t col0, int64_t k, const void *panel,
+                                   float *acc, int64_t ldacc) {
     enum { SPLIT = 4 };
     const float *in = x + xrows[0] * ldx + col0;
     float *out = acc + accrows[0] * ldacc;
     v16f sum[SPLIT] = {{0}};
     int64_t q = 0;
     for (; q + SPLIT <= k; q += SPLIT) {
-        __builtin_prefetch(panel + (q + PREFETCH) * PANEL);
+        prefetch(panel, (q + PREFETCH) * PANEL, bf16);
 #pragma GCC unroll 4
-        for (int u = 0; u < SPLIT; u++) sum[u] += broadcast16(in[q + u]) * load16(panel + (q + u) * PANEL);
+        for (int u = 0; u < SPLIT; u++) sum[u] += broadcast16(in[q + u]) * weights16(panel, (q + u) * PANEL, bf16);
     }
-    for (; q < k; q++) sum[0] += broadcast16(in[q]) * load16(panel + q * PANEL);
+    for (; q < k; q++) sum[0] += broadcast16(in[q]) * weights16(panel, q * PANEL, bf16);
     store16(out, load16(out) + ((sum[0] + sum[1]) + (sum[2] + sum[3])));
 }
 
-#define STEP16(n) step16(n, x, ldx, xrows, accrows, col0, k, panel, acc, ldacc)
+#define STEP16(n) step16(bf16, n, x, ldx, xrows, accrows, col0, k, panel, acc, ldacc)
 
-WIDE ALWAYS_INLINE void panel16_product(const float *x, int64_t ldx, const int64_t *xrows,
+WIDE ALWAYS_INLINE void panel16_product(int bf16, const float *x, int64_t ldx, const int64_t *xrows,
                                         const int64_t *accrows, int64_t m, int64_t col0, int64_t k,
-                                        const float *panel, float *acc, int64_t ldacc) {
+                                        const void *panel, float *acc, int64_t ldacc) {
     int64_t r = 0;
     for (; r + WIDE_ROWS <= m; r += WIDE_ROWS)
-        step16(WIDE_ROWS, x, ldx, xrows + r, accrows + r, col0, k, panel, acc, ldacc);
+        step16(bf16, WIDE_ROWS, x, ldx, xrows + r, accrows + r, col0, k, panel, acc, ldacc);
     xrows += r;
     accrows += r;
     switch (m - r) { /* each remainder its own register-blocked loop */
@@ -211,41 +270,38 @@ WIDE ALWAYS_INLINE void panel16_product(const float *x, int64_t ldx, const int64
     case 4: STEP16(4); break;
     case 3: STEP16(3); break;
     case 2: STEP16(2); break;
-    case 1: step16_one(x, ldx, xrows, accrows, col0, k, panel, acc, ldacc); break;
+    case 1: step16_one(bf16, x, ldx, xrows, accrows, col0, k, panel, acc, ldacc); break;
     }
 }
 
-WIDE static void product_wide(const float *x, int64_t ldx, const int64_t *xrows, const int64_t *accrows,
-                              int64_t m, int64_t col0, int64_t k, const float *panels, int64_t n_in,
-                              int64_t width, float *acc, int64_t ldacc) {
+WIDE ALWAYS_INLINE void product_wide(int bf16, const float *x, int64_t ldx, const int64_t *xrows,
+                                     const int64_t *accrows, int64_t m, int64_t col0, int64_t k,
+                                     const void *panels, int64_t n_in, int64_t width, float *acc, int64_t ldacc) {
     for (int64_t p = 0; p < width; p += PANEL) {
-        const float *panel = panels + p * n_in;
-        if (width - p >= PANEL)
-            panel16_product(x, ldx, xrows, accrows, m, col0, k, panel + col0 * PANEL, acc + p, ldacc);
-        else /* the last panel, 8 wide */
-            panel_product(1, x, ldx, xrows, accrows, m, col0, k, panel + col0 * 8, acc + p, ldacc);
+        if (width - p >= PANEL) {
+            const void *panel = element(panels, p * n_in + col0 * PANEL, bf16);
+            panel16_product(bf16, x, ldx, xrows, accrows, m, col0, k, panel, acc + p, ldacc);
+        } else { /* the last panel, 8 wide */
+            const void *panel = element(panels, p * n_in + col0 * 8, bf16);
+            panel_product(bf16, 1, x, ldx, xrows, accrows, m, col0, k, panel, acc + p, ldacc);
+        }
     }
+}
+
+WIDE static void wide32(const float *x, int64_t ldx, const int64_t *xrows, const int64_t *accrows, int64_t m,
+                        int64_t col0, int64_t k, const void *panels, int64_t n_in, int64_t width, float *acc,
+                        int64_t ldacc) {
+    product_wide(0, x, ldx, xrows, accrows, m, col0, k, panels, n_in, width, acc, ldacc);
+}
+
+WIDE static void wide16(const float *x, int64_t ldx, const int64_t *xrows, const int64_t *accrows, int64_t m,
+                        int64_t col0, int64_t k, const void *panels, int64_t n_in, int64_t width, float *acc,
+                        int64_t ldacc) {
+    product_wide(1, x, ldx, xrows, accrows, m, col0, k, panels, n_in, width, acc, ldacc);
 }
 #endif
 
-/* x: rows of ldx floats; acc: rows of ldacc floats (ldacc >= width, width a multiple of 8); panels:
- * width * n_in floats. Panel-major order: one panel's rows col0..col0 + k (64 KiB for k = 1024) stay
- * in cache while every example of the group passes over them. */
-PER_CPU
-static void product_narrow(const float *x, int64_t ldx, const int64_t *xrows, const int64_t *accrows,
-                           int64_t m, int64_t col0, int64_t k, const float *panels, int64_t n_in,
-                           int64_t width, float *acc, int64_t ldacc) {
-    for (int64_t p = 0; p < width; p += PANEL) {
-        const float *panel = panels + p * n_in;
-        if (width - p >= PANEL)
-            panel_product(2, x, ldx, xrows, accrows, m, col0, k, panel + col0 * PANEL, acc + p, ldacc);
-        else
-            panel_product(1, x, ldx, xrows, accrows, m, col0, k, panel + col0 * 8, acc + p, ldacc);
-    }
-}
-
-/* 16: the AVX-512 product where the CPU has it; 8: the 8-wide one (AVX2 + FMA, or SSE2). */
-static int vector_width = 0; /* 0: not decided yet */
+static int vector_width = 0; /* 16: the AVX-512 product; 8: the 8-wide one; 0: not decided yet */
 
 /* The vector width in use (16 or 8); `width` 8 or 16 sets it (16 only where the CPU has AVX-512), so that
  * the tests and benchmarks can run both products on one machine; other values only read it. */
@@ -261,14 +317,17 @@ int condnet_vector_width(int width) {
     return vector_width;
 }
 
+/* x: rows of ldx floats; acc: rows of ldacc floats (ldacc >= width, width a multiple of 8); panels:
+ * width * n_in float32 (bf16 = 0) or bfloat16 (bf16 = 1) weights. Panel-major order: one panel's rows
+ * col0..col0 + k (64 KiB for k = 1024) stay in cache while every example of the group passes over them. */
 void condnet_gathered_product(const float *x, int64_t ldx, const int64_t *xrows, const int64_t *accrows,
-                              int64_t m, int64_t col0, int64_t k, const float *panels, int64_t n_in,
-                              int64_t width, float *acc, int64_t ldacc) {
+                              int64_t m, int64_t col0, int64_t k, const void *panels, int64_t n_in,
+                              int64_t width, float *acc, int64_t ldacc, int64_t bf16) {
 #ifdef HAVE_WIDE
     if ((vector_width ? vector_width : condnet_vector_width(0)) == 16) {
-        product_wide(x, ldx, xrows, accrows, m, col0, k, panels, n_in, width, acc, ldacc);
+        (bf16 ? wide16 : wide32)(x, ldx, xrows, accrows, m, col0, k, panels, n_in, width, acc, ldacc);
         return;
     }
 #endif
-    product_narrow(x, ldx, xrows, accrows, m, col0, k, panels, n_in, width, acc, ldacc);
+    (bf16 ? narrow16 : narrow32)(x, ldx, xrows, accrows, m, col0, k, panels, n_in, width, acc, ldacc);
 }

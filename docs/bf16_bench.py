@@ -1,0 +1,80 @@
+"""bfloat16 weights on trained MNIST runs (docs/RESULTS.md, the engine at the memory limit): for each run,
+the test error of the engine in threshold mode with float32 and with bfloat16 weights, the fraction of
+gate decisions (example x block, every gated layer) that the reduced weights flip, and one batch's time,
+side by side in one process (interleaved medians, one thread): the engine fp32 and bf16, the dense twin
+in ONNX Runtime fp32 and int8 (its dynamic quantization).
+A synthetic model (random weights, policies at a fixed density, random inputs: speed only) is given as
+ARCH:BLOCK_SIZE:DENSITY, for instance 3072,640,640,10:64:0.18.
+Run on an otherwise idle machine. Usage: python docs/bf16_bench.py RUN_DIR|ARCH:BLOCK:DENSITY ..."""
+
+import os
+import sys
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `condnet bench`: idle pools must not spin
+
+import numpy as np  # noqa: E402
+
+from condnet.bench.compare import synthetic_model  # noqa: E402
+from condnet.bench.onnx_twin import ort_session  # noqa: E402
+from condnet.engine import Engine  # noqa: E402
+from condnet.engine.timing import interleaved_medians, machine  # noqa: E402
+from condnet.experiment import load_run  # noqa: E402
+
+CALLS = 64  # examples per timed sample at batch 1
+
+
+def decisions(engine, x):
+    """Threshold-mode logits and masks over x, in batches of 500."""
+    logits, masks = [], []
+    for start in range(0, len(x), 500):
+        out, drawn = engine.forward(x[start : start + 500], "threshold")
+        logits.append(out)
+        masks.append(np.concatenate(drawn, axis=1) if drawn else np.zeros((len(out), 0), np.uint8))
+    return np.concatenate(logits), np.concatenate(masks)
+
+
+def timed(calls: dict, x, batch: int) -> dict:
+    """ms per batch of each call over the same chunks of x, interleaved."""
+    chunks = [np.ascontiguousarray(x[c * batch : (c + 1) * batch]) for c in range(max(1, CALLS // batch))]
+    runners = {name: (lambda call=call: [call(chunk) for chunk in chunks]) for name, call in calls.items()}
+    return {name: 1e3 * t / len(chunks) for name, t in interleaved_medians(runners, 15).items()}
+
+
+def measure(label: str, model, x, y) -> None:
+    """One table row per batch size; y None: a synthetic model (no accuracy; masks sampled at its rate)."""
+    fp32, bf16 = Engine(model), Engine(model, weights="bf16")
+    errors, flipped, mode = ["n/a", "n/a"], "n/a", "sample"
+    if y is not None:
+        (logits32, masks32), (logits16, masks16) = decisions(fp32, x), decisions(bf16, x)
+        errors = [f"{100 * (logits.argmax(1) != y).mean():.2f}" for logits in (logits32, logits16)]
+        flipped = f"{(masks32 != masks16).mean():.5f}" if masks32.size else "n/a (dense)"
+        mode = "threshold"
+    checkpoint = model.to_checkpoint()
+    ort32, ort8 = ort_session(checkpoint), ort_session(checkpoint, int8=True)
+    calls = {
+        "fp32": lambda c: fp32.forward(c, mode),
+        "bf16": lambda c: bf16.forward(c, mode),
+        "ort32": lambda c: ort32.run(None, {"x": c}),
+        "ort8": lambda c: ort8.run(None, {"x": c}),
+    }
+    for batch in (1, 50):
+        ms = timed(calls, x, batch)
+        print(f"| {label} | {errors[0]} | {errors[1]} | {flipped} | {batch} | {ms['fp32']:.4f} | "
+              f"{ms['bf16']:.4f} | {ms['ort32']:.4f} | {ms['ort8']:.4f} | {ms['bf16'] / ms['fp32']:.2f} | "
+              f"{ms['bf16'] / ms['ort32']:.2f} | {ms['bf16'] / ms['ort8']:.2f} |")
+
+
+print(f"Machine: {machine()}\n")
+print("| run | test error fp32 % | bf16 % | decisions flipped | batch | engine fp32 ms | engine bf16 ms | "
+      "ORT fp32 ms | ORT int8 ms | bf16 / fp32 | bf16 / ORT fp32 | bf16 / ORT int8 |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+for spec in sys.argv[1:]:
+    if ":" in spec:  # synthetic: speed only
+        arch, block, density = spec.split(":")
+        arch = [int(a) for a in arch.split(",")]
+        hidden = len(arch) - 2
+        model = synthetic_model(arch, [int(block)] * hidden, [float(density)] * hidden)
+        measure(spec, model, np.random.default_rng(0).random((1024, arch[0]), dtype=np.float32), None)
+    else:
+        _, model, splits = load_run(spec)
+        measure(spec, model, splits.x_test.numpy(), splits.y_test.numpy())
