@@ -134,3 +134,38 @@ def test_a_frontier_on_the_external_cluster_gives_the_local_runs(scheduler, idx_
     for run in runs:
         remote = tmp_path / "remote" / run.relative_to(tmp_path / "local")
         assert (run / "model.safetensors").read_bytes() == (remote / "model.safetensors").read_bytes(), run
+
+
+class ThreadClient:
+    """Dask's Client.submit over a thread pool: run_jobs' bookkeeping without a cluster."""
+
+    def __init__(self):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.pool = ThreadPoolExecutor(2)
+
+    def submit(self, fn, *args, pure=True):
+        return self.pool.submit(fn, *args)
+
+
+def test_job_progress_can_count_something_else_than_jobs():
+    """A search's two workers run its 7 trials: the progress (and the closing line) counts trials."""
+    from condnet.cluster import run_jobs
+
+    trials = {"n": 0}
+
+    def worker(name):
+        trials["n"] += 7 if name == "a" else 0
+        return name
+
+    def fails(name):
+        raise CondnetError(f"{name} broke")
+
+    lines = []
+    jobs = [("worker a", worker, ("a",)), ("worker b", worker, ("b",)), ("worker c", fails, ("c",))]
+    outcomes = run_jobs(
+        ThreadClient(), jobs, lines.append, unit="worker", progress=(7, lambda: trials["n"], "trial")
+    )
+    assert sorted(o.value or o.error for o in outcomes) == ["a", "b", "c broke"]
+    assert "3 workers in" in lines[-1] and "; 7 of 7 trials" in lines[-1]
+    assert any(line.endswith("worker c (" + outcomes[0].host + "): FAILED: c broke") for line in lines)

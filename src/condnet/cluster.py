@@ -80,32 +80,52 @@ def cluster(workers: int, threads: int, address: str | None = None, log=print) -
         yield client
 
 
-def run_jobs(client, jobs: list[tuple[str, Callable, tuple]], log=print, unit: str = "run") -> list[Outcome]:
+PROGRESS_POLL = 0.05  # seconds between looks at the jobs
+COUNT_POLL = 1.0  # seconds between reads of progress' count (a search's: its journal or database)
+
+
+def run_jobs(
+    client, jobs: list[tuple[str, Callable, tuple]], log=print, unit: str = "run", progress=None
+) -> list[Outcome]:
     """Run every job (name, function, arguments) on the cluster, with one progress bar for all (on a
     terminal); a job's CondnetError is its failure (its Outcome's value is None, its error the
-    message); the others keep going."""
-    from distributed import as_completed
+    message); the others keep going. progress: (total, count, unit) when the jobs' progress is not
+    their number, as a search's workers' is its trials: the bar shows count() of total, read every
+    COUNT_POLL seconds."""
     from tqdm import tqdm
 
     # a job whose worker died is run again elsewhere by the scheduler (up to its allowed-failures, 3);
     # one that raised is not (a bug does not fix itself)
     futures = {client.submit(_call, fn, args, pure=False): name for name, fn, args in jobs}
     outcomes, failed, start = [], 0, time.perf_counter()
-    with tqdm(total=len(futures), unit=unit, file=sys.stderr, dynamic_ncols=True, disable=None) as bar:
-        for future in as_completed(futures):
-            name = futures[future]
-            try:
-                value, error, host = future.result()
-            except Exception as exc:  # the job's own bug, or its workers kept dying
-                value, error, host = None, f"{type(exc).__name__}: {exc}", "?"
-            failed += value is None
-            outcomes.append(Outcome(name, value, error, host))
-            bar.set_postfix_str(f"{failed} failed" if failed else "", refresh=False)
-            bar.update()
-            done = f"[{len(outcomes)}/{len(futures)}] {name} ({host})"
-            log(f"{done}: FAILED: {error}" if value is None else f"{done}: {value}")
+    total, count, bar_unit = progress or (len(futures), None, unit)
+    pending, counted_at = set(futures), -COUNT_POLL
+    with tqdm(total=total, unit=bar_unit, file=sys.stderr, dynamic_ncols=True, disable=None) as bar:
+        while pending:
+            finished = [future for future in pending if future.done()]
+            if count is not None and time.perf_counter() - counted_at >= COUNT_POLL:
+                bar.update(count() - bar.n)
+                counted_at = time.perf_counter()
+            if not finished:
+                time.sleep(PROGRESS_POLL)
+                continue
+            for future in finished:
+                pending.discard(future)
+                name = futures[future]
+                try:
+                    value, error, host = future.result()
+                except Exception as exc:  # the job's own bug, or its workers kept dying
+                    value, error, host = None, f"{type(exc).__name__}: {exc}", "?"
+                failed += value is None
+                outcomes.append(Outcome(name, value, error, host))
+                bar.set_postfix_str(f"{failed} failed" if failed else "", refresh=False)
+                if count is None:
+                    bar.update()
+                done = f"[{len(outcomes)}/{len(futures)}] {name} ({host})"
+                log(f"{done}: FAILED: {error}" if value is None else f"{done}: {value}")
     hosts = Counter(o.host for o in outcomes)
-    log(f"{len(outcomes)} {unit}s in {time.perf_counter() - start:.0f} s, "
+    counted = f"; {count()} of {total} {bar_unit}s" if count is not None else ""
+    log(f"{len(outcomes)} {unit}s in {time.perf_counter() - start:.0f} s{counted}, "
         + ", ".join(f"{n} on {host}" for host, n in hosts.most_common()))  # fmt: skip
     return outcomes
 

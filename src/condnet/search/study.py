@@ -184,8 +184,10 @@ def run_search(
             threads = threads_per_worker(workers, threads)
             args = (str(space_path), str(storage), str(out), trials, threads)
             jobs = [(f"search worker {w}", _worker, (*args, w)) for w in range(workers)]
+            progress = (trials, lambda: trials_done(study), "trial")  # the bar counts trials, not workers
             with cluster_of(workers, threads, cluster, log) as client:
-                failed = [o for o in run_jobs(client, jobs, log, unit="worker") if o.value is None]
+                outcomes = run_jobs(client, jobs, log, unit="worker", progress=progress)
+                failed = [o for o in outcomes if o.value is None]
             if failed:
                 raise CondnetError(f"{failed[0].name} failed: {failed[0].error}")
         study = _study(space, storage)
