@@ -1,6 +1,7 @@
 """Trainings on a real Dask scheduler and workers on localhost (condnet.cluster): a worker killed in the
 middle of a run has its job run again on another worker, which resumes it from its last finished epoch
-and ends bit-identical to a run never stopped; an unreachable scheduler is a one-line error."""
+and ends bit-identical to a run never stopped; a frontier and a reproduction give the local runs byte for
+byte; an unreachable scheduler is a one-line error; a search's progress counts its trials."""
 
 from __future__ import annotations
 
@@ -131,6 +132,35 @@ def test_a_frontier_on_the_external_cluster_gives_the_local_runs(scheduler, idx_
         assert main([*args, *cluster]) == 0
     runs = sorted((tmp_path / "local").glob("*/seed-*"))
     assert len(runs) == 4
+    for run in runs:
+        remote = tmp_path / "remote" / run.relative_to(tmp_path / "local")
+        assert (run / "model.safetensors").read_bytes() == (remote / "model.safetensors").read_bytes(), run
+
+
+def test_a_reproduction_on_the_external_cluster_gives_the_local_runs(scheduler, svhn_dir, tmp_path):
+    """`condnet reproduce svhn` (six rows, one epoch) by local workers and by two external ones: the
+    same models byte for byte (same CPU), every row finished in both reports."""
+    import csv
+
+    from distributed import Client
+
+    from condnet.cli import main
+
+    address, add_worker = scheduler
+    add_worker()
+    add_worker()
+    with Client(address) as client:
+        client.wait_for_workers(2, timeout=60)
+    for where, cluster in (("local", []), ("remote", ["--cluster", address])):
+        report = tmp_path / f"report-{where}"
+        args = ["reproduce", "svhn", "--seeds", "1", "--timing-repeats", "1", "--set", "train.max_epochs=1",
+                "--workers", "2", "--out", str(tmp_path / where), "--report", str(report),
+                "--data-dir", str(svhn_dir), "--set", "data.valid_size=50"]  # fmt: skip
+        assert main([*args, *cluster]) == 0
+        with open(report / "svhn.csv") as f:
+            assert [row["status"] for row in csv.DictReader(f)] == ["finished"] * 6
+    runs = sorted((tmp_path / "local").glob("*/seed-*"))
+    assert len(runs) == 6
     for run in runs:
         remote = tmp_path / "remote" / run.relative_to(tmp_path / "local")
         assert (run / "model.safetensors").read_bytes() == (remote / "model.safetensors").read_bytes(), run
