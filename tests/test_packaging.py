@@ -53,3 +53,21 @@ def test_an_installed_condnet_trains_and_reproduces_from_packaged_configs(instal
     result = subprocess.run(reproduce, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "report" / "mnist.csv").is_file()
+
+
+def test_library_code_never_prints():
+    """Progress goes through a `log` callback or the "condnet" logger; only the command line prints
+    (a library function that printed by default wrote into its caller's output)."""
+    import ast
+
+    import condnet
+
+    root = Path(condnet.__file__).parent
+    printing = []
+    for module in sorted(root.rglob("*.py")):
+        if module.name == "cli.py":
+            continue
+        for node in ast.walk(ast.parse(module.read_text())):
+            if isinstance(node, ast.Name) and node.id == "print":
+                printing.append(f"{module.relative_to(root)}:{node.lineno}")
+    assert printing == []

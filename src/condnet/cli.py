@@ -292,7 +292,7 @@ def cmd_search(args) -> None:
     from condnet.search.study import run_search
 
     outputs = run_search(args.space, args.trials, args.out, args.storage, args.workers, args.threads,
-                         cluster=args.cluster)  # fmt: skip
+                         log=print, cluster=args.cluster)  # fmt: skip
     print(f"{outputs.trials} trials in {outputs.csv}; the Pareto set (validation error, batch-1 latency):")
     for row in outputs.pareto:
         params = ", ".join(f"{k[6:]}={v}" for k, v in row.items() if k.startswith("param:"))
@@ -306,7 +306,7 @@ def cmd_frontier(args) -> None:
     found = run_frontier(
         args.dataset, args.configs, args.seeds, args.out or Path("runs") / "frontier" / args.dataset,
         args.report, args.workers, args.threads, args.timing_repeats, "condnet " + " ".join(sys.argv[1:]),
-        cluster=args.cluster,
+        log=print, cluster=args.cluster,
     )  # fmt: skip
     print(f"wrote {args.report}/{args.dataset}.csv, .md and .png")
     for line in found:
@@ -357,6 +357,7 @@ def _run_table(args, table) -> None:
         retime=args.retime,
         config_dir=args.configs,
         command="condnet " + " ".join(sys.argv[1:]),
+        log=print,
         cluster=args.cluster,
     )
     print(outputs.markdown.read_text())

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from condnet import logs
 from condnet.errors import CondnetError
 
 CLUSTER_ENV = "CONDNET_CLUSTER"
@@ -51,7 +52,7 @@ def end_with_parent() -> None:
 
 
 @contextmanager
-def cluster(workers: int, threads: int, address: str | None = None, log=print) -> Iterator:
+def cluster(workers: int, threads: int, address: str | None = None, log=logs.info) -> Iterator:
     """A dask.distributed Client: on the scheduler at `address` (or $CONDNET_CLUSTER), else on a local
     cluster of `workers` processes (each job sets its own `threads`)."""
     import logging
@@ -85,7 +86,7 @@ COUNT_POLL = 1.0  # seconds between reads of progress' count (a search's: its jo
 
 
 def run_jobs(
-    client, jobs: list[tuple[str, Callable, tuple]], log=print, unit: str = "run", progress=None
+    client, jobs: list[tuple[str, Callable, tuple]], log=logs.info, unit: str = "run", progress=None
 ) -> list[Outcome]:
     """Run every job (name, function, arguments) on the cluster, with one progress bar for all (on a
     terminal); a job's CondnetError is its failure (its Outcome's value is None, its error the

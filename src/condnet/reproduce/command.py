@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from condnet import logs
 from condnet.config import toml_string
 from condnet.engine.timing import machine
 from condnet.errors import CondnetError
@@ -36,7 +37,7 @@ def run_table(
     retime: bool = False,
     config_dir: Path = CONFIG_DIR,
     command: str = "",
-    log=print,
+    log=logs.info,
     cluster: str | None = None,
 ) -> Outputs:
     """Every row for `seeds` seeds into OUT/<row>/seed-<n>, then the CSV, markdown and figure into

@@ -20,6 +20,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from condnet import logs
 from condnet.bench.deployed import deployed_latency, timing_latency
 from condnet.errors import CondnetError
 from condnet.report.plots import plt
@@ -148,7 +149,7 @@ def run_frontier(
     threads: int | None = None,
     timing_repeats: int = 15,
     command: str = "",
-    log=print,
+    log=logs.info,
     cluster: str | None = None,
 ) -> list[str]:
     """Train, time and report; returns the verdicts."""

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from condnet import logs
 from condnet.config import Config, load_config
 from condnet.engine.timing import machine
 from condnet.errors import CondnetError
@@ -102,7 +103,7 @@ def check_same_config(jobs: list[Job]) -> None:
 
 
 def train_all(
-    jobs: list[Job], workers: int, threads: int, log=print, address: str | None = None
+    jobs: list[Job], workers: int, threads: int, log=logs.info, address: str | None = None
 ) -> list[str]:
     """Train every unfinished job on a Dask cluster (condnet.cluster: local unless `address`); returns
     the failures (the others keep going when one fails)."""
@@ -166,7 +167,7 @@ def time_run(run_dir: Path, repeats: int) -> dict:
     }
 
 
-def time_all(jobs: list[Job], repeats: int, retime: bool = False, log=print) -> None:
+def time_all(jobs: list[Job], repeats: int, retime: bool = False, log=logs.info) -> None:
     """Time every finished run that has no timing.json yet (all of them with retime)."""
     untimed = [j for j in jobs if is_finished(j.run_dir) and RunDir(j.run_dir).timing() is None]
     todo = [j for j in jobs if is_finished(j.run_dir)] if retime else untimed

@@ -22,6 +22,7 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
+from condnet import logs
 from condnet.errors import CondnetError
 
 
@@ -33,7 +34,7 @@ def _is_record(line: bytes) -> bool:
     return isinstance(record, dict) and "op_code" in record
 
 
-def repair_journal(path: Path, log=print) -> None:
+def repair_journal(path: Path, log=logs.info) -> None:
     """Cut what follows the journal's last whole record (kept in PATH.cut); CondnetError naming the
     line when a bad line has records after it."""
     import optuna

@@ -20,6 +20,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from condnet import logs
 from condnet.bench.deployed import deployed_latency
 from condnet.cluster import cluster as cluster_of
 from condnet.cluster import run_jobs
@@ -164,7 +165,7 @@ def run_search(
     storage: str | Path | None = None,
     workers: int = 1,
     threads: int | None = None,
-    log=print,
+    log=logs.info,
     cluster: str | None = None,
 ) -> SearchOutputs:
     """Run the search until the study holds `trials` finished or failed trials; write OUT/search.csv
