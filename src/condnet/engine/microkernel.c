@@ -171,16 +171,15 @@ ALWAYS_INLINE void product_narrow(int bf16, const float *x, int64_t ldx, const i
     }
 }
 
-PER_CPU static void narrow32(const float *x, int64_t ldx, const int64_t *xrows, const int64_t *accrows, int64_t m,
-                             int64_t col0, int64_t k, const void *panels, int64_t n_in, int64_t width, float *acc,
-                             int64_t ldacc) {
-    product_narrow(0, x, ldx, xrows, accrows, m, col0, k, panels, n_in, width, acc, ldacc);
-}
+/* bf16 a constant in each branch, so each compiles to its own loops */
+#define BOTH_WEIGHTS(product)                                                                              \
+    if (bf16) product(1, x, ldx, xrows, accrows, m, col0, k, panels, n_in, width, acc, ldacc);             \
+    else product(0, x, ldx, xrows, accrows, m, col0, k, panels, n_in, width, acc, ldacc)
 
-PER_CPU static void narrow16(const float *x, int64_t ldx, const int64_t *xrows, const int64_t *accrows, int64_t m,
-                             int64_t col0, int64_t k, const void *panels, int64_t n_in, int64_t width, float *acc,
-                             int64_t ldacc) {
-    product_narrow(1, x, ldx, xrows, accrows, m, col0, k, panels, n_in, width, acc, ldacc);
+PER_CPU static void narrow(int bf16, const float *x, int64_t ldx, const int64_t *xrows, const int64_t *accrows,
+                           int64_t m, int64_t col0, int64_t k, const void *panels, int64_t n_in, int64_t width,
+                           float *acc, int64_t ldacc) {
+    BOTH_WEIGHTS(product_narrow);
 }
 
 /* AVX-512: a panel of 16 outputs is one 16-wide register, so a step holds WIDE_ROWS examples' sums in
@@ -288,16 +287,10 @@ WIDE ALWAYS_INLINE void product_wide(int bf16, const float *x, int64_t ldx, cons
     }
 }
 
-WIDE static void wide32(const float *x, int64_t ldx, const int64_t *xrows, const int64_t *accrows, int64_t m,
-                        int64_t col0, int64_t k, const void *panels, int64_t n_in, int64_t width, float *acc,
-                        int64_t ldacc) {
-    product_wide(0, x, ldx, xrows, accrows, m, col0, k, panels, n_in, width, acc, ldacc);
-}
-
-WIDE static void wide16(const float *x, int64_t ldx, const int64_t *xrows, const int64_t *accrows, int64_t m,
-                        int64_t col0, int64_t k, const void *panels, int64_t n_in, int64_t width, float *acc,
-                        int64_t ldacc) {
-    product_wide(1, x, ldx, xrows, accrows, m, col0, k, panels, n_in, width, acc, ldacc);
+WIDE static void wide(int bf16, const float *x, int64_t ldx, const int64_t *xrows, const int64_t *accrows,
+                      int64_t m, int64_t col0, int64_t k, const void *panels, int64_t n_in, int64_t width,
+                      float *acc, int64_t ldacc) {
+    BOTH_WEIGHTS(product_wide);
 }
 #endif
 
@@ -325,9 +318,9 @@ void condnet_gathered_product(const float *x, int64_t ldx, const int64_t *xrows,
                               int64_t width, float *acc, int64_t ldacc, int64_t bf16) {
 #ifdef HAVE_WIDE
     if ((vector_width ? vector_width : condnet_vector_width(0)) == 16) {
-        (bf16 ? wide16 : wide32)(x, ldx, xrows, accrows, m, col0, k, panels, n_in, width, acc, ldacc);
+        wide(bf16 != 0, x, ldx, xrows, accrows, m, col0, k, panels, n_in, width, acc, ldacc);
         return;
     }
 #endif
-    (bf16 ? narrow16 : narrow32)(x, ldx, xrows, accrows, m, col0, k, panels, n_in, width, acc, ldacc);
+    narrow(bf16 != 0, x, ldx, xrows, accrows, m, col0, k, panels, n_in, width, acc, ldacc);
 }
