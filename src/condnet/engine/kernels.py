@@ -9,10 +9,13 @@ block that is always on.
   (LLVM keeps the partial sums of a vectorized dot product in registers). At batch 1 the weights are
   a stream and this keeps up with it (as fast as a C GEMV with prefetching, measured).
 - Batches read panels (`layout.to_panels`): the examples that switched output block j on share its
-  tiles, and microkernel.c computes them together, 6 examples x 16 outputs per step with the sums in
-  registers, which numba cannot do (its batched dot-product kernel ran at ~21 GMAC/s on a 3072 x 640
-  layer at batch 50; the micro-kernel at 42-48, as fast as BLAS or faster). Grouping the examples by
-  block is done here, from the masks.
+  tiles, and microkernel.c computes them together, 6 examples x 16 outputs per step (12 x 16 with
+  AVX-512) with the sums in registers, which numba cannot do (its batched dot-product kernel ran at
+  ~21 GMAC/s on a 3072 x 640 layer at batch 50; the micro-kernel at 42-48 on AVX2, 0.57-0.70 of a
+  tuned product's peak with AVX-512). Grouping the examples by block is done here, from the masks.
+
+Weights are float32, or bfloat16 (meta column M_BF16; layout.to_bf16): both entry points widen them to
+float32 as they read them, and every sum is float32.
 
 Every fast kernel compiles with error_model="numpy": under numba's default ("python") a float division
 checks its divisor and raises ZeroDivisionError, a branch that stops LLVM from vectorizing the loop
@@ -493,7 +496,7 @@ def _pool_view(x, row, out):
                 out[(c * pooled + i) * pooled + j] = total / np.float32(f * f)
 
 
-@njit(inline="always", fastmath=True, error_model="numpy")  # not inlined, batch 1 took up to 1.2x longer
+@njit(inline="always", fastmath=True, error_model="numpy")
 def _blocks_one(tiles, h, in_mask, all_in, on, hidden, scaled, gates, bias, activation, acc_all, out):
     """forward_one's product: out's active blocks (all of them for the output layer) from h's active
     blocks (all_in: every input block), through tiles (n_out_blocks, n_in_blocks, bs_out, bs_in) of
