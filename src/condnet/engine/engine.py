@@ -188,14 +188,13 @@ class Engine:
     def _one_by_one(self, x, code, noise, decided) -> tuple[np.ndarray, list[np.ndarray]]:
         """A small batch as that many batch-1 calls, with the batch's given masks (code GIVEN) or draws
         (noise, code SAMPLE), so a seed gives the masks the batch path would."""
-        batch = x.shape[0]
+        batch, weights, meta, work = x.shape[0], self._weights, self._meta, self._work
         logits = np.empty((batch, self.n_classes), np.float32)
         for b in range(batch):
             if code == kernels.GIVEN:
                 self._flags[0] = decided[:, b]
             elif noise.size:
                 self._noise[:] = noise[:, b]
-            weights, meta, work = self._weights, self._meta, self._work
             status = kernels.forward_one(x[b : b + 1], weights, meta, work, self._flags, code)
             if status:
                 raise ValueError(_NON_FINITE)
