@@ -447,7 +447,7 @@ def _tree_leaf(h, in_mask, weights, row, all_on, depth, leaf, gates):
     return position
 
 
-@njit(inline="always")
+@njit(inline="always", cache=True)  # cached: the engine calls it from Python at every start
 def work_layout(meta):
     """Offsets in forward_one's float32 work buffer: noise (n_hidden x max_blocks), logits, two hidden
     vectors, the accumulator of one output block, a layer's scores, its gate values and the pooled view
@@ -659,7 +659,7 @@ def _product(x, in_mask, panels, bias, out_mask, activation, out, threads, bf16)
     return block_layer(x, in_mask, panels, bias, out_mask, activation, out, bf16)
 
 
-@njit
+@njit(cache=True)  # cached: layout.to_panels calls it from Python at every start
 def panel_width(bs_out):
     """Outputs the micro-kernel computes for a block of bs_out: rounded up to whole 8-wide vectors."""
     return (bs_out + 7) // 8 * 8
