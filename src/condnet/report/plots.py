@@ -9,20 +9,44 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no screen
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.ticker import ScalarFormatter  # noqa: E402
 
 from condnet.run_dir import save_figure  # noqa: E402
 
 
+def spread_labels(ax, labels, step: float = 8.0, tries: int = 40) -> None:
+    """Move point labels (annotations placed in offset points) down a step at a time until none overlaps
+    one placed before it, the highest first: configs at about the same point had their names drawn on
+    top of each other. Call after the layout is final (tight_layout)."""
+    renderer = ax.figure.canvas.get_renderer()
+    placed = []
+    for label in sorted(labels, key=lambda a: -ax.transData.transform(a.xy)[1]):
+        for _ in range(tries):
+            box = label.get_window_extent(renderer)
+            if not any(box.overlaps(other) for other in placed):
+                break
+            dx, dy = label.xyann
+            label.xyann = (dx, dy - step)
+        placed.append(label.get_window_extent(renderer))
+
+
 def learning_curves(history: list[dict], path: str | Path) -> None:
-    """Train and validation NLL and error per epoch."""
+    """Train and validation NLL and error per epoch, and the epoch whose weights were kept (the lowest
+    validation error: early stopping keeps that epoch's weights)."""
     epochs = [r["epoch"] for r in history]
+    kept = min(history, key=lambda r: r["valid_error"])["epoch"] if history else None
     fig, (ax_loss, ax_err) = plt.subplots(1, 2, figsize=(10, 4))
     for key, label in (("train", "train"), ("valid", "valid (sample mode)")):
         ax_loss.plot(epochs, [r[f"{key}_loss"] for r in history], label=label)
         ax_err.plot(epochs, [100 * r[f"{key}_error"] for r in history], label=label)
     ax_loss.set(xlabel="epoch", ylabel="NLL", title="loss")
     ax_err.set(xlabel="epoch", ylabel="error (%)", title="error", yscale="log")
+    ax_err.yaxis.set_major_formatter(ScalarFormatter())  # plain numbers, not powers of ten
+    ax_err.yaxis.set_minor_formatter(ScalarFormatter())
+    ax_err.tick_params(which="minor", labelsize=7)
     for ax in (ax_loss, ax_err):
+        if kept is not None:
+            ax.axvline(kept, color="gray", ls="--", lw=1, label=f"kept: epoch {kept} (best validation)")
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()

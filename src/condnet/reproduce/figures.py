@@ -7,7 +7,7 @@ from pathlib import Path
 from matplotlib.ticker import ScalarFormatter
 
 from condnet.gates import DENSE_KIND
-from condnet.report.plots import plt
+from condnet.report.plots import plt, spread_labels
 from condnet.reproduce.report import RowSummary, credited_latency
 from condnet.reproduce.runner import Job, is_finished
 from condnet.run_dir import RunDir, save_figure
@@ -18,6 +18,7 @@ COLORS = {"condnet": "tab:red", "nn": "tab:blue", "bdnn": "tab:green"}
 def pareto(summaries: list[RowSummary], records: list[dict], title: str, path: Path) -> None:
     """Test error against batch-1 latency (the paper's Figure 3): every run faded, row means with std."""
     fig, ax = plt.subplots(figsize=(8, 5.5))
+    names = []
     for s in summaries:
         if s.latency is None or s.error is None:
             continue
@@ -28,7 +29,8 @@ def pareto(summaries: list[RowSummary], records: list[dict], title: str, path: P
                    color=color, alpha=0.35)  # fmt: skip
         marker = "s" if s.kind == DENSE_KIND else "o"
         ax.errorbar(s.latency, s.error[0], yerr=s.error[1], fmt=marker, color=color, capsize=3)
-        ax.annotate(s.name, (s.latency, s.error[0]), textcoords="offset points", xytext=(5, 4), fontsize=7)
+        names.append(ax.annotate(s.name, (s.latency, s.error[0]), textcoords="offset points", xytext=(5, 4),
+                                 fontsize=7))  # fmt: skip
     dense = [s for s in summaries if s.kind == DENSE_KIND and s.latency and s.error]
     dense.sort(key=lambda s: s.latency)
     ax.plot([s.latency for s in dense], [s.error[0] for s in dense], color=COLORS["nn"], alpha=0.4, lw=1)
@@ -36,6 +38,7 @@ def pareto(summaries: list[RowSummary], records: list[dict], title: str, path: P
               "bdnn": "bdNN (engine)"}  # fmt: skip
     for kind, label in labels.items():
         ax.scatter([], [], color=COLORS[kind], label=label)
+    ax.scatter([], [], s=10, color="gray", alpha=0.35, label="one seed; markers: row means, bars: ± one sd")
     ax.set(xscale="log", yscale="log", xlabel="batch-1 latency, one core (ms)", ylabel="test error (%)",
            title=title)  # fmt: skip
     for axis in (ax.xaxis, ax.yaxis):  # plain numbers, not powers of ten, on the log axes
@@ -45,6 +48,7 @@ def pareto(summaries: list[RowSummary], records: list[dict], title: str, path: P
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     fig.tight_layout()
+    spread_labels(ax, names)
     save_figure(fig, path, dpi=120)
     plt.close(fig)
 

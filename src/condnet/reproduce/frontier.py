@@ -20,10 +20,12 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from matplotlib.ticker import ScalarFormatter
+
 from condnet import logs
 from condnet.bench.deployed import deployed_latency, timing_latency
 from condnet.errors import CondnetError
-from condnet.report.plots import plt
+from condnet.report.plots import plt, spread_labels
 from condnet.report.summary import mean_std
 from condnet.reproduce.runner import Job, plan, threads_per_worker, time_all, train_all
 from condnet.reproduce.tables import Row, Table
@@ -116,10 +118,12 @@ def verdicts(summaries: list[ConfigSummary]) -> list[str]:
 
 
 def figure(records: list[dict], summaries: list[ConfigSummary], title: str, path: Path) -> None:
-    fig, axes = plt.subplots(1, 2, figsize=(12, 5))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5.6))
     panels = (("b1_latency_us", "latency_us", "batch-1 latency, one core (us)"),
               ("b50_pass_ms", "pass_ms", "one test pass at batch 50 (ms)"))  # fmt: skip
+    labels = []  # per panel, the configs' name labels
     for ax, (key, mean_of, label) in zip(axes, panels, strict=True):
+        names = []
         for s in summaries:
             color = "tab:red" if s.gated else "tab:blue"
             runs = [r for r in records if r["config"] == s.name]
@@ -128,13 +132,41 @@ def figure(records: list[dict], summaries: list[ConfigSummary], title: str, path
             )
             ax.errorbar(getattr(s, mean_of), s.error[0], yerr=s.error[1], fmt="o" if s.gated else "s",
                         color=color, capsize=3)  # fmt: skip
-            ax.annotate(s.name, (getattr(s, mean_of), s.error[0]), textcoords="offset points", xytext=(4, 3),
-                        fontsize=7)  # fmt: skip
+            names.append(ax.annotate(s.name, (getattr(s, mean_of), s.error[0]), textcoords="offset points",
+                                     xytext=(5, 3), fontsize=7))  # fmt: skip
         ax.set(xscale="log", xlabel=label, ylabel="test error (%)", title=title)
-    axes[0].scatter([], [], color="tab:red", label="gated (engine)")
-    axes[0].scatter([], [], color="tab:blue", label="dense (fastest of PyTorch, engine, ONNX Runtime)")
-    axes[0].legend(fontsize=8)
-    fig.tight_layout()
+        ax.xaxis.set_major_formatter(ScalarFormatter())  # plain numbers, not powers of ten
+        ax.xaxis.set_minor_formatter(ScalarFormatter())
+        ax.tick_params(which="minor", labelsize=7)
+        ax.grid(alpha=0.3, which="both")
+        labels.append(names)
+    n = max((s.n for s in summaries), default=0)
+    handles = [
+        axes[0].errorbar([], [], yerr=[], fmt="o", color="tab:red", capsize=3, label="gated (engine)"),
+        axes[0].errorbar(
+            [],
+            [],
+            yerr=[],
+            fmt="s",
+            color="tab:blue",
+            capsize=3,
+            label="dense (fastest of PyTorch, engine, ONNX Runtime)",
+        ),  # fmt: skip
+        axes[0].scatter([], [], s=8, color="gray", alpha=0.4, label="one seed"),
+    ]
+    # below the panels, so that it never covers a point; the bars' meaning said once
+    fig.legend(
+        handles=handles,
+        loc="lower center",
+        ncol=3,
+        fontsize=8,
+        frameon=False,
+        title=f"marker: mean over seeds (up to {n}); bar: ± one standard deviation",
+        title_fontsize=8,
+    )
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    for ax, names in zip(axes, labels, strict=True):
+        spread_labels(ax, names)
     save_figure(fig, path, dpi=120)
     plt.close(fig)
 
