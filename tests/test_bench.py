@@ -114,3 +114,18 @@ def test_measured_bandwidth_and_peak_are_plausible():
 
     assert 1 < read_bandwidth_at(2**20, repeats=3) < 1000  # GB/s
     assert 1 < peak_gmacs(128, repeats=3) < 10_000  # GMAC/s
+
+
+def test_bench_times_the_bf16_engine_and_counts_its_bytes(capsys):
+    """--weights bf16: the record's weights are the fp32 run's tiles at 2 bytes and its policies at 4."""
+    args = ["bench", "--arch", "40,32,4", "--block-size", "8", "--density", "1.0", "--batch", "1",
+            "--repeats", "1", "--json"]  # fmt: skip
+    reads = {}
+    for weights in ("fp32", "bf16"):
+        assert main([*args, "--weights", weights]) == 0
+        output = json.loads(capsys.readouterr().out)
+        assert output["weights"] == weights
+        reads[weights] = output["records"][0]["weights_mb"] * 1e6
+    # every block on: policy 40 x 4 rows (float32); tiles 40 x 32 and 32 x 4
+    assert reads["fp32"] == pytest.approx(4 * (40 * 4 + 40 * 32 + 32 * 4))
+    assert reads["bf16"] == pytest.approx(4 * 40 * 4 + 2 * (40 * 32 + 32 * 4))

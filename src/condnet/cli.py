@@ -246,15 +246,18 @@ def cmd_bench(args) -> None:
     per_example = model.input_dim + sum(model.cfg.widths) + model.n_classes
     for batch in args.batch:
         check_batch_fits(batch, per_example)
-    records = bench(model, inputs, args.batch, args.threads, args.mode, args.repeats, args.seed)
+    records = bench(model, inputs, args.batch, args.threads, args.mode, args.repeats, args.seed,
+                    weights=args.weights)  # fmt: skip
     bandwidth = read_bandwidth()
     if args.json:
-        output = {"machine": machine(), "memory_gbps": bandwidth, "records": [asdict(r) for r in records]}
+        output = {"machine": machine(), "memory_gbps": bandwidth, "weights": args.weights,
+                  "records": [asdict(r) for r in records]}  # fmt: skip
         print(json.dumps(output, indent=2))
         return
     print(
-        f"{machine()}; one core reads memory at {bandwidth:.1f} GB/s; times per batch in ms; dense = the "
-        "dense twin (PyTorch eager, ONNX Runtime); weights: MB the engine reads per batch, and at what GB/s; "
+        f"{machine()}; engine weights {args.weights}; one core reads memory at {bandwidth:.1f} GB/s; times "
+        "per batch in ms; dense = the dense twin (PyTorch eager, ONNX Runtime); weights: MB the engine reads "
+        "per batch, and at what GB/s; "
         "roofline: the least time, from those weights over the bandwidth measured at the model's footprint "
         "or the multiply-adds over a tuned product's peak (one core each; linear in threads), and the "
         "fraction of it the engine reaches\n"
@@ -461,6 +464,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--repeats", type=_positive_int, default=15, help="timed repeats (the median is reported)")
     p.add_argument("--seed", type=_seed, default=0, help="the synthetic weights' and the masks' draws")
+    p.add_argument(
+        "--weights", choices=["fp32", "bf16"], default="fp32",
+        help="the engine's layer weights: fp32 (exact) or bf16 (half the bytes; the baselines stay fp32)",
+    )  # fmt: skip
     p.add_argument("--json", action="store_true", help='print {"records": [...]} instead of a table')
     p.set_defaults(func=cmd_bench)
 

@@ -99,10 +99,13 @@ def bench(
     repeats: int = 15,
     seed: int = 0,
     engine: Engine | None = None,
+    weights: str = "fp32",
 ) -> list[BenchRecord]:
     """Time dense PyTorch, dense ONNX Runtime and the engine on the same weights and inputs, for every
-    (batch, threads). `engine`: the model's engine when the caller has one."""
-    engine = engine or Engine(model)
+    (batch, threads). `engine`: the model's engine when the caller has one; else one with `weights`
+    (fp32, or bf16: the layers' weights in bfloat16, counted as 2 bytes in weights_mb)."""
+    engine = engine or Engine(model, weights=weights)
+    layer_bytes = 2 if engine.weights == "bf16" else 4
     dense = dense_forward(model)
     checkpoint = model.to_checkpoint()
     full = dense_macs(model.input_dim, model.cfg.widths, model.n_classes)
@@ -140,7 +143,8 @@ def bench(
             macs = model.macs([torch.from_numpy(m) for m in per_layer]).mean().item()
             dense_ms, ort_ms, engine_ms = (1e3 * times[name] / calls for name in ("dense", "ort", "engine"))
             shape = model.input_dim, model.block_sizes, model.n_classes
-            weights_mb = np.mean([weight_bytes(*shape, m, rows, model.router_inputs) for m in masks]) / 1e6
+            read = [weight_bytes(*shape, m, rows, model.router_inputs, layer_bytes) for m in masks]
+            weights_mb = np.mean(read) / 1e6
             ideal = full / macs
             roofline_ms, bound = ideal_ms(weights_mb * 1e6, macs * batch, bandwidth, peak, n_threads)
             records.append(

@@ -52,19 +52,23 @@ def weight_bytes(
     masks: list,
     policy_rows: list[int],
     router_inputs: list[int | None] | None = None,
+    layer_bytes: int = 4,
 ) -> int:
-    """Bytes of float32 weights that block kernels read for one batch: each tile (output block, input
-    block) that some example of the batch needs, and each policy's weights over the input blocks that
-    some example has on. A tile needed by many examples is read once: at small batches and densities
-    most tiles are needed by a few examples, and the weights, not the multiply-adds, bound the time.
+    """Bytes of weights that block kernels read for one batch: each tile (output block, input block) that
+    some example of the batch needs, and each policy's weights over the input blocks that some example
+    has on. A tile needed by many examples is read once: at small batches and densities most tiles are
+    needed by a few examples, and the weights, not the multiply-adds, bound the time.
 
-    masks: per hidden layer, (batch, n_blocks) in {0, 1}; policy_rows, router_inputs: as for `active_macs`.
+    masks: per hidden layer, (batch, n_blocks) in {0, 1}; policy_rows, router_inputs: as for `active_macs`;
+    layer_bytes: bytes per weight of the layers' tiles (4: float32; 2: the engine's bf16 option), the
+    policies' weights being float32 either way.
     """
-    inputs_on, bs_in, total = np.ones((len(masks[0]), 1), np.int64), input_dim, 0
+    inputs_on, bs_in, policies, tiles = np.ones((len(masks[0]), 1), np.int64), input_dim, 0, 0
     router_inputs = router_inputs or [None] * len(masks)
     for mask, size, rows, fixed in zip(masks, block_sizes, policy_rows, router_inputs, strict=True):
         on = (np.asarray(mask) != 0).astype(np.int64)
-        total += (int(inputs_on.any(axis=0).sum()) * bs_in if fixed is None else fixed) * rows
-        total += int(np.count_nonzero(on.T @ inputs_on)) * size * bs_in  # tiles some example needs
+        policies += (int(inputs_on.any(axis=0).sum()) * bs_in if fixed is None else fixed) * rows
+        tiles += int(np.count_nonzero(on.T @ inputs_on)) * size * bs_in  # tiles some example needs
         inputs_on, bs_in = on, size
-    return 4 * (total + int(inputs_on.any(axis=0).sum()) * bs_in * n_classes)
+    tiles += int(inputs_on.any(axis=0).sum()) * bs_in * n_classes
+    return 4 * policies + layer_bytes * tiles
