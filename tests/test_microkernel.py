@@ -1,6 +1,7 @@
 """The C micro-kernel (engine/microkernel.c) against numpy: gathered rows, any group size (the 6-row
-steps of the 8-wide product, the 12-row steps of the AVX-512 one, and every remainder), 16- and 8-wide
-panels, any run of inputs (short and long), float32 and bfloat16 weights, sums added to what is there."""
+steps of the 8-wide product, the 12-row and 8-row-by-two-panel steps of the AVX-512 one, and every
+remainder), 16- and 8-wide panels, any run of inputs (short and long), float32 and bfloat16 weights,
+sums added to what is there."""
 
 from __future__ import annotations
 
@@ -40,8 +41,8 @@ def vector_width(request):
 
 
 @pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16"])
-@pytest.mark.parametrize("bs_out", [1, 8, 10, 16, 24, 40])
-@pytest.mark.parametrize("m", [0, 1, 2, 5, 6, 7, 11, 12, 13, 20, 25])
+@pytest.mark.parametrize("bs_out", [1, 8, 10, 16, 24, 32, 40, 48])  # panels: one, pairs, pairs and one
+@pytest.mark.parametrize("m", [0, 1, 2, 5, 6, 7, 8, 9, 11, 12, 13, 16, 17, 20, 25])
 @pytest.mark.parametrize("n_in, col0, k", [(37, 5, 19), (700, 3, 600)])
 def test_gathered_product_matches_numpy(bs_out, m, n_in, col0, k, bf16, vector_width):
     """bf16 against the weights rounded by PyTorch (an independent rounding), summed in float64."""

@@ -9,10 +9,11 @@ block that is always on.
   (LLVM keeps the partial sums of a vectorized dot product in registers). At batch 1 the weights are
   a stream and this keeps up with it (as fast as a C GEMV with prefetching, measured).
 - Batches read panels (`layout.to_panels`): the examples that switched output block j on share its
-  tiles, and microkernel.c computes them together, 6 examples x 16 outputs per step (12 x 16 with
-  AVX-512) with the sums in registers, which numba cannot do (its batched dot-product kernel ran at
-  ~21 GMAC/s on a 3072 x 640 layer at batch 50; the micro-kernel at 42-48 on AVX2, 0.57-0.70 of a
-  tuned product's peak with AVX-512). Grouping the examples by block is done here, from the masks.
+  tiles, and microkernel.c computes them together, 6 examples x 16 outputs per step (12 x 16 or 8 x 32
+  with AVX-512) with the sums in registers, which numba cannot do (its batched dot-product kernel ran at
+  ~21 GMAC/s on a 3072 x 640 layer at batch 50; the micro-kernel at 42-48 on AVX2, and with AVX-512 at
+  the speed of a tuned product on large dense layers). Grouping the examples by block is done here, from
+  the masks.
 
 Weights are float32, or bfloat16 (meta column M_BF16; layout.to_bf16): both entry points widen them to
 float32 as they read them, and every sum is float32.
