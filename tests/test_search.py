@@ -164,3 +164,28 @@ def test_a_bad_line_inside_the_journal_is_named(tmp_path, idx_dir, capsys):
     capsys.readouterr()
     assert main(["search", space, "--trials", "2", "--out", str(out)]) == 2
     assert "journal.log line 3 is not a journal record" in capsys.readouterr().err
+
+
+def test_trials_are_counted_from_one_read_of_the_study():
+    """Another process finishes a trial between two reads: counted in two reads it was in neither (done
+    read before, running read after), and a fifth trial was asked for `--trials 4`."""
+    from types import SimpleNamespace
+
+    from optuna.trial import TrialState
+
+    from condnet.search.study import _counts
+
+    def trial(state):
+        return SimpleNamespace(state=state, user_attrs={})
+
+    before = [trial(TrialState.COMPLETE)] * 2 + [trial(TrialState.RUNNING)] * 2
+    after = [trial(TrialState.COMPLETE)] * 3 + [trial(TrialState.RUNNING)]
+
+    class Study:  # each read sees the study a little later
+        reads = iter([before, after, after])
+
+        def get_trials(self, deepcopy=False, states=None):
+            trials = next(self.reads)
+            return [t for t in trials if states is None or t.state in states]
+
+    assert sum(_counts(Study())) == 4
