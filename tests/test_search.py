@@ -41,7 +41,10 @@ def test_a_two_trial_search_end_to_end(tmp_path, idx_dir, capsys):
     assert "2 of 2 trials done; 0 to run" in capsys.readouterr().out
     assert main(["search", space, "--trials", "3", "--out", str(out)]) == 0
     with open(out / "search.csv") as f:
-        assert len(list(csv.DictReader(f))) == 3
+        trials = list(csv.DictReader(f))
+    assert len(trials) == 3
+    # the resumed search drew new parameters (seeded as at its start, it drew trial 0's again)
+    assert len({t["param:train.lr_net"] for t in trials}) == 3
 
 
 @pytest.mark.parametrize(
