@@ -14,10 +14,10 @@ import numpy as np
 import torch
 
 from condnet.bench.onnx_twin import ort_session
-from condnet.bench.roofline import ideal_ms, peak_gmacs, read_bandwidth_at
+from condnet.bench.roofline import ideal_ms, peak_gmacs
 from condnet.config import Config, ModelConfig, validate
 from condnet.engine.engine import Engine
-from condnet.engine.timing import interleaved_medians
+from condnet.engine.timing import interleaved_medians, read_bandwidth_at
 from condnet.nn.condnet import CondNet
 from condnet.nn.macs import dense_macs, weight_bytes
 

@@ -1,44 +1,14 @@
 """The roofline of a benchmark record: the least time the engine could take on this machine, from the
 bytes of weights it must read and the multiply-adds it must do, each over what one core was measured to
-sustain. The bandwidth is measured at the model's own footprint: repeated calls keep its weights in
-whichever cache holds them (on a 32 MiB L3, a 10 MB model streams at L3 speed, not memory's). The peak
-is a tuned matrix product's (PyTorch's, one thread), not the engine's, so the fraction shows what the
-engine leaves on the table."""
+sustain. The bandwidth is measured at the model's own footprint (`engine.timing.read_bandwidth_at`):
+repeated calls keep its weights in whichever cache holds them (on a 32 MiB L3, a 10 MB model streams at
+L3 speed, not memory's). The peak is a tuned matrix product's (PyTorch's, one thread), not the
+engine's, so the fraction shows what the engine leaves on the table."""
 
 from __future__ import annotations
 
 import statistics
 import time
-
-import numpy as np
-from numba import njit
-
-# one timed sample reads at least this many bytes, so small footprints are timed over many passes
-SAMPLE_BYTES = 64 * 2**20
-
-
-@njit(fastmath=True, cache=True)
-def _sum(values):
-    """A vectorized read of every value (fastmath lets LLVM keep several partial sums)."""
-    total = np.float32(0.0)
-    for i in range(values.shape[0]):
-        total += values[i]
-    return total
-
-
-def read_bandwidth_at(nbytes: int, repeats: int = 7) -> float:
-    """GB/s at which one core reads an array of `nbytes` (at least 64 KiB) over and over: the speed of
-    the cache level (or the memory) that holds a working set of that size."""
-    values = np.ones(max(nbytes, 2**16) // 4, np.float32)
-    passes = max(1, SAMPLE_BYTES // values.nbytes)
-    _sum(values)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(passes):
-            _sum(values)
-        times.append((time.perf_counter() - start) / passes)
-    return values.nbytes / statistics.median(times) / 1e9
 
 
 def peak_gmacs(size: int = 1024, repeats: int = 7) -> float:

@@ -10,6 +10,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+from numba import njit
+
 # the vector extensions that decide the kernels' speed, as /proc/cpuinfo names them
 VECTOR_FLAGS = {"avx2": "AVX2", "fma": "FMA", "avx512f": "AVX-512F", "avx512_vnni": "AVX-512 VNNI"}
 
@@ -40,19 +43,35 @@ def interleaved_medians(candidates: dict[str, Callable[[], object]], repeats: in
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
-def read_bandwidth(megabytes: int = 256, repeats: int = 5) -> float:
-    """GB/s at which one core reads memory: a pass over an array much larger than the caches (the
-    engine's NaN test, a vectorized integer test that keeps up with memory), median of `repeats`. At
-    small batches and densities the engine's time is bounded by its weights divided by this."""
-    import numpy as np
+# one timed sample reads at least this many bytes, so small footprints are timed over many passes
+SAMPLE_BYTES = 64 * 2**20
 
-    from condnet.engine.kernels import count_nonfinite
 
-    data = np.ones((megabytes, 2**18), np.float32)
-    count_nonfinite(data[:1])
+@njit(fastmath=True, cache=True)
+def _read_all(values):
+    """A vectorized read of every value (fastmath lets LLVM keep several partial sums)."""
+    total = np.float32(0.0)
+    for i in range(values.shape[0]):
+        total += values[i]
+    return total
+
+
+def read_bandwidth_at(nbytes: int, repeats: int = 7) -> float:
+    """GB/s at which one core reads an array of `nbytes` (at least 64 KiB) over and over, median of
+    `repeats`: the speed of the cache level (or the memory) that holds a working set of that size."""
+    values = np.ones(max(nbytes, 2**16) // 4, np.float32)
+    passes = max(1, SAMPLE_BYTES // values.nbytes)
+    _read_all(values)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        count_nonfinite(data)
-        times.append(time.perf_counter() - start)
-    return data.nbytes / statistics.median(times) / 1e9
+        for _ in range(passes):
+            _read_all(values)
+        times.append((time.perf_counter() - start) / passes)
+    return values.nbytes / statistics.median(times) / 1e9
+
+
+def read_bandwidth(megabytes: int = 256, repeats: int = 5) -> float:
+    """GB/s at which one core reads memory: `read_bandwidth_at` an array much larger than the caches. At
+    small batches and densities the engine's time is bounded by its weights divided by this."""
+    return read_bandwidth_at(megabytes * 2**20, repeats)
