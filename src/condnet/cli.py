@@ -291,6 +291,18 @@ def cmd_parity(args) -> None:
         raise CondnetError(f"the engine differs from the PyTorch model in {len(result.mismatches)} case(s)")
 
 
+def cmd_experts(args) -> None:
+    import json
+
+    from condnet.report import experts
+
+    reports = [(str(run), experts.run_report(run, args.split)) for run in args.run_dirs]
+    if args.json:
+        print(json.dumps({"runs": {name: experts.as_dict(r) for name, r in reports}}, indent=1))
+        return
+    print("\n\n".join(experts.markdown(name, r) for name, r in reports))
+
+
 def cmd_search(args) -> None:
     from condnet.search.study import run_search
 
@@ -539,6 +551,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _table_options(p)
     p.set_defaults(func=cmd_ablate)
+
+    p = sub.add_parser(
+        "experts", help="how a gated last layer's router splits the data; router against random and oracle"
+    )
+    p.add_argument("run_dirs", nargs="+", type=Path, help="finished runs whose last hidden layer is gated")
+    p.add_argument("--split", choices=["valid", "test"], default="valid", help="the examples analysed")
+    p.add_argument("--json", action="store_true", help='print {"runs": {RUN: report}} instead of tables')
+    p.set_defaults(func=cmd_experts)
 
     p = sub.add_parser("summary", help="print a table comparing finished runs")
     p.add_argument("run_dirs", nargs="+", type=Path, help="finished run directories")
