@@ -1,5 +1,7 @@
 """A wheel built from the repository carries its configs: installed away from the checkout, `condnet
-train --config NAME` and `condnet reproduce` find the packaged ones."""
+train --config NAME` and `condnet reproduce` find the packaged ones; and (CONDNET_FRESH_VENV=1, off by
+default: several minutes of installing) so does a fresh venv holding only the pinned CPU torch and the
+wheel with its train and bench extras (reproduce times dense nets in ONNX Runtime, the bench extra)."""
 
 from __future__ import annotations
 
@@ -14,15 +16,20 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def build_wheel(work: Path) -> Path:
+    build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(work), str(ROOT)]
+    result = subprocess.run(build, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (wheel,) = work.glob("condnet-*.whl")
+    return wheel
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
     """The wheel, installed (without its dependencies: those of this environment serve) into a
     directory of its own, which comes first on the path."""
     work = tmp_path_factory.mktemp("wheel")
-    build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(work), str(ROOT)]
-    result = subprocess.run(build, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    (wheel,) = work.glob("condnet-*.whl")
+    wheel = build_wheel(work)
     target = work / "site"
     install = [sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(target)]
     assert subprocess.run([*install, str(wheel)], capture_output=True, timeout=600).returncode == 0
@@ -38,11 +45,32 @@ def test_the_wheel_ships_every_config(installed):
 
 def test_an_installed_condnet_trains_and_reproduces_from_packaged_configs(installed, idx_dir, tmp_path):
     _, target = installed
-    env = {**os.environ, "PYTHONPATH": str(target)}
-    run = [sys.executable, "-m", "condnet.cli"]
-    locate = [sys.executable, "-c", "import condnet; print(condnet.__file__)"]
+    trains_and_reproduces(
+        sys.executable, {**os.environ, "PYTHONPATH": str(target)}, target, idx_dir, tmp_path
+    )
+
+
+@pytest.mark.skipif(os.environ.get("CONDNET_FRESH_VENV") != "1", reason="slow; set CONDNET_FRESH_VENV=1")
+def test_a_fresh_venv_with_the_wheel_trains_and_reproduces(tmp_path_factory, idx_dir, tmp_path):
+    work = tmp_path_factory.mktemp("fresh")
+    wheel = build_wheel(work)
+    venv = work / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=600)
+    pip = [str(venv / "bin/pip"), "install", "--quiet", "--disable-pip-version-check"]
+    # the CPU torch pinned first, as the Makefile does
+    for what in (["torch==2.13.0"], [f"{wheel}[train,bench]"]):
+        result = subprocess.run([*pip, *what], capture_output=True, text=True, timeout=1800)
+        assert result.returncode == 0, result.stderr[-3000:]
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    trains_and_reproduces(str(venv / "bin/python"), env, venv, idx_dir, tmp_path)
+
+
+def trains_and_reproduces(python: str, env: dict, installed_under: Path, idx_dir, tmp_path) -> None:
+    """From an empty directory: `condnet train` on a packaged config name, then `condnet reproduce`."""
+    run = [python, "-m", "condnet.cli"]
+    locate = [python, "-c", "import condnet; print(condnet.__file__)"]
     where = subprocess.run(locate, env=env, cwd=tmp_path, capture_output=True, text=True)
-    assert where.stdout.startswith(str(target)), where.stdout  # the installed copy, not the checkout
+    assert where.stdout.startswith(str(installed_under)), where.stdout  # the installed copy, not the checkout
     data = ["--set", "data.name=idx", "--set", "data.valid_size=200", "--set", "train.max_epochs=1"]
     config = ["--config", "mnist_nn32.toml", "--set", f'data.dir="{idx_dir}"']
     train = [*run, "train", *config, *data, "--out", "r"]

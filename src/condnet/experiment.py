@@ -115,7 +115,8 @@ def _write_results(cfg: Config, result, splits, work: Path) -> dict:
         ],
     }
     write_json(work / ANALYSIS, analysis)
-    learning_curves([asdict(r) for r in result.history], work / LEARNING_CURVES)
+    valid_label = "valid (sample mode)" if cfg.model.is_gated else "valid"  # how training validated
+    learning_curves([asdict(r) for r in result.history], work / LEARNING_CURVES, valid_label)
     for layer, sigma in enumerate(sample.sigmas):
         if sigma is not None:
             policy_figure(sigma, splits.y_test, layer, work / policy_figure_name(layer))

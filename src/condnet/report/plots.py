@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib
@@ -9,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no screen
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
-from matplotlib.ticker import ScalarFormatter  # noqa: E402
+from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
 
 from condnet.run_dir import save_figure  # noqa: E402
 
@@ -30,21 +31,39 @@ def spread_labels(ax, labels, step: float = 8.0, tries: int = 40) -> None:
         placed.append(label.get_window_extent(renderer))
 
 
-def learning_curves(history: list[dict], path: str | Path) -> None:
+def plain_log_labels(axis) -> None:
+    """A log axis labelled in plain numbers (0.2, not 2x10^-1), the minor ticks only at 2, 3 and 5 times
+    a power of ten, so that neighbouring labels (0.07, 0.08, 0.09) do not run into each other."""
+
+    def minor(value, _):
+        mantissa = value / 10 ** math.floor(math.log10(value)) if value > 0 else 0
+        return f"{value:g}" if round(mantissa, 6) in (2, 3, 5) else ""
+
+    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.set_minor_formatter(FuncFormatter(minor))
+
+
+def learning_curves(history: list[dict], path: str | Path, valid_label: str = "valid") -> None:
     """Train and validation NLL and error per epoch, and the epoch whose weights were kept (the lowest
-    validation error: early stopping keeps that epoch's weights)."""
+    validation error: early stopping keeps that epoch's weights). valid_label names the validation
+    curves (a gated net's say how its gates decided)."""
     epochs = [r["epoch"] for r in history]
     kept = min(history, key=lambda r: r["valid_error"])["epoch"] if history else None
     fig, (ax_loss, ax_err) = plt.subplots(1, 2, figsize=(10, 4))
-    for key, label in (("train", "train"), ("valid", "valid (sample mode)")):
+    for key, label in (("train", "train"), ("valid", valid_label)):
         ax_loss.plot(epochs, [r[f"{key}_loss"] for r in history], label=label)
         ax_err.plot(epochs, [100 * r[f"{key}_error"] for r in history], label=label)
     ax_loss.set(xlabel="epoch", ylabel="NLL", title="loss")
-    ax_err.set(xlabel="epoch", ylabel="error (%)", title="error", yscale="log")
-    ax_err.yaxis.set_major_formatter(ScalarFormatter())  # plain numbers, not powers of ten
-    ax_err.yaxis.set_minor_formatter(ScalarFormatter())
+    ax_err.set(xlabel="epoch", ylabel="error (%)", title="error")
+    errors = [r[f"{key}_error"] for r in history for key in ("train", "valid")]
+    if errors and min(errors) > 0:
+        ax_err.set_yscale("log")
+    else:  # an error of 0 (a small or easy training set) has no place on a log axis: linear below 0.1 %
+        ax_err.set_yscale("symlog", linthresh=0.1)
+    plain_log_labels(ax_err.yaxis)
     ax_err.tick_params(which="minor", labelsize=7)
     for ax in (ax_loss, ax_err):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
         if kept is not None:
             ax.axvline(kept, color="gray", ls="--", lw=1, label=f"kept: epoch {kept} (best validation)")
         ax.grid(alpha=0.3)

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from matplotlib.ticker import ScalarFormatter
-
 from condnet.gates import DENSE_KIND
-from condnet.report.plots import plt, spread_labels
+from condnet.report.plots import plain_log_labels, plt, spread_labels
 from condnet.reproduce.report import RowSummary, credited_latency
 from condnet.reproduce.runner import Job, is_finished
 from condnet.run_dir import RunDir, save_figure
@@ -16,34 +14,50 @@ COLORS = {"condnet": "tab:red", "nn": "tab:blue", "bdnn": "tab:green"}
 
 
 def pareto(summaries: list[RowSummary], records: list[dict], title: str, path: Path) -> None:
-    """Test error against batch-1 latency (the paper's Figure 3): every run faded, row means with std."""
+    """Test error against batch-1 latency (the paper's Figure 3): every run faded, row means with bars
+    from the lowest to the highest seed (a mean minus one sd can be below 0, off a log axis)."""
     fig, ax = plt.subplots(figsize=(8, 5.5))
-    names = []
+    names, kinds, errors = [], set(), []
     for s in summaries:
         if s.latency is None or s.error is None:
             continue
         runs = [r for r in records if r["row"] == s.name and r.get("batch1_engine_ms") is not None]
         color = COLORS.get(s.kind, "black")
         latencies = [credited_latency(r) for r in runs]
-        ax.scatter(latencies, [100 * r["test_error_sample"] for r in runs], s=10,
-                   color=color, alpha=0.35)  # fmt: skip
+        seeds = [100 * r["test_error_sample"] for r in runs] or [s.error[0]]
+        ax.scatter(latencies, [100 * r["test_error_sample"] for r in runs], s=10, color=color, alpha=0.35)
         marker = "s" if s.kind == DENSE_KIND else "o"
-        ax.errorbar(s.latency, s.error[0], yerr=s.error[1], fmt=marker, color=color, capsize=3)
+        spread = [[s.error[0] - min(seeds)], [max(seeds) - s.error[0]]]
+        ax.errorbar(s.latency, s.error[0], yerr=spread, fmt=marker, color=color, capsize=3)
+        kinds.add(s.kind)
+        errors += seeds
         names.append(ax.annotate(s.name, (s.latency, s.error[0]), textcoords="offset points", xytext=(5, 4),
                                  fontsize=7))  # fmt: skip
     dense = [s for s in summaries if s.kind == DENSE_KIND and s.latency and s.error]
     dense.sort(key=lambda s: s.latency)
     ax.plot([s.latency for s in dense], [s.error[0] for s in dense], color=COLORS["nn"], alpha=0.4, lw=1)
-    labels = {"condnet": "condnet (engine)", "nn": "dense NN (fastest of PyTorch, engine, ONNX Runtime)",
-              "bdnn": "bdNN (engine)"}  # fmt: skip
+    ort = any(r.get("batch1_ort_ms") not in (None, "") for r in records if r["kind"] == DENSE_KIND)
+    dense_label = ("dense NN (fastest of PyTorch, engine, ONNX Runtime)" if ort else
+                   "dense NN (faster of PyTorch and engine: timed before ONNX Runtime was)")  # fmt: skip
+    labels = {"condnet": "condnet (engine)", "nn": dense_label, "bdnn": "bdNN (engine)"}
     for kind, label in labels.items():
-        ax.scatter([], [], color=COLORS[kind], label=label)
-    ax.scatter([], [], s=10, color="gray", alpha=0.35, label="one seed; markers: row means, bars: ± one sd")
-    ax.set(xscale="log", yscale="log", xlabel="batch-1 latency, one core (ms)", ylabel="test error (%)",
+        if kind in kinds:  # the legend lists only what is drawn
+            ax.scatter([], [], color=COLORS[kind], label=label)
+    ax.scatter(
+        [],
+        [],
+        s=10,
+        color="gray",
+        alpha=0.35,
+        label="one seed; markers: row means, bars: lowest to highest seed",
+    )
+    yscale = (
+        "log" if errors and min(errors) > 0 else "linear"
+    )  # a 0 % error (tiny test data) is off a log axis
+    ax.set(xscale="log", yscale=yscale, xlabel="batch-1 latency, one core (ms)", ylabel="test error (%)",
            title=title)  # fmt: skip
     for axis in (ax.xaxis, ax.yaxis):  # plain numbers, not powers of ten, on the log axes
-        axis.set_major_formatter(ScalarFormatter())
-        axis.set_minor_formatter(ScalarFormatter())
+        plain_log_labels(axis)
     ax.tick_params(which="minor", labelsize=7)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
@@ -88,12 +102,21 @@ def tradeoff(summaries: list[RowSummary], title: str, path: Path) -> None:
     points = [s for s in summaries if s.latency is not None and s.error is not None]
     ax.errorbar([s.latency for s in points], [s.error[0] for s in points], yerr=[s.error[1] for s in points],
                 fmt="o-", capsize=3, color=COLORS["condnet"])  # fmt: skip
+    names = []
+    middle = (min(s.latency for s in points) + max(s.latency for s in points)) / 2 if points else 0
     for s in points:
         rate = sum(m for m, _ in s.rates) / max(1, len(s.rates))
-        ax.annotate(f"{s.name}\nrate {rate:.3f}", (s.latency, s.error[0]), textcoords="offset points",
-                    xytext=(5, 4), fontsize=7)  # fmt: skip
+        right = s.latency > middle  # labels of the right half go to the left of their point: inside
+        label = f"{s.name}\nrate {rate:.3f}"
+        offset, align = ((-5, 4), "right") if right else ((5, 4), "left")
+        names.append(ax.annotate(label, (s.latency, s.error[0]), textcoords="offset points", xytext=offset,
+                                 ha=align, fontsize=7))  # fmt: skip
+    ax.margins(x=0.15, y=0.12)  # room for the labels of the points at the edges
     ax.set(xlabel="batch-1 latency, engine, one core (ms)", ylabel="test error, sample mode (%)", title=title)
+    ax.scatter([], [], s=0, label="markers: row means over seeds; bars: ± one sd")
+    ax.legend(fontsize=8, loc="best")
     ax.grid(alpha=0.3)
     fig.tight_layout()
+    spread_labels(ax, names)
     save_figure(fig, path, dpi=120)
     plt.close(fig)

@@ -20,12 +20,10 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from matplotlib.ticker import ScalarFormatter
-
 from condnet import logs
 from condnet.bench.deployed import deployed_latency, timing_latency
 from condnet.errors import CondnetError
-from condnet.report.plots import plt, spread_labels
+from condnet.report.plots import plain_log_labels, plt, spread_labels
 from condnet.report.summary import mean_std
 from condnet.reproduce.runner import Job, plan, threads_per_worker, time_all, train_all
 from condnet.reproduce.tables import Row, Table
@@ -135,8 +133,7 @@ def figure(records: list[dict], summaries: list[ConfigSummary], title: str, path
             names.append(ax.annotate(s.name, (getattr(s, mean_of), s.error[0]), textcoords="offset points",
                                      xytext=(5, 3), fontsize=7))  # fmt: skip
         ax.set(xscale="log", xlabel=label, ylabel="test error (%)", title=title)
-        ax.xaxis.set_major_formatter(ScalarFormatter())  # plain numbers, not powers of ten
-        ax.xaxis.set_minor_formatter(ScalarFormatter())
+        plain_log_labels(ax.xaxis)
         ax.tick_params(which="minor", labelsize=7)
         ax.grid(alpha=0.3, which="both")
         labels.append(names)
