@@ -119,7 +119,8 @@ def _write_results(cfg: Config, result, splits, work: Path) -> dict:
     learning_curves([asdict(r) for r in result.history], work / LEARNING_CURVES, valid_label)
     for layer, sigma in enumerate(sample.sigmas):
         if sigma is not None:
-            policy_figure(sigma, splits.y_test, layer, work / policy_figure_name(layer))
+            means = model.policies[layer].spec.sigma_means
+            policy_figure(sigma, splits.y_test, layer, work / policy_figure_name(layer), means)
     return metrics
 
 

@@ -69,6 +69,7 @@ class GateSpec:
     draws = False  # sample mode draws random numbers
     scales = False  # its blocks' outputs are scaled by gate values (else by the 0/1 mask)
     thresholds = True  # has a threshold mode (a decision that reads the input)
+    sigma_means = "activation probability"  # what its sigma is, for figures (LayerTrace.sigma)
 
     def __init__(self, layer: LayerSettings):
         self.layer = layer

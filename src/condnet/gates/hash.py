@@ -17,6 +17,7 @@ from condnet.gates import GateSpec, Lowered, check_k, register
 @register
 class Hash(GateSpec):
     name = "hash"
+    sigma_means = "on (the hash's choice, 0 or 1)"
 
     @property
     def bits(self) -> int:

@@ -9,6 +9,7 @@ class TopK(BlockScores):
     name = "topk"
     learned = True
     scales = True
+    sigma_means = "router softmax over all blocks"
 
     def check(self) -> None:
         check_k(self.layer)

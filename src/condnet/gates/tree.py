@@ -11,6 +11,7 @@ class Tree(GateSpec):
     name = "tree"
     learned = True
     scales = True
+    sigma_means = "leaf (path) probability"
 
     @property
     def depth(self) -> int:

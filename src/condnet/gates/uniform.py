@@ -8,6 +8,7 @@ from condnet.gates import GateSpec, Lowered, register
 @register
 class Uniform(GateSpec):
     name = "uniform"
+    sigma_means = "rate (the same for every example)"
     router = False
     draws = True
     thresholds = False  # a rate that reads no input: thresholding it would turn every block on or off

@@ -86,15 +86,21 @@ def most_distinct_classes(sigma: torch.Tensor, labels: torch.Tensor) -> tuple[in
 
 
 def policy_figure(
-    sigma: torch.Tensor, labels: torch.Tensor, layer: int, path: str | Path, max_points: int = 400
+    sigma: torch.Tensor,
+    labels: torch.Tensor,
+    layer: int,
+    path: str | Path,
+    means: str = "activation probability",
+    max_points: int = 400,
 ):
-    """Paper Figure 1: each example's activation probability per block, for two classes and for all.
+    """Paper Figure 1: each example's gate value per block for two classes, and every class's mean.
 
-    sigma: (n, n_blocks) probabilities on a split; labels: (n,). Dots are examples, bars the class means.
-    """
+    sigma: (n, n_blocks) on a split; labels: (n,); means: what sigma is for this gate (its GateSpec's
+    sigma_means). Left: dots are examples, bars the class means; right: class x block means, a map
+    (blocks are unordered, so no line joins them)."""
     a, b = most_distinct_classes(sigma, labels)
     blocks = torch.arange(sigma.shape[1]).float()
-    fig, (ax_two, ax_all) = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
+    fig, (ax_two, ax_all) = plt.subplots(1, 2, figsize=(12, 4), width_ratios=(1, 1.1))
     for c, colour, shift in ((a, "tab:red", -0.15), (b, "tab:blue", 0.15)):
         rows = sigma[labels == c][:max_points]
         ax_two.scatter(
@@ -103,20 +109,15 @@ def policy_figure(
         ax_two.plot(
             blocks + shift, rows.mean(dim=0), "_", ms=14, mew=2, color=colour, label=f"class {c} (mean)"
         )
-    ax_two.set(
-        title=f"layer {layer + 1}: classes {a} and {b}", xlabel="block", ylabel="activation probability"
-    )
-    ax_two.legend(loc="upper right")
-    cmap = plt.get_cmap("tab10")
-    for c in labels.unique().tolist():
-        ax_all.plot(
-            blocks, sigma[labels == c].mean(dim=0), "o-", ms=3, lw=1, color=cmap(c % 10), label=str(c)
-        )
-    ax_all.set(title=f"layer {layer + 1}: mean per class", xlabel="block")
-    ax_all.legend(ncol=5, fontsize=7, title="class")
-    for ax in (ax_two, ax_all):
-        ax.set_ylim(0, 1)
-        ax.grid(alpha=0.3)
+    ax_two.set(title=f"layer {layer + 1}: classes {a} and {b}", xlabel="block", ylabel=means, ylim=(0, 1.12))
+    ax_two.legend(loc="upper right", ncol=2, fontsize=8)  # above the data: the axis reaches 1.12
+    ax_two.grid(alpha=0.3)
+    classes = labels.unique().tolist()
+    table = torch.stack([sigma[labels == c].mean(dim=0) for c in classes]).numpy()
+    image = ax_all.imshow(table, aspect="auto", cmap="viridis", vmin=0, interpolation="nearest")
+    ax_all.set(title=f"layer {layer + 1}: mean per class", xlabel="block", ylabel="class",
+               yticks=range(len(classes)), yticklabels=[str(c) for c in classes])  # fmt: skip
+    fig.colorbar(image, ax=ax_all, label=f"mean {means}")
     fig.tight_layout()
     save_figure(fig, path, dpi=110)
     plt.close(fig)
