@@ -293,12 +293,13 @@ def cmd_parity(args) -> None:
 
 def cmd_experts(args) -> None:
     import json
+    from dataclasses import asdict
 
     from condnet.report import experts
 
     reports = [(str(run), experts.run_report(run, args.split)) for run in args.run_dirs]
     if args.json:
-        print(json.dumps({"runs": {name: experts.as_dict(r) for name, r in reports}}, indent=1))
+        print(json.dumps({"runs": {name: asdict(r) for name, r in reports}}, indent=1))
         return
     print("\n\n".join(experts.markdown(name, r) for name, r in reports))
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch.nn import functional as F
@@ -206,7 +206,7 @@ def _oracle_error(terms, bias, y, counts, mixes: bool) -> tuple[float, str]:
 def _expert(block: int, own: torch.Tensor, wrong, alone_logits, y) -> Expert:
     alone_wrong = alone_logits.argmax(dim=1) != y
 
-    def rate(v, where):  # noqa: E306
+    def rate(v, where):
         return float(v[where].float().mean()) if where.any() else None
 
     top = torch.bincount(y[own]).argmax().item() if own.any() else None
@@ -226,10 +226,6 @@ def run_report(run_dir, split: str = "valid") -> Routing:
     cfg, model, splits = load_run(run_dir)
     x, y = (splits.x_valid, splits.y_valid) if split == "valid" else (splits.x_test, splits.y_test)
     return routing_report(model, x, y, split, seed=cfg.seed)
-
-
-def as_dict(report: Routing) -> dict:
-    return asdict(report)
 
 
 def markdown(name: str, r: Routing) -> str:
