@@ -87,6 +87,8 @@ def curves(jobs: list[Job], rows: list[str], title: str, path: Path) -> None:
             ax_rate.plot(epochs, rate, color=color, alpha=0.7, label=label)
     scale = "log" if lowest > 0 else "linear"  # a 0 % error (tiny test data) cannot be log-scaled
     ax_err.set(xlabel="epoch", ylabel="validation error, sample mode (%)", yscale=scale, title=title)
+    if scale == "log":
+        plain_log_labels(ax_err.yaxis)
     ax_rate.set(xlabel="epoch", ylabel="fraction of blocks active (validation)", title="activation rate")
     for ax in (ax_err, ax_rate):
         ax.grid(alpha=0.3)
