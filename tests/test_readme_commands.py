@@ -47,7 +47,7 @@ def readme_lines() -> list[str]:
 def as_run_here(line: str, places: dict[str, str]) -> list[str]:
     """The README line as arguments that run on the fixture data (the module docstring's rules)."""
     line = line.replace("[", " ").replace("]", " ").replace("...", " ")
-    words = [w.split("|")[0] if "|" in w and not w.startswith("--storage") else w for w in shlex.split(line)]
+    words = [word.split("|")[0] for word in shlex.split(line)]
     args, skip = [], False
     for i, word in enumerate(words[1:], start=1):
         if skip:
@@ -57,7 +57,7 @@ def as_run_here(line: str, places: dict[str, str]) -> list[str]:
             skip = True
             continue
         previous = words[i - 1]
-        if previous == "--storage" or word.startswith("FILE|"):
+        if previous == "--storage":
             word = f"{places['shared']}/journal-{len(places['journals'])}.log"  # a study of its own
             places["journals"].append(word)
         elif previous in SHRINK:
@@ -81,8 +81,6 @@ def as_run_here(line: str, places: dict[str, str]) -> list[str]:
         args += [TIMES[command], "1"]
     if command == "search" and "--trials" not in args:  # 100 by default
         args += ["--trials", "2"]
-    if command == "bench" and "--arch" not in args:
-        args += ["--batch", "1"]
     return args
 
 
