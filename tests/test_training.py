@@ -190,3 +190,15 @@ def test_early_stopping_ignores_the_warmup_epochs(idx_dir):
     assert len(result.history) == 4 and result.best_epoch >= 3
     cfg = small_config(idx_dir, "train.lambda_s_warmup=9", "train.max_epochs=2")  # longer than training
     assert train(cfg, load_idx_splits(idx_dir, 200)).best_epoch == 2
+
+
+def test_a_certain_gate_has_zero_entropy_not_nan():
+    """Routers decide with certainty (hash: sigma is the 0/1 mask; a hardened tree: leaves of 0 and 1):
+    their entropy is 0 bits, not 0 * log 0 = NaN (seen as "entropy": [NaN] in a tree run's metrics)."""
+    import math
+
+    from condnet.train.evaluate import bernoulli_entropy_bits
+
+    sigma = torch.tensor([[0.0, 1.0, 0.5, 0.25]])
+    h = -(0.25 * math.log2(0.25) + 0.75 * math.log2(0.75))
+    torch.testing.assert_close(bernoulli_entropy_bits(sigma), torch.tensor([[0.0, 0.0, 1.0, h]]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -21,7 +22,9 @@ class Evaluation:
 
 
 def bernoulli_entropy_bits(sigma: torch.Tensor) -> torch.Tensor:
-    return -(sigma * torch.log2(sigma) + (1 - sigma) * torch.log2(1 - sigma))
+    # xlogy: 0 log 0 = 0, so a certain gate (sigma 0 or 1: hash, a hardened tree) has 0 bits, not NaN
+    nats = torch.special.xlogy(sigma, sigma) + torch.special.xlogy(1 - sigma, 1 - sigma)
+    return -nats / math.log(2)
 
 
 @torch.no_grad()
