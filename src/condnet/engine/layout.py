@@ -16,6 +16,9 @@ def to_tiles(weight: np.ndarray, bs_in: int, bs_out: int) -> np.ndarray:
 
 
 PANEL = 16  # outputs per panel of microkernel.c (its last panel may be 8 wide)
+# Every array of the flat buffer starts on a cache line (64 bytes, 16 float32): a 16-wide panel row is
+# then one line, where an unaligned one is split across two on every load.
+ALIGN = 16
 
 
 def to_panels(weight: np.ndarray, bs_out: int) -> np.ndarray:
@@ -62,6 +65,9 @@ def pack(layers, p_min: float, p_max: float, bf16: bool = False) -> tuple[np.nda
 
     def put(array) -> int:
         nonlocal offset
+        if offset % ALIGN:
+            parts.append(np.zeros(-offset % ALIGN, np.float32))
+            offset += parts[-1].size
         start = offset
         parts.append(np.ascontiguousarray(array, np.float32).ravel())
         offset += parts[-1].size
@@ -95,4 +101,13 @@ def pack(layers, p_min: float, p_max: float, bf16: bool = False) -> tuple[np.nda
         if layer.rate is not None:
             row[kernels.M_RATE] = put([layer.rate])
         meta.append(row)
-    return np.concatenate(parts), np.asarray(meta, np.int64)
+    return cache_aligned(np.concatenate(parts)), np.asarray(meta, np.int64)
+
+
+def cache_aligned(values: np.ndarray) -> np.ndarray:
+    """A copy of the float32 1-D values whose first element starts a cache line (numpy promises 16 bytes)."""
+    raw = np.empty(values.size + ALIGN, np.float32)
+    start = (-raw.ctypes.data // 4) % ALIGN
+    aligned = raw[start : start + values.size]
+    aligned[:] = values
+    return aligned
