@@ -91,6 +91,24 @@ def _finish_block(values, bias, activation):
             values[c] += bias[c]
 
 
+@njit(inline="always", fastmath=True, error_model="numpy")
+def _finish_rows(acc, n, bs, bias, activation):
+    """acc[e, c] = f(acc[e, c] + bias[c]) for e < n, c < bs, in place: `_finish_block` over rows, as
+    index loops (one loop nest per activation, for the same reason)."""
+    if activation == TANH:
+        for e in range(n):
+            for c in range(bs):
+                acc[e, c] = tanh(acc[e, c] + bias[c])
+    elif activation == RELU:
+        for e in range(n):
+            for c in range(bs):
+                acc[e, c] = max(acc[e, c] + bias[c], np.float32(0.0))
+    else:
+        for e in range(n):
+            for c in range(bs):
+                acc[e, c] += bias[c]
+
+
 @intrinsic
 def _as_float32(typingctx, bits):
     """The float32 whose bits are `bits` (a uint32): a bitcast, which LLVM vectorizes."""
@@ -195,13 +213,16 @@ def _output_block(x, in_mask, panels, bf16, bias, out_mask, activation, out, j, 
             gathered_product(
                 x_at, ldx, rows_at, sums_at, m, col0, bs_in, panels_at, n_in, width, acc_at, width, bf16_code
             )
-    columns = slice(j * bs_out, (j + 1) * bs_out)
+    c0 = j * bs_out
     bits = acc[:n, 0].view(np.uint32)  # integer tests: fastmath may assume floats finite
     non_finite = 0
     for e in range(n):
         non_finite += (bits[e] & 0x7F800000) == 0x7F800000
-        out[rows[e], columns] = acc[e, :bs_out]
-        _finish_block(out[rows[e], columns], bias[columns], activation)
+    _finish_rows(acc, n, bs_out, bias[c0 : c0 + bs_out], activation)
+    for e in range(n):  # index loops: a slice per example cost more than its copy (~50 ns each)
+        r = rows[e]
+        for c in range(bs_out):
+            out[r, c0 + c] = acc[e, c]
     return non_finite
 
 
@@ -387,8 +408,8 @@ def _hash_blocks(scores, k, on):
         on[block] = 1
 
 
-@njit  # not inlined into the fastmath kernels: exp overflows to inf for very negative scores (must stay inf)
-def decide_example(code, arg, scores, rate, p_min, p_max, mode, noise, on, gates):
+@njit(inline="always")
+def _decide(code, arg, scores, rate, p_min, p_max, mode, noise, on, gates):
     """The one decision rule of a hidden layer, for one example, used by both entry points: on[j] = 1
     for the blocks to compute (mode GIVEN: `on` holds the caller's mask and is kept) and, for SCALED
     decisions, gates[j] = what block j's output is scaled by (read only where on[j]).
@@ -418,6 +439,26 @@ def decide_example(code, arg, scores, rate, p_min, p_max, mode, noise, on, gates
             on[j] = _switched_on(rate, mode, _noise(mode, noise, j))
     else:
         on[:] = 1
+
+
+# The decisions are compiled apart from the fastmath kernels, which would inline them with their flags
+# (exp overflows to inf for very negative scores and must stay inf). A call of a compiled function with
+# array arguments costs about 150 ns (measured: 40 us a layer at batch 256), so the batch path makes one
+# call per layer, not one per example.
+@njit
+def decide_example(code, arg, scores, rate, p_min, p_max, mode, noise, on, gates):
+    """`_decide` for one example (batch 1)."""
+    _decide(code, arg, scores, rate, p_min, p_max, mode, noise, on, gates)
+
+
+@njit
+def decide_examples(code, arg, scores, rate, p_min, p_max, mode, noise, on, gates):
+    """`_decide` for every example, row b of scores, on, gates; noise: (batch, >= n_blocks) draws, read in
+    mode SAMPLE by the decisions that draw (it may be empty for the others)."""
+    no_draws = np.zeros(0, np.float32)
+    for b in range(on.shape[0]):
+        draws = noise[b, : on.shape[1]] if mode == SAMPLE and noise.shape[0] > b else no_draws
+        _decide(code, arg, scores[b], rate, p_min, p_max, mode, draws, on[b], gates[b])
 
 
 @njit(inline="always")
@@ -689,7 +730,6 @@ def forward_batch(x, weights, meta, noise, masks, mode, threads):
     logits = np.zeros((batch, last[M_OUT_BLOCKS] * last[M_BS_OUT]), np.float32)
     p_min, p_max = weights[P_MIN], weights[P_MAX]
     all_on = np.ones((batch, 1), np.uint8)
-    no_draws = np.zeros(0, np.float32)  # the noise of modes that draw none
     pooled = np.empty((batch, meta[0, M_VIEW_CHANNELS] * meta[0, M_VIEW_POOLED] ** 2), np.float32)
     if _uses_pooled_view(meta):
         for b in range(batch):
@@ -713,13 +753,11 @@ def forward_batch(x, weights, meta, noise, masks, mode, threads):
             z = _panels(weights, row[M_Z_PANELS], 1, row[M_Z_BLOCKS] * row[M_Z_BS], n_scores, False)
             d = weights[row[M_D] : row[M_D] + n_scores]
             _product(src, src_mask, z, d, all_on, IDENTITY, scores, threads, False)
-        # which blocks are on, and the gate values that scale them (decide_example, as at batch 1)
+        # which blocks are on, and the gate values that scale them (the batch-1 rule, example by example)
         gates = np.empty((batch, n_out_blocks), np.float32)
         if hidden:
             rate = weights[row[M_RATE]] if row[M_RATE] != NONE else np.float32(0.0)
-            for b in range(batch):
-                draws = noise[layer, b, :n_out_blocks] if mode == SAMPLE else no_draws
-                decide_example(code, row[M_ARG], scores[b], rate, p_min, p_max, mode, draws, on[b], gates[b])
+            decide_examples(code, row[M_ARG], scores, rate, p_min, p_max, mode, noise[layer], on, gates)
         out = np.zeros((batch, n_out_blocks * bs_out), np.float32) if hidden else logits
         bf16 = row[M_BF16] == 1
         panels = _panels(weights, row[M_PANELS], n_out_blocks, n_in_blocks * bs_in, bs_out, bf16)
