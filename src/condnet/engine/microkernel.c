@@ -404,16 +404,19 @@ WIDE ALWAYS_INLINE void quad16_product(int bf16, const float *x, int64_t ldx, co
     }
 }
 
-WIDE ALWAYS_INLINE void product_pairs(int bf16, const float *x, int64_t ldx, const int64_t *xrows,
-                                      const int64_t *accrows, int64_t m, int64_t col0, int64_t k,
-                                      const void *panels, int64_t n_in, int64_t width, float *acc, int64_t ldacc) {
+/* Four panels at a time (if `quads`), then two, then one, then the last 8-wide one. */
+WIDE ALWAYS_INLINE void product_panels(int bf16, int quads, const float *x, int64_t ldx, const int64_t *xrows,
+                                       const int64_t *accrows, int64_t m, int64_t col0, int64_t k,
+                                       const void *panels, int64_t n_in, int64_t width, float *acc, int64_t ldacc) {
     int64_t p = 0;
-    for (; width - p >= 4 * PANEL; p += 4 * PANEL) {
-        const void *pa = element(panels, p * n_in + col0 * PANEL, bf16);
-        const void *pb = element(panels, (p + PANEL) * n_in + col0 * PANEL, bf16);
-        const void *pc = element(panels, (p + 2 * PANEL) * n_in + col0 * PANEL, bf16);
-        const void *pd = element(panels, (p + 3 * PANEL) * n_in + col0 * PANEL, bf16);
-        quad16_product(bf16, x, ldx, xrows, accrows, m, col0, k, pa, pb, pc, pd, acc + p, ldacc);
+    if (quads) {
+        for (; width - p >= 4 * PANEL; p += 4 * PANEL) {
+            const void *pa = element(panels, p * n_in + col0 * PANEL, bf16);
+            const void *pb = element(panels, (p + PANEL) * n_in + col0 * PANEL, bf16);
+            const void *pc = element(panels, (p + 2 * PANEL) * n_in + col0 * PANEL, bf16);
+            const void *pd = element(panels, (p + 3 * PANEL) * n_in + col0 * PANEL, bf16);
+            quad16_product(bf16, x, ldx, xrows, accrows, m, col0, k, pa, pb, pc, pd, acc + p, ldacc);
+        }
     }
     for (; width - p >= 2 * PANEL; p += 2 * PANEL) {
         const void *pa = element(panels, p * n_in + col0 * PANEL, bf16);
@@ -431,25 +434,32 @@ WIDE ALWAYS_INLINE void product_pairs(int bf16, const float *x, int64_t ldx, con
     }
 }
 
+/* Inputs up to which a group of 9-12 examples takes four panels at a time in two passes (6 examples, then
+ * the rest): four panels of 1024 inputs are 256 KiB, read again from L2. Beyond, one 12-row step per
+ * panel reads each panel once: on 3072-input tiles streamed from L3, two passes were up to 1.2x slower. */
+#define QUADS_REREAD 1024
+
 WIDE ALWAYS_INLINE void product_wide(int bf16, const float *x, int64_t ldx, const int64_t *xrows,
                                      const int64_t *accrows, int64_t m, int64_t col0, int64_t k,
                                      const void *panels, int64_t n_in, int64_t width, float *acc, int64_t ldacc) {
-    /* four panels at a time, then two; for blocks narrower than 64 outputs, groups of 9-12 examples take
-     * one 12-row step per panel (measured: pairs took 1.07x longer at 9 examples; elsewhere 1.0-1.4x
-     * shorter, RESULTS 10.5) */
-    if (m <= PAIR_ROWS || m > WIDE_ROWS || width >= 4 * PANEL) {
-        product_pairs(bf16, x, ldx, xrows, accrows, m, col0, k, panels, n_in, width, acc, ldacc);
+    /* The fewest passes over the panels with the most FMAs per load (measured, RESULTS 10.5 and 10.6):
+     * up to 6 examples, four panels at a time; 7-8, two; 9-12, four (from cache) or one 12-row step per
+     * panel; more, four (several passes whatever the step). */
+    int few = m > PAIR_ROWS && m <= WIDE_ROWS;
+    if (few && k > QUADS_REREAD) {
+        for (int64_t p = 0; p < width; p += PANEL) {
+            if (width - p >= PANEL) {
+                const void *panel = element(panels, p * n_in + col0 * PANEL, bf16);
+                panel16_product(bf16, x, ldx, xrows, accrows, m, col0, k, panel, acc + p, ldacc);
+            } else { /* the last panel, 8 wide */
+                const void *panel = element(panels, p * n_in + col0 * 8, bf16);
+                panel_product(bf16, 1, x, ldx, xrows, accrows, m, col0, k, panel, acc + p, ldacc);
+            }
+        }
         return;
     }
-    for (int64_t p = 0; p < width; p += PANEL) {
-        if (width - p >= PANEL) {
-            const void *panel = element(panels, p * n_in + col0 * PANEL, bf16);
-            panel16_product(bf16, x, ldx, xrows, accrows, m, col0, k, panel, acc + p, ldacc);
-        } else { /* the last panel, 8 wide */
-            const void *panel = element(panels, p * n_in + col0 * 8, bf16);
-            panel_product(bf16, 1, x, ldx, xrows, accrows, m, col0, k, panel, acc + p, ldacc);
-        }
-    }
+    int quads = m <= QUAD_ROWS || m > PAIR_ROWS;
+    product_panels(bf16, quads, x, ldx, xrows, accrows, m, col0, k, panels, n_in, width, acc, ldacc);
 }
 
 WIDE static void wide(int bf16, const float *x, int64_t ldx, const int64_t *xrows, const int64_t *accrows,
