@@ -108,6 +108,10 @@ class TrainConfig:
     schedule: str = "constant"
     warmup_epochs: float = 0.0
     weight_decay: float = 0.0
+    # not in the paper: each training example shifted by up to `jitter` pixels in each direction (images
+    # of 1 or 3 square channels; zeros come in at the border), a new shift every epoch: the input jitter
+    # of a strong teacher (issue 19)
+    jitter: int = 0
 
 
 @dataclass
@@ -361,6 +365,8 @@ def validate(cfg: Config) -> Config:
     _check("train.init", t.init, isinstance(t.init, str), "a checkpoint directory (string)")
     t.distill_temperature = _number("train.distill_temperature", t.distill_temperature, float)
     _check("train.distill_temperature", t.distill_temperature, t.distill_temperature > 0, "a number > 0")
+    t.jitter = _number("train.jitter", t.jitter, int)
+    _check("train.jitter", t.jitter, t.jitter >= 0, "a whole number of pixels >= 0")
 
     _choice("data.name", d.name, DATASETS)
     for name in ("dir", "cache_dir"):
@@ -393,10 +399,18 @@ def _toml_value(value: Any) -> str:
     return repr(value)
 
 
+# Settings added after runs and searches existed, written only when they differ from their default:
+# a run's config text is its identity (a search names a trial's directory by its hash, a training state
+# is resumed only under the same text), which a new setting left at its default must not change.
+ADDED_LATER = {("train", "jitter"): 0}
+_UNSET = object()
+
+
 def to_toml(cfg: Config) -> str:
     """The fully resolved configuration as TOML (read back by `load_config` to the same Config)."""
     data = to_dict(cfg)
     lines = [f"seed = {data.pop('seed')}"]
     for section, values in data.items():
-        lines += ["", f"[{section}]"] + [f"{k} = {_toml_value(v)}" for k, v in values.items()]
+        kept = [(k, v) for k, v in values.items() if ADDED_LATER.get((section, k), _UNSET) != v]
+        lines += ["", f"[{section}]"] + [f"{k} = {_toml_value(v)}" for k, v in kept]
     return "\n".join(lines) + "\n"

@@ -182,6 +182,16 @@ def view_kind(router_input) -> str | None:
     return "pool" if text.startswith("pool") and text[4:].isdigit() and int(text[4:]) >= 1 else None
 
 
+def square_image(input_dim: int) -> tuple[int, int] | None:
+    """(channels, side) of a channel-major image of 1 or 3 square channels with `input_dim` values (MNIST
+    1 x 28 x 28; CIFAR-10, SVHN 3 x 32 x 32), else None."""
+    for channels in (1, 3):
+        side = int(round((input_dim / channels) ** 0.5))
+        if side * side * channels == input_dim:
+            return channels, side
+    return None
+
+
 def router_view(model, input_dim: int) -> View:
     """The View of a ModelConfig for inputs of `input_dim` values (images: 1 or 3 square channels);
     ConfigError when a pooled view does not fit the input."""
@@ -189,13 +199,11 @@ def router_view(model, input_dim: int) -> View:
     if kind != "pool":
         return View(kind)
     pooled = int(model.router_input[4:])
-    for channels in (1, 3):
-        side = int(round((input_dim / channels) ** 0.5))
-        if side * side * channels == input_dim:
-            break
-    else:
+    image = square_image(input_dim)
+    if image is None:
         raise ConfigError(f"model.router_input: got {model.router_input!r}; allowed for {input_dim} inputs "
                           f"(not a square image of 1 or 3 channels): layer or input")  # fmt: skip
+    channels, side = image
     if side % pooled:
         divisors = ", ".join(f"pool{d}" for d in range(1, side + 1) if side % d == 0)
         shape = f"{channels} x {side} x {side}"

@@ -33,6 +33,7 @@ from condnet.nn.condnet import CondNet
 from condnet.run_dir import EPOCH_LOG, TRAIN_STATE, RunDir, write_atomic
 from condnet.train.estimators import ESTIMATORS
 from condnet.train.evaluate import evaluate
+from condnet.train.jitter import image_shape, jitter
 from condnet.train.objective import Baseline, distillation, squared_norm
 
 
@@ -163,6 +164,7 @@ class TrainState:
     masks_rng: torch.Generator  # the training masks' draws
     order_rng: torch.Generator  # the minibatch order
     result: TrainResult
+    jitter_rng: torch.Generator | None = None  # the input jitter's shifts (train.jitter > 0)
     best_error: float = float("inf")
     best_state: dict | None = None  # the best epoch's weights
     stale: int = 0  # epochs since the best one
@@ -181,6 +183,7 @@ class TrainState:
             torch.Generator().manual_seed(cfg.seed),
             torch.Generator().manual_seed(cfg.seed + 1),
             TrainResult(model),
+            jitter_rng=torch.Generator().manual_seed(cfg.seed + 2) if cfg.train.jitter else None,
             cfg=cfg,
         )
 
@@ -194,6 +197,7 @@ class TrainState:
             "masks_rng": self.masks_rng.get_state(),
             "order_rng": self.order_rng.get_state(),
             "torch_rng": torch.get_rng_state(),  # dropout's draws
+            **({"jitter_rng": self.jitter_rng.get_state()} if self.jitter_rng is not None else {}),
             "history": [asdict(record) for record in self.result.history],
             "best_epoch": self.result.best_epoch,
             "train_seconds": self.result.train_seconds,
@@ -258,6 +262,8 @@ class TrainState:
         self.masks_rng.set_state(state["masks_rng"])
         self.order_rng.set_state(state["order_rng"])
         torch.set_rng_state(state["torch_rng"])
+        if self.jitter_rng is not None:
+            self.jitter_rng.set_state(state["jitter_rng"])
         self.result.history = [EpochRecord(**record) for record in state["history"]]
         self.result.best_epoch, self.result.train_seconds = state["best_epoch"], state["train_seconds"]
         self.best_error, self.best_state = state["best_error"], state["best_state"]
@@ -292,10 +298,13 @@ def train_epoch(
     started = time.perf_counter()
     order = torch.randperm(n, generator=state.order_rng)
     scheduled = cfg.train.schedule != "constant" or cfg.train.warmup_epochs > 0
+    image = image_shape(splits.input_dim, cfg.train.jitter) if cfg.train.jitter else None
     nll_sum = err_sum = 0.0
     for batch, start in enumerate(range(0, n, bs)):
         idx = order[start : start + bs]
         x, y = splits.x_train[idx], splits.y_train[idx]
+        if cfg.train.jitter:
+            x = jitter(x, cfg.train.jitter, *image, state.jitter_rng)
         progress = epoch - 1 + batch / n_batches
         temperature = gumbel_temperature(cfg, progress)
         soft_tree = epoch <= cfg.train.tree_soft_epochs
@@ -357,6 +366,8 @@ def train(
     saved to workdir/train_state.pt; if that state exists when training starts, training continues from
     it and ends bit-identical (on the same machine) to a run that was never stopped.
     """
+    if cfg.train.jitter:  # before any work: the inputs must be images
+        image_shape(splits.input_dim, cfg.train.jitter)
     state = TrainState.new(cfg, splits)
     state_file = None if workdir is None else Path(workdir) / TRAIN_STATE
     if state_file is not None and state_file.is_file():
