@@ -44,6 +44,7 @@ def test_frontier_end_to_end(tmp_path, idx_dir, capsys):
     assert all(float(r["b1_latency_us"]) > 0 and float(r["b50_pass_ms"]) > 0 for r in rows)
     markdown = (report / "idx.md").read_text()
     assert "topk: " in markdown and "standard errors" in markdown and "Command:" in markdown
+    assert "load average" in markdown and "no training running" not in markdown
     assert (report / "idx.png").stat().st_size > 10_000
     # make run's comparison of one gated and one dense run
     gated, dense = (tmp_path / "runs" / name / "seed-100" for name in ("topk", "dense"))
@@ -52,3 +53,16 @@ def test_frontier_end_to_end(tmp_path, idx_dir, capsys):
     printed = capsys.readouterr().out
     assert "gated: " in printed and "dense: " in printed and "verdict: the " in printed
     assert main(["versus", str(dense), str(gated), "--repeats", "1"]) == 2  # the order matters
+
+
+def test_the_load_when_timed_is_measured_not_assumed(monkeypatch):
+    """The frontier's and reproduce's reports said "no training running" whatever ran: now they give the
+    1-minute load average, and say when other work was running."""
+    import os
+
+    from condnet.engine import timing
+
+    monkeypatch.setattr(os, "getloadavg", lambda: (2.9, 2.0, 1.0))
+    assert "2.90" in timing.load_when_timed() and "other work was running" in timing.load_when_timed()
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.02, 1.0, 1.0))
+    assert "idle besides the timing" in timing.load_when_timed()

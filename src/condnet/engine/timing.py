@@ -28,6 +28,17 @@ def machine() -> str:
     return f"{name} ({os.cpu_count()} cores; {vector})"
 
 
+def load_when_timed() -> str:
+    """What else ran while timing ended: the 1-minute load average (Unix) against the cores. A report
+    that only said "no training running" could not know it; this measures it."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # not on this OS
+        return "system load not measured"
+    busy = "idle besides the timing" if load < 1.5 else "other work was running: times are noisy"
+    return f"1-minute load average {load:.2f} on {os.cpu_count()} cores when timing ended ({busy})"
+
+
 def interleaved_medians(candidates: dict[str, Callable[[], object]], repeats: int = 15, warmup: int = 3):
     """Median wall-clock seconds of one call of each candidate. The order alternates between repeats."""
     names = list(candidates)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from condnet import logs
 from condnet.config import toml_string
-from condnet.engine.timing import machine
+from condnet.engine.timing import load_when_timed, machine
 from condnet.errors import CondnetError
 from condnet.reproduce import figures
 from condnet.reproduce.report import CSV_FIELDS, markdown_table, pareto_verdicts, run_record, summarize
@@ -70,7 +70,7 @@ def run_table(
     lines = [f"# {title}: {seeds} seed(s) per row", ""]
     if command:
         lines += [f"Command: `{command}`", ""]
-    lines += [f"Timed on: {machine()}, using one core, after training (no training running).", ""]
+    lines += [f"Timed on: {machine()}, using one core, after training; {load_when_timed()}.", ""]
     if data != table.dataset:
         lines += [f"The paper's numbers are on {table.dataset}; ours on {data}: compare the method, not "
                   "the numbers.", ""]  # fmt: skip

@@ -183,7 +183,7 @@ def run_frontier(
 ) -> list[str]:
     """Train, time and report; returns the verdicts."""
 
-    from condnet.engine.timing import machine
+    from condnet.engine.timing import load_when_timed, machine
 
     table = frontier_table(dataset, config_dir)
     jobs = plan(table, seeds, out, [], config_dir, first_seed=FIRST_SEED)
@@ -196,6 +196,7 @@ def run_frontier(
     with RunDir(out).lock():
         failures = train_all(jobs, workers, threads, log, cluster)
         time_all(jobs, timing_repeats, log=log)
+        load = load_when_timed()
     records = [r for r in (run_record(job) for job in jobs) if r is not None]
     if not records:
         raise CondnetError("no run finished; see the errors above")
@@ -210,7 +211,7 @@ def run_frontier(
     ]
     if command:
         lines += [f"Command: `{command}`", ""]
-    lines += [f"Timed on: {machine()}, one core, no training running.", "",
+    lines += [f"Timed on: {machine()}, one core, after this command's trainings; {load}.", "",
               "| config | gated | n | test error % (mean ± std) | batch-1 us | test pass at batch 50 ms |",
               "|---|---|---|---|---|---|"]  # fmt: skip
     lines += [f"| {s.name} | {s.gated} | {s.n} | {s.error[0]:.2f} ± {s.error[1]:.2f} | {s.latency_us:.1f} | "
