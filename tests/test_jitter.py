@@ -84,3 +84,10 @@ def test_a_jittered_run_resumed_ends_bit_identical(idx_dir, tmp_path):
         train(small_config(idx_dir, *extra), splits, on_epoch=kill_after_two, workdir=work)
     resumed = train(cfg, splits, workdir=work).model.state_dict()
     assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+
+
+def test_jitter_with_distillation_is_refused():
+    """The teacher's targets are computed once on the unshifted images: a shifted student would learn
+    the wrong targets silently."""
+    with pytest.raises(ConfigError, match="0 when distilling"):
+        load_config(None, ["train.jitter=1", 'train.teacher="runs/t"', "train.distill_weight=0.5"])

@@ -367,6 +367,8 @@ def validate(cfg: Config) -> Config:
     _check("train.distill_temperature", t.distill_temperature, t.distill_temperature > 0, "a number > 0")
     t.jitter = _number("train.jitter", t.jitter, int)
     _check("train.jitter", t.jitter, t.jitter >= 0, "a whole number of pixels >= 0")
+    _check("train.jitter", t.jitter, t.jitter == 0 or t.distill_weight == 0,
+           "0 when distilling (the teacher's targets are computed once, on unshifted images)")  # fmt: skip
 
     _choice("data.name", d.name, DATASETS)
     for name in ("dir", "cache_dir"):
