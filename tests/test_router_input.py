@@ -1,5 +1,6 @@
 """model.router_input: what the gates read (the layer's input, the network's input, a pooled view of
-it), against hand-computed values; the engine makes the same decisions and gives the same logits."""
+it, a learned projection of it), against hand-computed values; the engine makes the same decisions and
+gives the same logits."""
 
 from __future__ import annotations
 
@@ -66,8 +67,83 @@ def test_macs_count_the_view_and_the_routers_on_it():
     assert model.macs([mask]).item() == 784 + 8 * 49 + 2 * 16 * 784 + 32 * 10
 
 
+def test_a_projection_by_hand():
+    """proj2 on 16 inputs: every gate reads P x + b, P (2, 16) shared (one tensor in the state_dict)."""
+    model = model_of("bernoulli", "proj2")
+    with torch.no_grad():
+        model.router_projection.weight.zero_()
+        model.router_projection.weight[0, 0] = 1.0  # view[0] = x0 - 1
+        model.router_projection.weight[1, 1:3] = 2.0  # view[1] = 2 (x1 + x2)
+        model.router_projection.bias.copy_(torch.tensor([-1.0, 0.0]))
+    x = torch.arange(16, dtype=torch.float32)[None]
+    expected = torch.tensor([[0.0 - 1.0, 2.0 * (1.0 + 2.0)]])
+    torch.testing.assert_close(model.router_view(x), expected)
+    assert {k for k in model.state_dict() if "projection" in k} == {"router_projection.weight",
+                                                                    "router_projection.bias"}  # fmt: skip
+    for gate in model.policies:
+        assert gate.Z.shape == (4, 2)
+        with torch.no_grad():
+            sigma = 0.2 + 0.6 * torch.sigmoid(expected @ gate.Z.T + gate.d)
+            out = model(x, mode="threshold")
+        torch.testing.assert_close(out.layers[gate.spec.layer.index].sigma, sigma)
+
+
+def test_the_projection_learns_from_the_gates_losses_only():
+    """The task loss through a top-k router's gate values and the policy loss reach P; P's gradient
+    equals the finite difference of the same loss."""
+    from condnet.config import TrainConfig
+    from condnet.train.loop import make_optimizer
+
+    model = model_of("topk", "proj3").train()
+    x, y = torch.rand(5, 16, dtype=torch.float64), torch.tensor([0, 1, 2, 0, 1])
+    model = model.double()
+
+    def loss():
+        out = model(x, mode="threshold")
+        return torch.nn.functional.cross_entropy(out.logits, y)
+
+    loss().backward()
+    grad = model.router_projection.weight.grad[1, 4].item()
+    assert grad != 0
+    step = 1e-6
+    with torch.no_grad():
+        model.router_projection.weight[1, 4] += step
+        up = loss().item()
+        model.router_projection.weight[1, 4] -= 2 * step
+        down = loss().item()
+    assert grad == pytest.approx((up - down) / (2 * step), rel=1e-4)
+    cfg = validate(Config(model=model.cfg, train=TrainConfig(lr_policy=[0.5, 0.25])))
+    groups = make_optimizer(model, cfg).param_groups
+    [projection] = [g for g in groups if any(p is model.router_projection.weight for p in g["params"])]
+    assert projection["lr"] == 0.5  # the first gated layer's policy rate
+    assert all(p is not model.router_projection.weight for p in model.network_parameters())
+
+
+def test_a_net_without_gates_has_no_projection():
+    model = model_of("topk", "proj3", gated=(False, False))
+    assert model.router_projection is None and not any("projection" in k for k in model.state_dict())
+
+
+def test_a_projection_is_refused_when_wider_than_the_input():
+    with pytest.raises(ConfigError, match="proj17.*allowed for 16 inputs: proj1 to proj16"):
+        model_of("topk", "proj17")
+    with pytest.raises(ConfigError, match="projR"):
+        validate(Config(model=ModelConfig(widths=[16], block_size=[4], router="topk", router_input="proj0")))
+
+
+def test_macs_and_bytes_count_the_projection():
+    """784 inputs projected to 8 (784 x 8 multiply-adds, once), a top-2 router of 8 blocks on them."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(widths=[128], block_size=[16], router="topk", k=[2], router_input="proj8")
+    model = CondNet(784, 10, validate(Config(model=cfg)).model)
+    mask = torch.zeros(1, 8)
+    mask[0, :2] = 1
+    assert model.macs([mask]).item() == 784 * 8 + 8 * 8 + 2 * 16 * 784 + 32 * 10
+    assert model.view_weights == 784 * 8 + 8
+
+
 @pytest.mark.parametrize("batch", [1, 9])
-@pytest.mark.parametrize("view", ["layer", "input", "pool2", "pool1"])
+@pytest.mark.parametrize("view", ["layer", "input", "pool2", "pool1", "proj3", "proj16"])
 @pytest.mark.parametrize("router", ["bernoulli", "topk", "tree", "hash"])
 def test_the_engine_reads_the_same_view(router, view, batch):
     model = model_of(router, view, k=2 if router != "tree" else 1, seed=3)

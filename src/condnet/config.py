@@ -62,8 +62,9 @@ class ModelConfig:
 
     router_detach: bool = True  # the policy / router reads the previous layer detached (the paper)
     # what every gate's scores read (condnet.gates.router_view): "layer" (the layer's own input, the
-    # paper), "input" (the network's input, for every layer), or "poolS" (the input image average-
+    # paper), "input" (the network's input, for every layer), "poolS" (the input image average-
     # pooled to S x S per channel, computed once per example: a cheap view for routers of wide layers)
+    # or "projR" (one learned projection of the input to R values, shared by every gate)
     router_input: str = "layer"
 
 
@@ -311,7 +312,7 @@ def validate(cfg: Config) -> Config:
            f"{ModelConfig.router} (the default) unless model.kind = condnet, the routed kind")  # fmt: skip
     _check("model.router_detach", m.router_detach, isinstance(m.router_detach, bool), "true or false")
     _check("model.router_input", m.router_input, gates.view_kind(m.router_input) is not None,
-           'layer, input, or poolS with S a whole number >= 1 (for example "pool7")')  # fmt: skip
+           'layer, input, poolS or projR, S and R whole numbers >= 1 (e.g. "pool7", "proj16")')  # fmt: skip
     for layer, k in enumerate(m.k):
         _check(f"model.k[{layer}]", k, k >= 1, "a whole number >= 1 (blocks)")
     for layer in range(cfg.n_hidden):

@@ -143,7 +143,8 @@ def bench(
             macs = model.macs([torch.from_numpy(m) for m in per_layer]).mean().item()
             dense_ms, ort_ms, engine_ms = (1e3 * times[name] / calls for name in ("dense", "ort", "engine"))
             shape = model.input_dim, model.block_sizes, model.n_classes
-            read = [weight_bytes(*shape, m, rows, model.router_inputs, layer_bytes) for m in masks]
+            read = [weight_bytes(*shape, m, rows, model.router_inputs, layer_bytes, model.view_weights)
+                    for m in masks]  # fmt: skip
             weights_mb = np.mean(read) / 1e6
             ideal = full / macs
             roofline_ms, bound = ideal_ms(weights_mb * 1e6, macs * batch, bandwidth, peak, n_threads)

@@ -67,7 +67,10 @@ def draw_case(index: int, rng: np.random.Generator, max_threads: int) -> Case:
     if not _fits(router, layers):  # a router that needs a power of 2 of blocks (the tree)
         layers = [(int(rng.choice([1, 2, 4, 8])), size) for _, size in layers]
     densities = [float(rng.choice([0.0, 1.0])) if rng.random() < 0.2 else float(rng.random()) for _ in layers]
-    input_dim, router_input = int(rng.integers(1, 300)), str(rng.choice(["layer", "layer", "input", "pool"]))
+    input_dim = int(rng.integers(1, 300))
+    router_input = str(rng.choice(["layer", "layer", "input", "pool", "proj"]))
+    if router_input == "proj":  # a learned projection to 1-40 values
+        router_input = f"proj{rng.integers(1, min(input_dim, 40) + 1)}"
     if router_input == "pool":  # a square image, pooled to a divisor of its side
         side = int(rng.choice([1, 2, 3, 4, 6, 8, 12, 16]))
         input_dim = side * side

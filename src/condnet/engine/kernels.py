@@ -311,13 +311,16 @@ M_DECISION, M_ARG = 7, 8  # how the layer decides its blocks (DECISIONS) and tha
 M_Z, M_D, M_SCORES, M_RATE = 9, 10, 11, 12  # score weights (tiles) and offsets, their rows; a fixed rate
 M_PANELS, M_Z_PANELS = 13, 14  # the tiles and Z as the batched micro-kernel reads them (layout.to_panels)
 # what the scores read (condnet.gates.View: VIEW_*), as M_Z_BLOCKS blocks of M_Z_BS values (the layer's
-# input blocks, or one block of the network's input or of its pooled view), and the pooled view's shape:
+# input blocks, or one block of the network's input or of its view), and the pooled view's shape:
 # the input's channels and side, and the pooled side
 M_VIEW, M_Z_BLOCKS, M_Z_BS, M_VIEW_CHANNELS, M_VIEW_SIDE, M_VIEW_POOLED = 15, 16, 17, 18, 19, 20
 M_BF16 = 21  # 1: the layer's tiles and panels are bfloat16, two to a float32 slot of the buffer
-META_COLUMNS = 22
-VIEW_LAYER, VIEW_INPUT, VIEW_POOL = 0, 1, 2
-VIEWS = {"layer": VIEW_LAYER, "input": VIEW_INPUT, "pool": VIEW_POOL}
+# a computed view's length (pooled or projected; 0: none) and, in row 0 only, a projection's weights
+# (rows of the input's length: batch 1), their panels (batches) and its bias
+M_VIEW_SIZE, M_VIEW_WEIGHTS, M_VIEW_PANELS, M_VIEW_BIAS = 22, 23, 24, 25
+META_COLUMNS = 26
+VIEW_LAYER, VIEW_INPUT, VIEW_POOL, VIEW_PROJ = 0, 1, 2, 3
+VIEWS = {"layer": VIEW_LAYER, "input": VIEW_INPUT, "pool": VIEW_POOL, "proj": VIEW_PROJ}
 NONE = -1  # no score weights (M_Z, M_D, M_Z_PANELS) or no fixed rate (M_RATE)
 # The decisions a hidden layer can make (condnet.gates: each gate's `lower` names one):
 # DENSE: every block; UNIFORM: each block on with the fixed rate (bdNN); POLICY: each block on with
@@ -495,12 +498,12 @@ def _tree_leaf(h, in_mask, weights, row, all_on, depth, leaf, gates):
 @njit(inline="always", cache=True)  # cached: the engine calls it from Python at every start
 def work_layout(meta):
     """Offsets in forward_one's float32 work buffer: noise (n_hidden x max_blocks), logits, two hidden
-    vectors, the accumulator of one output block, a layer's scores, its gate values and the pooled view
-    of the input; and its size."""
+    vectors, the accumulator of one output block, a layer's scores, its gate values and the view of the
+    input every gate reads; and its size."""
     n_hidden = meta.shape[0] - 1
-    max_blocks, max_width, max_bs_out, max_scores, view = 1, 1, 1, 1, 1
+    max_blocks, max_width, max_bs_out, max_scores, view_size = 1, 1, 1, 1, 1
     for layer in range(meta.shape[0]):
-        view = max(view, meta[layer, M_VIEW_CHANNELS] * meta[layer, M_VIEW_POOLED] ** 2)
+        view_size = max(view_size, meta[layer, M_VIEW_SIZE])
         max_width = max(max_width, meta[layer, M_OUT_BLOCKS] * meta[layer, M_BS_OUT])
         max_bs_out = max(max_bs_out, meta[layer, M_BS_OUT])
         if layer < n_hidden:
@@ -512,16 +515,8 @@ def work_layout(meta):
     acc = h_b + max_width
     scores = acc + max_bs_out
     gates = scores + max_scores
-    pooled = gates + max_blocks
-    return max_blocks, logits, h_a, h_b, acc, scores, gates, pooled, pooled + view
-
-
-@njit(inline="always")
-def _uses_pooled_view(meta):
-    for layer in range(meta.shape[0] - 1):
-        if meta[layer, M_VIEW] == VIEW_POOL:
-            return True
-    return False
+    view = gates + max_blocks
+    return max_blocks, logits, h_a, h_b, acc, scores, gates, view, view + view_size
 
 
 @njit(inline="always")
@@ -539,6 +534,19 @@ def _pool_view(x, row, out):
                     for b in range(f):
                         total += x[start + b]
                 out[(c * pooled + i) * pooled + j] = total / np.float32(f * f)
+
+
+@njit(inline="always")
+def _view_one(x, weights, row, out):
+    """out = the view every gate reads (lowering gives every hidden layer's row the same view, and row
+    0 the projection's arrays), computed once per example: pooled, projected or none."""
+    if row[M_VIEW] == VIEW_POOL:
+        _pool_view(x, row, out)
+    elif row[M_VIEW] == VIEW_PROJ:
+        size, n = row[M_VIEW_SIZE], x.shape[0]
+        out[:size] = weights[row[M_VIEW_BIAS] : row[M_VIEW_BIAS] + size]
+        w = weights[row[M_VIEW_WEIGHTS] : row[M_VIEW_WEIGHTS] + size * n].reshape((size, n))
+        _add_dots(out[:size], x, w, 0, n)
 
 
 @njit(inline="always", fastmath=True, error_model="numpy")
@@ -586,15 +594,14 @@ def forward_one(x, weights, meta, work, flags, mode):
     if count_nonfinite(x) > 0:
         return NON_FINITE_INPUT
     n_layers = meta.shape[0]
-    max_blocks, o_logits, o_a, o_b, o_acc, o_scores, o_gates, o_pooled, end = work_layout(meta)
+    max_blocks, o_logits, o_a, o_b, o_acc, o_scores, o_gates, o_view, end = work_layout(meta)
     p_min, p_max = weights[P_MIN], weights[P_MAX]
     given, decided = flags[0], flags[1]
     acc_all = work[o_acc:o_scores]
     h = x[0]
     in_mask = decided[0, :1]  # placeholder; the input is one block, always on
-    pooled = work[o_pooled:end]
-    if _uses_pooled_view(meta):
-        _pool_view(x[0], meta[0], pooled)
+    view_values = work[o_view:end]
+    _view_one(x[0], weights, meta[0], view_values)
     for layer in range(n_layers):
         n_in_blocks, bs_in = meta[layer, M_IN_BLOCKS], meta[layer, M_BS_IN]
         n_out_blocks, bs_out = meta[layer, M_OUT_BLOCKS], meta[layer, M_BS_OUT]
@@ -609,7 +616,7 @@ def forward_one(x, weights, meta, work, flags, mode):
                 on[:] = given[layer, :n_out_blocks]
             # what the scores read: this layer's input (its active blocks), or the input or its view
             view = meta[layer, M_VIEW]
-            src = h if view == VIEW_LAYER else (x[0] if view == VIEW_INPUT else pooled)
+            src = h if view == VIEW_LAYER else (x[0] if view == VIEW_INPUT else view_values)
             all_on = layer == 0 or view != VIEW_LAYER
             if code == TREE:  # at batch 1 a tree computes only the nodes on the path: its own walk
                 depth, row = meta[layer, M_ARG], meta[layer]
@@ -733,10 +740,15 @@ def forward_batch(x, weights, meta, noise, masks, mode, threads):
     logits = np.zeros((batch, last[M_OUT_BLOCKS] * last[M_BS_OUT]), np.float32)
     p_min, p_max = weights[P_MIN], weights[P_MAX]
     all_on = np.ones((batch, 1), np.uint8)
-    pooled = np.empty((batch, meta[0, M_VIEW_CHANNELS] * meta[0, M_VIEW_POOLED] ** 2), np.float32)
-    if _uses_pooled_view(meta):
+    view_row = meta[0]  # the view every gate reads (see _view_one)
+    view_values = np.empty((batch, view_row[M_VIEW_SIZE]), np.float32)
+    if view_row[M_VIEW] == VIEW_POOL:
         for b in range(batch):
-            _pool_view(x[b], meta[0], pooled[b])
+            _pool_view(x[b], view_row, view_values[b])
+    elif view_row[M_VIEW] == VIEW_PROJ:  # a product with one output block, always on
+        projection = _panels(weights, view_row[M_VIEW_PANELS], 1, x.shape[1], view_row[M_VIEW_SIZE], False)
+        bias = weights[view_row[M_VIEW_BIAS] : view_row[M_VIEW_BIAS] + view_row[M_VIEW_SIZE]]
+        _product(x, all_on, projection, bias, all_on, IDENTITY, view_values, threads, False)
     h, in_mask = x, all_on
     for layer in range(n_layers):
         row = meta[layer]
@@ -751,7 +763,7 @@ def forward_batch(x, weights, meta, noise, masks, mode, threads):
         scores = np.empty((batch, n_scores), np.float32)
         if n_scores > 0 and (mode != GIVEN or scaled):  # from this layer's input, or the input or its view
             view = row[M_VIEW]
-            src = h if view == VIEW_LAYER else (x if view == VIEW_INPUT else pooled)
+            src = h if view == VIEW_LAYER else (x if view == VIEW_INPUT else view_values)
             src_mask = in_mask if view == VIEW_LAYER else all_on
             z = _panels(weights, row[M_Z_PANELS], 1, row[M_Z_BLOCKS] * row[M_Z_BS], n_scores, False)
             d = weights[row[M_D] : row[M_D] + n_scores]

@@ -90,6 +90,11 @@ def pack(layers, p_min: float, p_max: float, bf16: bool = False) -> tuple[np.nda
         row[kernels.M_VIEW] = layer.view
         view = layer.view_shape  # (channels, side, pooled): the pooled view's, else zeros
         row[kernels.M_VIEW_CHANNELS], row[kernels.M_VIEW_SIDE], row[kernels.M_VIEW_POOLED] = view
+        row[kernels.M_VIEW_SIZE] = layer.view_size
+        if layer.projection is not None:  # (weight (R, n_in), bias (R,)): row 0's, read once per example
+            weight, bias = layer.projection
+            row[kernels.M_VIEW_WEIGHTS], row[kernels.M_VIEW_BIAS] = put(weight), put(bias)
+            row[kernels.M_VIEW_PANELS] = put(to_panels(weight, weight.shape[0]))
         row[kernels.M_Z_BLOCKS], row[kernels.M_Z_BS] = row[kernels.M_IN_BLOCKS], bs_in
         if layer.z is not None:
             if layer.view != kernels.VIEW_LAYER:

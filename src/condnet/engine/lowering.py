@@ -32,6 +32,8 @@ class EngineLayer:
     rate: float | None = None  # a fixed rate (bdNN's tau)
     view: int = kernels.VIEW_LAYER  # what the scores read (kernels.VIEWS; condnet.gates.View)
     view_shape: tuple[int, int, int] = (0, 0, 0)  # a pooled view's (channels, side, pooled side)
+    view_size: int = 0  # a computed view's length (pooled or projected), else 0
+    projection: tuple[np.ndarray, np.ndarray] | None = None  # the first layer's: a "projR" view's (W, b)
 
     @property
     def n_out_blocks(self) -> int:
@@ -63,6 +65,10 @@ def lower(checkpoint: Checkpoint) -> list[EngineLayer]:
             layer.d = None if lowered.d is None else np.asarray(lowered.d, np.float32)
             layer.rate = lowered.rate
             layer.view, layer.view_shape = kernels.VIEWS[view.kind], (view.channels, view.side, view.pooled)
+            layer.view_size = view.size
+            if view.kind == "proj" and index == 0:
+                weight, bias = (tensors[f"{gates.PROJECTION}.{k}"] for k in ("weight", "bias"))
+                layer.projection = np.asarray(weight, np.float32), np.asarray(bias, np.float32)
         layers.append(layer)
     return layers
 

@@ -157,17 +157,22 @@ def gate_class(name: str) -> type[GateSpec]:
 @dataclass
 class View:
     """What the gates' scores read (model.router_input): the layer's own input ("layer"), the network's
-    input ("input"), or the input image average-pooled to `pooled` x `pooled` per channel ("poolS"),
-    computed once per example. Images are channel-major: `channels` x `side` x `side`."""
+    input ("input"), the input image average-pooled to `pooled` x `pooled` per channel ("poolS"), or
+    one learned linear projection of the input to `projected` values shared by every gate ("projR": a
+    rank-R factor common to all routers' score weights, so R x input multiply-adds are paid once, not
+    per router). Views other than "layer" are computed once per example. Images are channel-major:
+    `channels` x `side` x `side`."""
 
-    kind: str  # layer | input | pool
+    kind: str  # layer | input | pool | proj
     channels: int = 0
     side: int = 0
     pooled: int = 0
+    projected: int = 0
 
     @property
     def size(self) -> int:
-        return self.channels * self.pooled * self.pooled
+        """Values in a computed view (pool, proj); 0 for the views that are the layer's or net's input."""
+        return self.projected if self.kind == "proj" else self.channels * self.pooled * self.pooled
 
     def inputs(self, layer_inputs: int, input_dim: int) -> int:
         """How many values a gate's scores read, given its layer's input size."""
@@ -175,11 +180,14 @@ class View:
 
 
 def view_kind(router_input) -> str | None:
-    """layer, input or pool for a valid model.router_input, else None."""
+    """layer, input, pool or proj for a valid model.router_input, else None."""
     if router_input in ("layer", "input"):
         return router_input
     text = str(router_input)
-    return "pool" if text.startswith("pool") and text[4:].isdigit() and int(text[4:]) >= 1 else None
+    for kind in ("pool", "proj"):
+        if text.startswith(kind) and text[4:].isdigit() and int(text[4:]) >= 1:
+            return kind
+    return None
 
 
 def square_image(input_dim: int) -> tuple[int, int] | None:
@@ -193,9 +201,17 @@ def square_image(input_dim: int) -> tuple[int, int] | None:
 
 
 def router_view(model, input_dim: int) -> View:
-    """The View of a ModelConfig for inputs of `input_dim` values (images: 1 or 3 square channels);
-    ConfigError when a pooled view does not fit the input."""
+    """The View of a ModelConfig for inputs of `input_dim` values (images: 1 or 3 square channels; a net
+    without gates reads none: "layer"); ConfigError when a pooled view or projection does not fit it."""
     kind = view_kind(model.router_input)
+    if not is_gated(model):  # no gate reads a view
+        return View("layer")
+    if kind == "proj":
+        projected = int(model.router_input[4:])
+        if projected > input_dim:
+            raise ConfigError(f"model.router_input: got {model.router_input!r}; allowed for {input_dim} "
+                              f"inputs: proj1 to proj{input_dim} (wider adds nothing)")  # fmt: skip
+        return View(kind, projected=projected)
     if kind != "pool":
         return View(kind)
     pooled = int(model.router_input[4:])
@@ -244,9 +260,17 @@ def is_gated(model) -> bool:
     return any(gate_name(model, layer) != "dense" for layer in range(len(model.widths)))
 
 
+PROJECTION = "router_projection"  # the checkpoint name of a "projR" view's linear map
+
+
 def tensor_shapes(model, input_dim: int) -> dict[str, tuple[int, ...]]:
-    """Every gate's checkpoint tensors, {`policies.LAYER.NAME`: shape} (CondNet's state_dict names)."""
+    """Every gate's checkpoint tensors, {`policies.LAYER.NAME`: shape}, and a "projR" view's
+    {`router_projection.weight`: (R, input_dim), `.bias`: (R,)} (CondNet's state_dict names)."""
     shapes = {}
+    view = router_view(model, input_dim)
+    if view.kind == "proj":  # shared by every gate
+        shapes[f"{PROJECTION}.weight"] = (view.projected, input_dim)
+        shapes[f"{PROJECTION}.bias"] = (view.projected,)
     for spec in gates_of(model, input_dim):
         for name, shape in spec.tensors().items():
             shapes[f"policies.{spec.layer.index}.{name}"] = shape

@@ -76,6 +76,13 @@ class CondNet(nn.Module):
         for layer in [*self.hidden, self.output]:  # paper section 4.1: Glorot-uniform, zero biases
             nn.init.xavier_uniform_(layer.weight)
             nn.init.zeros_(layer.bias)
+        # a "projR" view's map (checkpoint names gates.PROJECTION.*), created last: the other weights
+        # draw what they drew without it
+        self.router_projection = None
+        if self.view.kind == "proj":
+            self.router_projection = nn.Linear(input_dim, self.view.projected)
+            nn.init.xavier_uniform_(self.router_projection.weight)
+            nn.init.zeros_(self.router_projection.bias)
 
     def to_checkpoint(self) -> Checkpoint:
         """The model's weights as float32 numpy arrays (copies), with what is needed to rebuild it."""
@@ -109,6 +116,15 @@ class CondNet(nn.Module):
         """Theta_pi of one hidden layer: its gate's parameters ({Z, d}; none for dense and bdNN layers)."""
         return list(self.policies[layer].parameters())
 
+    def view_parameters(self) -> list[nn.Parameter]:
+        """The parameters of what every gate reads: a "projR" view's projection, else none."""
+        return [] if self.router_projection is None else list(self.router_projection.parameters())
+
+    @property
+    def view_weights(self) -> int:
+        """Weights read once per example to compute the view (a projection's; pooling reads none)."""
+        return sum(p.numel() for p in self.view_parameters())
+
     def forward(
         self,
         x: torch.Tensor,
@@ -132,8 +148,8 @@ class CondNet(nn.Module):
         for index, (layer, gate) in enumerate(zip(self.hidden, self.policies, strict=True)):
             # By default the gate reads h detached: its parameters are {Z, d} only, and no policy loss
             # reaches W (model.router_detach = false lets the task loss train W through the router too).
-            s = h if view is None else view
-            s = s.detach() if self.cfg.router_detach else s
+            # A view reads only x (and a projection's own weights, which the gates' losses train).
+            s = view if view is not None else (h.detach() if self.cfg.router_detach else h)
             decided = gate.decide(s, how, self._given_mask(index, h, masks))
             size = self.block_sizes[index]
             if decided.mask is None:  # a dense layer
@@ -159,6 +175,8 @@ class CondNet(nn.Module):
             v = self.view
             images = x.reshape(len(x), v.channels, v.side, v.side)
             return F.avg_pool2d(images, v.side // v.pooled).flatten(1)
+        if self.view.kind == "proj":
+            return self.router_projection(x)
         return None
 
     @property
@@ -171,8 +189,8 @@ class CondNet(nn.Module):
 
     def macs(self, masks: list[torch.Tensor]) -> torch.Tensor:
         """Multiply-adds per example, (batch,), of computing only the active blocks (gates included;
-        a pooled view costs one add per input)."""
-        view_macs = self.input_dim if self.view.kind == "pool" else 0
+        a pooled view costs one add per input, a projection one multiply-add per weight)."""
+        view_macs = self.input_dim if self.view.kind == "pool" else self.input_dim * self.view.projected
         return active_macs(self.input_dim, self.block_sizes, self.n_classes, masks, self.policy_rows,
                            self.router_inputs, view_macs)  # fmt: skip
 

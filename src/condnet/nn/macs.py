@@ -53,6 +53,7 @@ def weight_bytes(
     policy_rows: list[int],
     router_inputs: list[int | None] | None = None,
     layer_bytes: int = 4,
+    view_weights: int = 0,
 ) -> int:
     """Bytes of weights that block kernels read for one batch: each tile (output block, input block) that
     some example of the batch needs, and each policy's weights over the input blocks that some example
@@ -61,9 +62,10 @@ def weight_bytes(
 
     masks: per hidden layer, (batch, n_blocks) in {0, 1}; policy_rows, router_inputs: as for `active_macs`;
     layer_bytes: bytes per weight of the layers' tiles (4: float32; 2: the engine's bf16 option), the
-    policies' weights being float32 either way.
+    policies' weights being float32 either way; view_weights: those of the view's projection
+    (CondNet.view_weights), read once per batch.
     """
-    inputs_on, bs_in, policies, tiles = np.ones((len(masks[0]), 1), np.int64), input_dim, 0, 0
+    inputs_on, bs_in, policies, tiles = np.ones((len(masks[0]), 1), np.int64), input_dim, view_weights, 0
     router_inputs = router_inputs or [None] * len(masks)
     for mask, size, rows, fixed in zip(masks, block_sizes, policy_rows, router_inputs, strict=True):
         on = (np.asarray(mask) != 0).astype(np.int64)

@@ -66,6 +66,9 @@ def make_optimizer(model: CondNet, cfg: Config) -> torch.optim.Optimizer:
         params = model.policy_parameters(layer)
         if params:
             groups.append({"params": params, "lr": lr, "weight_decay": 0.0})
+    if model.view_parameters():  # a projection every gate reads: the first gated layer's policy rate
+        first = next(layer for layer, gate in enumerate(model.policies) if gate.spec.name != "dense")
+        groups.append({"params": model.view_parameters(), "lr": t.lr_policy[first], "weight_decay": 0.0})
     for group in groups:
         group["initial_lr"] = group["lr"]
     if t.optimizer == "adam":
@@ -118,6 +121,7 @@ def training_loss(
                 loss = loss + reduce(surrogate)
         loss = gate.add_losses(loss, trace, t, lambda_s)
         loss = loss + t.lambda_l2 * squared_norm(gate.parameters())
+    loss = loss + t.lambda_l2 * squared_norm(model.view_parameters())
     return loss, nll
 
 
