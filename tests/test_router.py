@@ -121,6 +121,7 @@ ROUTED = {
     "topk": (lambda gated: topk_model(k=2, gated=gated), 2),
     "tree": (tree_model, 1),
     "hash": (lambda gated: hash_model(k=3, gated=gated), 3),
+    "balanced_hash": (lambda gated: balanced_hash_model(k=2, gated=gated), 2),
 }
 
 
@@ -213,6 +214,62 @@ def test_hash_tables_by_hand():
     assert torch.equal(out.layers[0].mask, by_hand) and torch.equal(
         model(x, mode="threshold").layers[0].mask, by_hand
     )
+
+
+def balanced_hash_model(k=2, gated=(True, True)) -> CondNet:
+    """A balanced hash net fitted on 101 non-negative examples (pixels): the offsets are set."""
+    torch.manual_seed(2)
+    sizes = [4 if gated[0] else 32, 2]
+    cfg = ModelConfig(widths=[32, 16], block_size=sizes, router="balanced_hash", k=[k], gated=list(gated))
+    model = CondNet(10, 3, validate(Config(model=cfg)).model).eval()
+    model.fit_gates(torch.rand(101, 10, generator=torch.Generator().manual_seed(4)))
+    return model
+
+
+def test_a_balanced_hash_splits_its_fitting_data_in_half():
+    """Each plane's offset is the middle of its scores on the fitting data (101 examples: the 51st
+    smallest, computed by sorting), so every bit is 1 for half the examples; on non-negative inputs
+    the plain hash's planes through the origin split them unevenly."""
+    x = torch.rand(100, 10, generator=torch.Generator().manual_seed(4))
+    torch.manual_seed(2)
+    cfg = ModelConfig(widths=[32, 16], block_size=[4, 2], router="balanced_hash", k=[1])
+    model = CondNet(10, 3, validate(Config(model=cfg)).model)
+    model.fit_gates(x)
+    assert model.training  # fitting leaves the mode as it found it
+    gate = model.policies[0]
+    scores = (x @ gate.planes.T).numpy()
+    ordered = np.sort(scores, axis=0)
+    np.testing.assert_allclose(gate.offsets.numpy(), (ordered[49] + ordered[50]) / 2, rtol=1e-6)
+    assert ((scores > gate.offsets.numpy()).sum(axis=0) == 50).all()
+    assert "policies.0.offsets" in model.state_dict() and model.policy_parameters(0) == []
+    plain = hash_model(k=1)  # the same planes through the origin: some plane far from half
+    plain_bits = (x @ plain.policies[0].planes.T > 0).float().mean(dim=0)
+    assert (plain_bits - 0.5).abs().max() > 0.2
+
+
+def test_a_balanced_hash_of_one_block_has_nothing_to_fit():
+    """Found by `condnet parity`: one block has no planes (the hash always picks it)."""
+    cfg = ModelConfig(widths=[8], block_size=[8], router="balanced_hash", k=[1])
+    model = CondNet(5, 2, validate(Config(model=cfg)).model)
+    model.fit_gates(torch.rand(7, 5))
+    assert model.policies[0].offsets.shape == (0,)
+    assert model(torch.rand(3, 5)).layers[0].mask.tolist() == [[1.0]] * 3
+
+
+def test_training_fits_a_balanced_hash_once(idx_dir):
+    """TrainState.new fits the offsets on the training data (before the first epoch); a resumed state
+    keeps them (they are a saved buffer, never changed by training)."""
+    from condnet.train.loop import TrainState
+
+    cfg = small_config(idx_dir, "model.router=balanced_hash", "model.k=1")
+    splits = load_idx_splits(idx_dir, 200)
+    state = TrainState.new(cfg, splits)
+    gate = state.model.policies[0]
+    on = (splits.x_train @ gate.planes.T > gate.offsets).float().mean(dim=0)
+    assert torch.all((on - 0.5).abs() <= 1 / len(splits.x_train)), on
+    before = gate.offsets.clone()
+    result = train(cfg, splits)
+    assert torch.equal(result.model.policies[0].offsets, before)
 
 
 def test_a_hash_routed_net_learns(idx_dir):

@@ -131,6 +131,8 @@ def build(case: Case, rng: np.random.Generator) -> CondNet:
             if isinstance(getattr(gate, "d", None), torch.Tensor):  # learned scores: shift to the density
                 logit = np.log(density / (1 - density)) if 0 < density < 1 else (9.0 if density else -9.0)
                 gate.d.add_(float(logit))
+    if any(gate.fitted for gate in model.policies):  # data statistics (balanced_hash): from inputs like x
+        model.fit_gates(torch.from_numpy(rng.random((64, case.input_dim), dtype=np.float32)))
     return model.eval()
 
 

@@ -38,3 +38,22 @@ class Hash(GateSpec):
             return Lowered("dense")
         planes = tensors["planes"]
         return Lowered("hash", arg=self.layer.k, z=planes, d=np.zeros(len(planes), np.float32))
+
+
+@register
+class BalancedHash(Hash):
+    """Hash routing whose planes split the training data in half (model.router = "balanced_hash"): each
+    plane's bit is [plane . s > offset], the offset the median of plane . s over up to 10,000 training
+    examples, fitted once before training (condnet.nn.CondNet.fit_gates), never learned. Planes through
+    the origin split non-negative inputs (pixels, pooled pixels) unevenly, so one block takes most of the
+    examples; this is the fair control."""
+
+    name = "balanced_hash"
+
+    def tensors(self):
+        return super().tensors() | {"offsets": (self.layer.k * self.bits,)}
+
+    def lower(self, tensors) -> Lowered:
+        if self.bits == 0:
+            return Lowered("dense")
+        return Lowered("hash", arg=self.layer.k, z=tensors["planes"], d=-tensors["offsets"])

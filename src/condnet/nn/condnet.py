@@ -142,7 +142,21 @@ class CondNet(nn.Module):
             raise ValueError(
                 f"masks must hold one tensor per hidden layer ({len(self.hidden)}), got {len(masks)}"
             )
-        how = How(mode, generator, estimator, temperature, soft_tree)
+        return self._run(x, How(mode, generator, estimator, temperature, soft_tree), masks)
+
+    def fit_gates(self, x: torch.Tensor) -> None:
+        """Set the data statistics of the gates fitted to data (balanced_hash's offsets) from inputs x,
+        layer by layer, each layer's fitted decisions feeding the next (threshold mode, no dropout);
+        nothing for the other gates. Called once before training."""
+        if not any(gate.fitted for gate in self.policies):
+            return
+        training = self.training
+        self.eval()
+        with torch.no_grad():
+            self._run(self._checked_input(x), How("threshold", fit=True), None)
+        self.train(training)
+
+    def _run(self, x: torch.Tensor, how: How, masks) -> Output:
         view = self.router_view(x)
         h, trace = x, []
         for index, (layer, gate) in enumerate(zip(self.hidden, self.policies, strict=True)):

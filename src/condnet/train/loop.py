@@ -155,6 +155,7 @@ def start_from(model: CondNet, directory: str) -> None:
     model.load_state_dict(init.state_dict())
 
 
+FIT_EXAMPLES = 10_000  # enough for a median per hash plane to within ~1 % of the examples
 STATE_MAGIC = b"condnet-train-state sha256 "  # train_state.pt: this, the payload's hash, a newline, payload
 
 
@@ -180,6 +181,9 @@ class TrainState:
         model = CondNet(splits.input_dim, splits.n_classes, cfg.model)
         if cfg.train.init:
             start_from(model, cfg.train.init)
+        else:  # gates fitted to data (balanced_hash): on up to FIT_EXAMPLES training examples, once
+            order = torch.randperm(len(splits.x_train), generator=torch.Generator().manual_seed(cfg.seed + 3))
+            model.fit_gates(splits.x_train[order[:FIT_EXAMPLES]])
         return cls(
             model,
             make_optimizer(model, cfg),

@@ -6,7 +6,8 @@ tensors, engine lowering) and owns, for its layer:
     scores and decision   decide(s, how) -> LayerTrace(sigma, mask, gates)
                           s: (batch, n_in) the layer's input (detached unless model.router_detach =
                           false); `how` says the mode (sample / threshold), the caller's masks, the
-                          estimator's draw (training) and the soft mixture (training)
+                          estimator's draw (training), the soft mixture (training) and whether to
+                          fit the gate's data statistics first (once, before training)
     gate values           trace.gates: what each computed block's output is scaled by (None: the mask)
     auxiliary losses      add_losses(loss, trace, train_cfg, lambda_s) -> loss + its terms
     parameters            its nn.Parameters (Z, d), under the checkpoint names of its GateSpec
@@ -44,12 +45,14 @@ class How:
     draw: object = None  # the estimator (condnet.train.estimators) that forms sample-mode masks; None: hard
     temperature: float = 1.0  # of a relaxed draw
     soft: bool = False  # training's soft mixture, for the routers that have one (tree)
+    fit: bool = False  # gates fitted to data (balanced_hash) set their statistics from this batch first
 
 
 class Gate(nn.Module):
     """Base class: `spec` is the layer's condnet.gates.GateSpec."""
 
     name = ""
+    fitted = False  # whether it has data statistics that CondNet.fit_gates sets before training
 
     def __init__(self, spec: specs.GateSpec):
         super().__init__()

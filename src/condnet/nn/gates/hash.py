@@ -29,6 +29,28 @@ class Hash(Gate):
         return f"{super().extra_repr()}, k={self.k}, {self.bits} planes per table"
 
 
+@register
+class BalancedHash(Hash):
+    """Hash routing with each plane's offset at the median of its score on the training data (fitted
+    once, a buffer saved with the model; condnet.gates.hash.BalancedHash)."""
+
+    name = "balanced_hash"
+    fitted = True
+
+    def __init__(self, spec):
+        super().__init__(spec)
+        self.register_buffer("offsets", torch.zeros(self.k * self.bits))
+
+    def forward(self, s: torch.Tensor) -> torch.Tensor:
+        return s @ self.planes.T - self.offsets
+
+    def decide(self, s, how, given):
+        # the midpoint of the two middle scores: no fitting example sits on it (one block: no planes)
+        if how.fit and len(self.offsets):
+            self.offsets.copy_(torch.quantile(s @ self.planes.T, 0.5, dim=0, interpolation="midpoint"))
+        return super().decide(s, how, given)
+
+
 def hash_mask(scores: torch.Tensor, k: int, n_blocks: int) -> torch.Tensor:
     """(batch, k * bits) plane scores -> (batch, n_blocks) 0/1: table t's block from the signs of its
     bits planes (bit i from plane t * bits + i), modulo n_blocks, moved on to the next free block when
