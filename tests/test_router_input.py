@@ -124,6 +124,17 @@ def test_a_net_without_gates_has_no_projection():
     assert model.router_projection is None and not any("projection" in k for k in model.state_dict())
 
 
+def test_a_hash_routers_projection_is_not_trained():
+    """No loss of a hash router reaches its projection: it stays as drawn (not shrunk by weight decay)."""
+    from condnet.train.loop import make_optimizer
+
+    model = model_of("balanced_hash", "proj3")
+    trained = {id(p) for group in make_optimizer(model, validate(Config(model=model.cfg))).param_groups
+               for p in group["params"]}  # fmt: skip
+    assert model.view_parameters() == [] and id(model.router_projection.weight) not in trained
+    assert model.view_weights == 3 * 16 + 3
+
+
 def test_a_projection_is_refused_when_wider_than_the_input():
     with pytest.raises(ConfigError, match="proj17.*allowed for 16 inputs: proj1 to proj16"):
         model_of("topk", "proj17")

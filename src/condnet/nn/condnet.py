@@ -117,13 +117,18 @@ class CondNet(nn.Module):
         return list(self.policies[layer].parameters())
 
     def view_parameters(self) -> list[nn.Parameter]:
-        """The parameters of what every gate reads: a "projR" view's projection, else none."""
-        return [] if self.router_projection is None else list(self.router_projection.parameters())
+        """The trained parameters of what every gate reads: a "projR" view's projection when some gate
+        learns (a hash router's projection stays as drawn, like its planes: weight decay alone would
+        shrink it under the fitted offsets), else none."""
+        if self.router_projection is None or not any(gate.spec.learned for gate in self.policies):
+            return []
+        return list(self.router_projection.parameters())
 
     @property
     def view_weights(self) -> int:
         """Weights read once per example to compute the view (a projection's; pooling reads none)."""
-        return sum(p.numel() for p in self.view_parameters())
+        projection = self.router_projection
+        return 0 if projection is None else projection.weight.numel() + projection.bias.numel()
 
     def forward(
         self,
