@@ -1,6 +1,6 @@
 """Draw a figure of `condnet frontier` or `condnet reproduce`/`ablate` again from its CSV (both commands
 write the CSV beside the figure), without training or timing anything: after a change to the figure's
-code, or to look at an old report with it. The figures that plot learning curves need the runs.
+code, or to look at an old report with it. The figures that plot learning curves read the runs its CSV names.
 Usage: python docs/refigure.py docs/frontier/mnist.csv [OUT.png]   (default: beside the CSV)
        python docs/refigure.py docs/reproduce/cifar10-on-mnist/cifar10.csv"""
 
@@ -37,6 +37,11 @@ else:  # a reproduce or ablate report: the table is named by the file, the data 
         figures.pareto(summaries, records, title, out)
     elif table.plot == "tradeoff":
         figures.tradeoff(summaries, title, out)
-    else:
-        sys.exit(f"{source}: its figure plots learning curves, which need the runs (`condnet {table.name}`)")
+    else:  # learning curves: read from the runs the CSV names (relative to the checkout)
+        runs = {}
+        for r in records:
+            runs.setdefault(r["row"], []).append(Path(r["run_dir"]))
+        if not all(d.is_dir() for dirs in runs.values() for d in dirs):
+            sys.exit(f"{source}: its figure plots learning curves: train the runs (`condnet {table.name}`)")
+        figures.curves(runs, title, out)
 print(f"wrote {out}")

@@ -44,7 +44,7 @@ def test_frontier_end_to_end(tmp_path, idx_dir, capsys):
     assert all(float(r["b1_latency_us"]) > 0 and float(r["b50_pass_ms"]) > 0 for r in rows)
     markdown = (report / "idx.md").read_text()
     assert "topk: " in markdown and "standard errors" in markdown and "Command:" in markdown
-    assert "load average" in markdown and "no training running" not in markdown
+    assert "cores busy while timing" in markdown and "no training running" not in markdown
     assert (report / "idx.png").stat().st_size > 10_000
     # make run's comparison of one gated and one dense run
     gated, dense = (tmp_path / "runs" / name / "seed-100" for name in ("topk", "dense"))
@@ -53,6 +53,26 @@ def test_frontier_end_to_end(tmp_path, idx_dir, capsys):
     printed = capsys.readouterr().out
     assert "gated: " in printed and "dense: " in printed and "verdict: the " in printed
     assert main(["versus", str(dense), str(gated), "--repeats", "1"]) == 2  # the order matters
+
+
+def test_other_work_while_timing_is_the_busy_time_not_ours(monkeypatch):
+    """The cores others kept busy = (machine busy seconds - our CPU seconds) / wall seconds, by hand; the
+    1-minute load average would still count a training that ended just before the timing (reports of
+    short timing steps said "noisy" on an idle machine)."""
+    from condnet.engine import timing
+
+    def measured(*snapshots):
+        readings = iter(snapshots)
+        monkeypatch.setattr(timing, "_busy_and_own", lambda: next(readings))
+        with timing.OtherWork() as other:
+            pass
+        return other.describe()
+
+    assert "kept 1.00 of" in measured((100.0, 10.0, 0.0), (103.0, 11.0, 2.0))  # (3 - 1) / 2
+    assert "other work was running" in measured((100.0, 10.0, 0.0), (103.0, 11.0, 2.0))
+    assert "kept 0.10 of" in measured((100.0, 10.0, 0.0), (101.2, 11.0, 2.0))  # (1.2 - 1) / 2
+    assert "idle besides the timing" in measured((100.0, 10.0, 0.0), (101.2, 11.0, 2.0))
+    assert "nothing timed again" in measured((100.0, 10.0, 0.0), (100.1, 10.1, 0.2))
 
 
 def test_the_load_when_timed_is_measured_not_assumed(monkeypatch):

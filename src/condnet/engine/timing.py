@@ -28,6 +28,44 @@ def machine() -> str:
     return f"{name} ({os.cpu_count()} cores; {vector})"
 
 
+def _busy_and_own() -> tuple[float, float, float] | None:
+    """(seconds the machine's cores were busy since boot, this process's and its waited-for children's
+    CPU seconds, wall-clock seconds), or None without Linux's /proc/stat."""
+    stat = Path("/proc/stat")
+    if not stat.is_file():
+        return None
+    ticks = [int(v) for v in stat.read_text().split("\n", 1)[0].split()[1:]]
+    busy = (sum(ticks[:8]) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
+    own = sum(os.times()[:4])
+    return busy, own, time.monotonic()
+
+
+class OtherWork:
+    """The cores other processes kept busy while the `with` block ran (the machine's busy time minus
+    this process's own, from /proc/stat): unlike the 1-minute load average, it does not count training
+    that ended just before the timing started."""
+
+    IDLE = 0.25  # cores: below this, other work was noise (daemons, the shell)
+
+    def __enter__(self):
+        self.start = _busy_and_own()
+        return self
+
+    def __exit__(self, *exc):
+        self.end = _busy_and_own()
+
+    def describe(self) -> str:
+        if self.start is None or self.end is None:
+            return load_when_timed()
+        busy, own, wall = (b - a for a, b in zip(self.start, self.end, strict=True))
+        if wall < 1.0:
+            return "nothing timed again (each run's times are from when it was timed)"
+        other = max(0.0, busy - own) / wall
+        noisy = other >= self.IDLE
+        verdict = "other work was running: times are noisy" if noisy else "idle besides the timing"
+        return f"other processes kept {other:.2f} of {os.cpu_count()} cores busy while timing ({verdict})"
+
+
 def load_when_timed() -> str:
     """What else ran while timing ended: the 1-minute load average (Unix) against the cores. A report
     that only said "no training running" could not know it; this measures it."""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from condnet import logs
 from condnet.config import toml_string
-from condnet.engine.timing import load_when_timed, machine
+from condnet.engine.timing import OtherWork, machine
 from condnet.errors import CondnetError
 from condnet.reproduce import figures
 from condnet.reproduce.report import CSV_FIELDS, markdown_table, pareto_verdicts, run_record, summarize
@@ -50,7 +50,8 @@ def run_table(
     jobs = plan(table, seeds, out, overrides, config_dir)
     with RunDir(out).lock():  # one command per output directory
         failures = train_all(jobs, workers, threads, log, cluster)
-        time_all(jobs, timing_repeats, retime, log)
+        with OtherWork() as other_work:
+            time_all(jobs, timing_repeats, retime, log)
 
     report_dir = report_dir or out
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -64,13 +65,14 @@ def run_table(
     if table.plot == "pareto":
         figures.pareto(summaries, records, title, outputs.figure)
     elif table.plot == "curves":
-        figures.curves(jobs, [row.name for row in table.rows], title, outputs.figure)
+        runs = {row.name: [job.run_dir for job in jobs if job.row.name == row.name] for row in table.rows}
+        figures.curves(runs, title, outputs.figure)
     else:
         figures.tradeoff(summaries, title, outputs.figure)
     lines = [f"# {title}: {seeds} seed(s) per row", ""]
     if command:
         lines += [f"Command: `{command}`", ""]
-    lines += [f"Timed on: {machine()}, using one core, after training; {load_when_timed()}.", ""]
+    lines += [f"Timed on: {machine()}, using one core, after training; {other_work.describe()}.", ""]
     if data != table.dataset:
         lines += [f"The paper's numbers are on {table.dataset}; ours on {data}: compare the method, not "
                   "the numbers.", ""]  # fmt: skip

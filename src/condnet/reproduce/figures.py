@@ -7,7 +7,7 @@ from pathlib import Path
 from condnet.gates import DENSE_KIND
 from condnet.report.plots import plain_log_labels, plt, spread_labels
 from condnet.reproduce.report import RowSummary, credited_latency
-from condnet.reproduce.runner import Job, is_finished
+from condnet.reproduce.runner import is_finished
 from condnet.run_dir import RunDir, save_figure
 
 COLORS = {"condnet": "tab:red", "nn": "tab:blue", "bdnn": "tab:green"}
@@ -67,24 +67,25 @@ def pareto(summaries: list[RowSummary], records: list[dict], title: str, path: P
     plt.close(fig)
 
 
-def _histories(jobs: list[Job], row: str) -> list[list[dict]]:
-    return [RunDir(j.run_dir).history() for j in jobs if j.row.name == row and is_finished(j.run_dir)]
-
-
-def curves(jobs: list[Job], rows: list[str], title: str, path: Path) -> None:
-    """Validation error and activation rate per epoch, one line per run, one color per row."""
+def curves(runs: dict[str, list[Path]], title: str, path: Path) -> None:
+    """Validation error and activation rate per epoch, one line per finished run, one color per row
+    (`runs`: row name -> its run directories, in the table's order), each run's kept epoch marked."""
     fig, (ax_err, ax_rate) = plt.subplots(1, 2, figsize=(11, 4.2))
     lowest = float("inf")
-    for index, row in enumerate(rows):
+    for index, (row, run_dirs) in enumerate(runs.items()):
         color = f"C{index}"
-        for n, history in enumerate(_histories(jobs, row)):
+        histories = [RunDir(d).history() for d in run_dirs if is_finished(d)]
+        for n, history in enumerate(histories):
             epochs = [h["epoch"] for h in history]
             label = row if n == 0 else None
             error = [100 * h["valid_error"] for h in history]
             lowest = min([lowest, *error])
             ax_err.plot(epochs, error, color=color, alpha=0.7, label=label)
+            kept = min(range(len(error)), key=error.__getitem__)  # early stopping's rule: the lowest
+            ax_err.plot(epochs[kept], error[kept], "o", color=color, markersize=4)
             rate = [sum(h["activation_rate"]) / len(h["activation_rate"]) for h in history]
             ax_rate.plot(epochs, rate, color=color, alpha=0.7, label=label)
+    ax_err.plot([], [], "o", color="gray", markersize=4, label="the epoch each run kept")
     scale = "log" if lowest > 0 else "linear"  # a 0 % error (tiny test data) cannot be log-scaled
     ax_err.set(xlabel="epoch", ylabel="validation error, sample mode (%)", yscale=scale, title=title)
     if scale == "log":

@@ -183,7 +183,7 @@ def run_frontier(
 ) -> list[str]:
     """Train, time and report; returns the verdicts."""
 
-    from condnet.engine.timing import load_when_timed, machine
+    from condnet.engine.timing import OtherWork, machine
 
     table = frontier_table(dataset, config_dir)
     jobs = plan(table, seeds, out, [], config_dir, first_seed=FIRST_SEED)
@@ -195,8 +195,9 @@ def run_frontier(
     threads = threads_per_worker(workers, threads)
     with RunDir(out).lock():
         failures = train_all(jobs, workers, threads, log, cluster)
-        time_all(jobs, timing_repeats, log=log)
-        load = load_when_timed()
+        with OtherWork() as other_work:
+            time_all(jobs, timing_repeats, log=log)
+        load = other_work.describe()
     records = [r for r in (run_record(job) for job in jobs) if r is not None]
     if not records:
         raise CondnetError("no run finished; see the errors above")
