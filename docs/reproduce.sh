@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Everything behind docs/reproduce/ and section 4 of docs/RESULTS.md, from scratch, on MNIST (the only
-# dataset on these machines). Resumable: rerun it after an interruption. About 2 hours on 2 cores.
+# dataset on these machines). Resumable: rerun it after an interruption. About 2 hours on 2 cores of an AMD
+# EPYC, longer on the Intel Xeon VM of RESULTS 10 (the CIFAR-10 table alone 74 min; RESULTS 4).
 # Budget choices: at most 30 epochs (patience 8) for MNIST rows and ablations, 15 (patience 5) for the
 # CIFAR-10 / SVHN architectures; two training workers of one core each; timing afterwards on one core.
 # Extra arguments go to every command: `bash docs/reproduce.sh --retime` keeps the trained runs and
