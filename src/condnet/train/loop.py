@@ -181,7 +181,7 @@ class TrainState:
         model = CondNet(splits.input_dim, splits.n_classes, cfg.model)
         if cfg.train.init:
             start_from(model, cfg.train.init)
-        else:  # gates fitted to data (balanced_hash): on up to FIT_EXAMPLES training examples, once
+        elif any(gate.fitted for gate in model.policies):  # balanced_hash: on FIT_EXAMPLES examples, once
             order = torch.randperm(len(splits.x_train), generator=torch.Generator().manual_seed(cfg.seed + 3))
             model.fit_gates(splits.x_train[order[:FIT_EXAMPLES]])
         return cls(
