@@ -54,13 +54,14 @@ class OtherWork:
     def __exit__(self, *exc):
         self.end = _busy_and_own()
 
-    def describe(self) -> str:
+    def describe(self, timed: int) -> str:
+        """`timed`: how many runs the block timed (none: every run's times are older than the block)."""
+        if timed == 0:
+            return "nothing timed again (each run's times are from when it was timed)"
         if self.start is None or self.end is None:
             return load_when_timed()
         busy, own, wall = (b - a for a, b in zip(self.start, self.end, strict=True))
-        if wall < 1.0:
-            return "nothing timed again (each run's times are from when it was timed)"
-        other = max(0.0, busy - own) / wall
+        other = max(0.0, busy - own) / max(wall, 1e-9)
         noisy = other >= self.IDLE
         verdict = "other work was running: times are noisy" if noisy else "idle besides the timing"
         return f"other processes kept {other:.2f} of {os.cpu_count()} cores busy while timing ({verdict})"

@@ -51,7 +51,7 @@ def run_table(
     with RunDir(out).lock():  # one command per output directory
         failures = train_all(jobs, workers, threads, log, cluster)
         with OtherWork() as other_work:
-            time_all(jobs, timing_repeats, retime, log)
+            timed = time_all(jobs, timing_repeats, retime, log)
 
     report_dir = report_dir or out
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -72,7 +72,7 @@ def run_table(
     lines = [f"# {title}: {seeds} seed(s) per row", ""]
     if command:
         lines += [f"Command: `{command}`", ""]
-    lines += [f"Timed on: {machine()}, using one core, after training; {other_work.describe()}.", ""]
+    lines += [f"Timed on: {machine()}, using one core, after training; {other_work.describe(timed)}.", ""]
     if data != table.dataset:
         lines += [f"The paper's numbers are on {table.dataset}; ours on {data}: compare the method, not "
                   "the numbers.", ""]  # fmt: skip

@@ -196,8 +196,8 @@ def run_frontier(
     with RunDir(out).lock():
         failures = train_all(jobs, workers, threads, log, cluster)
         with OtherWork() as other_work:
-            time_all(jobs, timing_repeats, log=log)
-        load = other_work.describe()
+            timed = time_all(jobs, timing_repeats, log=log)
+        load = other_work.describe(timed)
     records = [r for r in (run_record(job) for job in jobs) if r is not None]
     if not records:
         raise CondnetError("no run finished; see the errors above")

@@ -167,8 +167,8 @@ def time_run(run_dir: Path, repeats: int) -> dict:
     }
 
 
-def time_all(jobs: list[Job], repeats: int, retime: bool = False, log=logs.info) -> None:
-    """Time every finished run that has no timing.json yet (all of them with retime)."""
+def time_all(jobs: list[Job], repeats: int, retime: bool = False, log=logs.info) -> int:
+    """Time every finished run that has no timing.json yet (all of them with retime); returns how many."""
     untimed = [j for j in jobs if is_finished(j.run_dir) and RunDir(j.run_dir).timing() is None]
     todo = [j for j in jobs if is_finished(j.run_dir)] if retime else untimed
     log(f"timing {len(todo)} runs on one core")
@@ -179,3 +179,4 @@ def time_all(jobs: list[Job], repeats: int, retime: bool = False, log=logs.info)
             f"[{index}/{len(todo)}] {job.row.name} seed {job.seed}: batch 1 "
             f"{timing['batch1_dense_ms']:.3f} ms dense, {timing['batch1_engine_ms']:.3f} ms engine"
         )
+    return len(todo)
