@@ -17,7 +17,8 @@ QUICK = ["--seeds", "1", "--timing-repeats", "1", "--set", "train.max_epochs=1"]
 
 def summary(name, kind, latency, error):
     times = [latency] * 3  # PyTorch, engine, credited
-    return RowSummary(name, kind, False, 3, (error, 0.1), None, [], None, None, *times, None, None)
+    gated = kind != "nn"
+    return RowSummary(name, kind, gated, False, 3, (error, 0.1), None, [], None, None, *times, None, None)
 
 
 def test_pareto_verdicts_against_hand_made_points():

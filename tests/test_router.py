@@ -279,3 +279,28 @@ def test_a_hash_routed_net_learns(idx_dir):
     test = evaluate(result.model, splits.x_test, splits.y_test, "threshold")
     assert test.error < 0.4, test.error
     assert test.activation_rate == [pytest.approx(0.25)]
+
+
+def test_only_the_gates_compare_kind_router_or_view_strings():
+    """Issue 18's acceptance as a test: a router, model kind or router view is asked of the gates (or
+    the config's `is_gated`), never compared with its name outside the gates packages and the engine's
+    lowering (reproduce's report and figures, and the model's view dispatch, did)."""
+    import re
+    from pathlib import Path
+
+    import condnet
+
+    root = Path(condnet.__file__).parent
+    allowed = {root / "gates", root / "nn" / "gates", root / "engine" / "lowering.py"}
+    # an attribute or key named kind or router against a literal, or anything against the kind constants
+    # (not a dtype's kind, nor an objective's own `self.kind`: its baseline)
+    named = r"""((?<!self)(?<!dtype)\.(kind|router)|\[["'](kind|router)["']\])\s*(==|!=|not in|in)\s*["'(]"""
+    compared = re.compile(rf"{named}|(==|!=)\s*(DENSE_KIND|UNIFORM_KIND)|(DENSE_KIND|UNIFORM_KIND)\s*(==|!=)")
+    found = [
+        f"{path.relative_to(root)}:{number}: {line.strip()}"
+        for path in sorted(root.rglob("*.py"))
+        if not any(path == a or a in path.parents for a in allowed)
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if compared.search(line)
+    ]
+    assert found == []

@@ -174,6 +174,16 @@ class View:
         """Values in a computed view (pool, proj); 0 for the views that are the layer's or net's input."""
         return self.projected if self.kind == "proj" else self.channels * self.pooled * self.pooled
 
+    @property
+    def reads_layer(self) -> bool:
+        """Each gate reads its own layer's (active) input, as in the paper: no view is computed."""
+        return self.kind == "layer"
+
+    def macs(self, input_dim: int) -> int:
+        """Multiply-adds per example of computing the view: one add per input to pool, one multiply-add
+        per weight to project, none to read an input as it is."""
+        return {"pool": input_dim, "proj": input_dim * self.projected}.get(self.kind, 0)
+
     def inputs(self, layer_inputs: int, input_dim: int) -> int:
         """How many values a gate's scores read, given its layer's input size."""
         return {"layer": layer_inputs, "input": input_dim}.get(self.kind, self.size)

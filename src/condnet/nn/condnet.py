@@ -79,7 +79,7 @@ class CondNet(nn.Module):
         # a "projR" view's map (checkpoint names gates.PROJECTION.*), created last: the other weights
         # draw what they drew without it
         self.router_projection = None
-        if self.view.kind == "proj":
+        if self.view.projected:
             self.router_projection = nn.Linear(input_dim, self.view.projected)
             nn.init.xavier_uniform_(self.router_projection.weight)
             nn.init.zeros_(self.router_projection.bias)
@@ -188,30 +188,29 @@ class CondNet(nn.Module):
 
     def router_view(self, x: torch.Tensor) -> torch.Tensor | None:
         """What every gate reads, (batch, view size), when it is not the layer's own input (None)."""
-        if self.view.kind == "input":
-            return x
-        if self.view.kind == "pool":
-            v = self.view
+        v = self.view
+        if v.reads_layer:
+            return None
+        if v.pooled:
             images = x.reshape(len(x), v.channels, v.side, v.side)
             return F.avg_pool2d(images, v.side // v.pooled).flatten(1)
-        if self.view.kind == "proj":
+        if v.projected:
             return self.router_projection(x)
-        return None
+        return x  # the network's input
 
     @property
     def router_inputs(self) -> list[int | None]:
         """Per hidden layer, the fixed number of values its gate's scores read, or None when they read
         the layer's active inputs (model.router_input = layer)."""
-        if self.view.kind == "layer":
+        if self.view.reads_layer:
             return [None] * len(self.hidden)
         return [gate.spec.layer.n_in for gate in self.policies]
 
     def macs(self, masks: list[torch.Tensor]) -> torch.Tensor:
         """Multiply-adds per example, (batch,), of computing only the active blocks (gates included;
         a pooled view costs one add per input, a projection one multiply-add per weight)."""
-        view_macs = self.input_dim if self.view.kind == "pool" else self.input_dim * self.view.projected
         return active_macs(self.input_dim, self.block_sizes, self.n_classes, masks, self.policy_rows,
-                           self.router_inputs, view_macs)  # fmt: skip
+                           self.router_inputs, self.view.macs(self.input_dim))  # fmt: skip
 
     def _checked_input(self, x) -> torch.Tensor:
         """x as the weights' dtype; the inputs the engine refuses are refused here too (same messages)."""

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from condnet.gates import DENSE_KIND
 from condnet.report.plots import plain_log_labels, plt, spread_labels
-from condnet.reproduce.report import RowSummary, credited_latency
+from condnet.reproduce.report import RowSummary, credited_latency, is_gated
 from condnet.reproduce.runner import is_finished
 from condnet.run_dir import RunDir, save_figure
 
@@ -26,17 +25,17 @@ def pareto(summaries: list[RowSummary], records: list[dict], title: str, path: P
         latencies = [credited_latency(r) for r in runs]
         seeds = [100 * r["test_error_sample"] for r in runs] or [s.error[0]]
         ax.scatter(latencies, [100 * r["test_error_sample"] for r in runs], s=10, color=color, alpha=0.35)
-        marker = "s" if s.kind == DENSE_KIND else "o"
+        marker = "o" if s.gated else "s"
         spread = [[s.error[0] - min(seeds)], [max(seeds) - s.error[0]]]
         ax.errorbar(s.latency, s.error[0], yerr=spread, fmt=marker, color=color, capsize=3)
         kinds.add(s.kind)
         errors += seeds
         names.append(ax.annotate(s.name, (s.latency, s.error[0]), textcoords="offset points", xytext=(5, 4),
                                  fontsize=7))  # fmt: skip
-    dense = [s for s in summaries if s.kind == DENSE_KIND and s.latency and s.error]
+    dense = [s for s in summaries if not s.gated and s.latency and s.error]
     dense.sort(key=lambda s: s.latency)
     ax.plot([s.latency for s in dense], [s.error[0] for s in dense], color=COLORS["nn"], alpha=0.4, lw=1)
-    ort = any(r.get("batch1_ort_ms") not in (None, "") for r in records if r["kind"] == DENSE_KIND)
+    ort = any(r.get("batch1_ort_ms") not in (None, "") for r in records if not is_gated(r))
     dense_label = ("dense NN (fastest of PyTorch, engine, ONNX Runtime)" if ort else
                    "dense NN (faster of PyTorch and engine: timed before ONNX Runtime was)")  # fmt: skip
     labels = {"condnet": "condnet (engine)", "nn": dense_label, "bdnn": "bdNN (engine)"}

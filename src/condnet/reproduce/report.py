@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from condnet.bench.deployed import timing_latency
-from condnet.gates import DENSE_KIND
 from condnet.report.summary import mean_std
 from condnet.reproduce.runner import Job
 from condnet.reproduce.tables import Table
@@ -44,18 +43,22 @@ def run_record(job: Job) -> dict:
 
 
 def credited_latency(record: dict) -> float | None:
-    """A run record's batch-1 ms by the one rule (condnet.bench.deployed), None when not timed. Records
-    written before the `gated` column: a gated net is any kind but the dense one."""
+    """A run record's batch-1 ms by the one rule (condnet.bench.deployed), None when not timed."""
     if record.get("batch1_engine_ms") is None:
         return None
-    gated = record["gated"] if record.get("gated") not in (None, "") else record["kind"] != DENSE_KIND
-    return timing_latency(record, str(gated) == "True")[0]
+    return timing_latency(record, is_gated(record))[0]
+
+
+def is_gated(record: dict) -> bool:
+    """A run record's `gated`: a bool, or its text in a CSV read back."""
+    return str(record.get("gated")) == "True"
 
 
 @dataclass
 class RowSummary:
     name: str
-    kind: str
+    kind: str  # the model's kind: the figures' colour
+    gated: bool
     sweep: bool
     n: int
     error: tuple[float, float] | None  # percent, mean and std over seeds (sample mode)
@@ -77,7 +80,8 @@ class RowSummary:
 def summarize(table: Table, records: list[dict]) -> list[RowSummary]:
     summaries = []
     for row in table.rows:
-        done = [r for r in records if r["row"] == row.name and r["status"].startswith("finished")]
+        mine = [r for r in records if r["row"] == row.name]
+        done = [r for r in mine if r["status"].startswith("finished")]
         timed = [r for r in done if r.get("batch1_engine_ms") is not None]
 
         def spread(key, runs, scale=1.0):
@@ -92,7 +96,7 @@ def summarize(table: Table, records: list[dict]) -> list[RowSummary]:
         rates = [mean_std([float(r["activation_rate"].split("/")[i]) for r in done]) for i in range(n_layers)]
         summaries.append(
             RowSummary(
-                row.name, done[0]["kind"] if done else "?", row.sweep, len(done),
+                row.name, done[0]["kind"] if done else "?", any(map(is_gated, mine)), row.sweep, len(done),
                 spread("test_error_sample", done, 100), spread("test_error_threshold", done, 100), rates,
                 mean("test_pass_dense_s"), mean("test_pass_engine_s"), mean("batch1_dense_ms"),
                 mean("batch1_engine_ms"), _mean([credited_latency(r) for r in timed]), row.paper_error,
@@ -123,13 +127,12 @@ def markdown_table(summaries: list[RowSummary]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in summaries:
-        rate = (
-            "1 (dense)" if s.kind == DENSE_KIND else "/".join(f"{m:.3f} ± {d:.3f}" for m, d in s.rates) or "—"
-        )
+        rate = "1 (dense)" if not s.gated else "/".join(f"{m:.3f} ± {d:.3f}" for m, d in s.rates) or "—"
         speedup = None if s.pass_engine is None else s.pass_dense / s.pass_engine
+        threshold = "n/a" if s.n and s.threshold is None else _pm(s.threshold)  # bdNN has no threshold mode
         lines.append(
             f"| {s.name}{' (sweep)' if s.sweep else ''} | {_num(s.paper_error, '{:.1f}')} | "
-            f"{_pm(s.error)} ({s.n}) | {_pm(s.threshold) if s.kind != 'bdnn' else 'n/a'} | {rate} | "
+            f"{_pm(s.error)} ({s.n}) | {threshold} | {rate} | "
             f"{_num(s.pass_dense)} | {_num(s.pass_engine)} | {_num(speedup, '{:.2f}x')} | "
             f"{_num(s.paper_speedup, '{:.1f}x')} | {_num(s.latency_dense, '{:.4f}')} | "
             f"{_num(s.latency_engine, '{:.4f}')} |"
@@ -139,10 +142,10 @@ def markdown_table(summaries: list[RowSummary]) -> str:
 
 def pareto_verdicts(summaries: list[RowSummary]) -> list[str]:
     """For each gated row: is it on the error-latency front against the dense nets, and by how much."""
-    dense = [s for s in summaries if s.kind == DENSE_KIND and s.latency is not None and s.error is not None]
+    dense = [s for s in summaries if not s.gated and s.latency is not None and s.error is not None]
     verdicts = []
     for s in summaries:
-        if s.kind == DENSE_KIND or s.latency is None or s.error is None:
+        if not s.gated or s.latency is None or s.error is None:
             continue
         as_fast = [d for d in dense if d.latency <= s.latency]
         if not as_fast:
