@@ -1,0 +1,60 @@
+"""Every search space's budget and best points, read from its journal (issue 19 asks each space's budget
+beside its results: trials, epochs, what was searched). One markdown row per space: trials complete
+(failed; interrupted by a stopped search, and asked again), distinct runs (a config drawn twice is
+trained once), epochs trained over them, the searched parameters, and the lowest validation error in
+each band of search-time batch-1 latency. Validation
+only: no test error is read. Latencies are the search's (timed beside other work: noisy).
+
+    .venv/bin/python docs/search_budget.py SPACE.toml OUT [SPACE.toml OUT ...]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from condnet.run_dir import RunDir
+from condnet.search.space import load_space
+from condnet.search.study import _study, rows
+
+BANDS = [(0, 10), (10, 30), (30, 100), (100, 300), (300, float("inf"))]  # microseconds
+
+
+def band_label(low: float, high: float) -> str:
+    return f">= {low:g} us" if high == float("inf") else f"{low:g}-{high:g} us"
+
+
+def budget_row(space_path: Path, out: Path) -> str:
+    space = load_space(space_path)
+    study = _study(space, out / "journal.log")
+    complete = [t for t in rows(study) if t["state"] == "COMPLETE"]
+    failed = [t for t in study.get_trials(deepcopy=False) if t.state.name == "FAIL"]
+    interrupted = sum(bool(t.user_attrs.get("interrupted")) for t in failed)  # asked again, not failures
+    runs = {t["run_dir"] for t in complete}
+    epochs = sum(RunDir(run).metrics()["epochs"] for run in runs if RunDir(run).is_finished())
+    best = []
+    for low, high in BANDS:
+        inside = [t for t in complete if low <= t["b1_latency_us"] < high]
+        if inside:
+            t = min(inside, key=lambda t: t["valid_error"])
+            best.append(f"{100 * t['valid_error']:.2f} % ({t['b1_latency_us']:.0f} us)")
+        else:
+            best.append("—")
+    counts = f"{len(complete)} ({len(failed) - interrupted}; {interrupted})"
+    searched = ", ".join(p.key for p in space.params)
+    return f"| {space_path.stem} | {counts} | {len(runs)} | {epochs} | {searched} | {' | '.join(best)} |"
+
+
+def main(args: list[str]) -> None:
+    if not args or len(args) % 2:
+        sys.exit("usage: python docs/search_budget.py SPACE.toml OUT [SPACE.toml OUT ...]")
+    bands = " | ".join(band_label(*band) for band in BANDS)
+    head = "space | trials complete (failed; interrupted) | distinct runs | epochs trained | searched"
+    print(f"| {head} | {bands} |")
+    print("|---|---|---|---|---|" + "---|" * len(BANDS))
+    for space_path, out in zip(args[::2], args[1::2], strict=True):
+        print(budget_row(Path(space_path), Path(out)))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
