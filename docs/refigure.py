@@ -32,7 +32,7 @@ else:  # a reproduce or ablate report: the table is named by the file, the data 
     summaries = summarize(table, records)
     data = source.parent.name.split("-on-")[1].removesuffix("-warmup") if "-on-" in source.parent.name else ""
     title = table.name + (f" architectures trained on {data}" if data and data != table.dataset else "")
-    title += " (with the warm-up)" if source.parent.name.endswith("-warmup") else ""
+    title += " (with the lambda_s warm-up)" if source.parent.name.endswith("-warmup") else ""
     if table.plot == "pareto":
         figures.pareto(summaries, records, title, out)
     elif table.plot == "tradeoff":

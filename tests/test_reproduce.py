@@ -105,3 +105,38 @@ def test_bad_settings_fail_before_any_run(tmp_path, capsys):
     assert main(["reproduce", "svhn", "--rows", "nn-1,nn-208-128", "--out", str(tmp_path)]) == 2
     assert "no row nn-1 in table svhn; its rows: condnet-208-128-b16" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_a_report_title_says_what_data_and_which_remedy():
+    """The warm-up tables' figures carried the same title as the tables without it (docs/refigure.py
+    added the words; `condnet reproduce` itself did not)."""
+    from condnet.config import load_config
+    from condnet.reproduce.command import report_title
+
+    svhn = TABLES["svhn"]
+    on_mnist = load_config(None, ["data.name=mnist"])
+    assert report_title(svhn, on_mnist) == "svhn architectures trained on mnist"
+    warmed = load_config(None, ["data.name=mnist", "train.lambda_s_warmup=5"])
+    assert report_title(svhn, warmed) == "svhn architectures trained on mnist (with the lambda_s warm-up)"
+    assert report_title(TABLES["mnist"], on_mnist) == "mnist"
+
+
+def test_log_axes_label_2_3_5_and_7_times_a_power_of_ten():
+    """A log axis spanning 2-9 % labelled only 2, 3 and 5: the warm-up tables' gated rows at 8 % sat
+    under no label. 7 is added (0.15 decades from 5, as far as 3 is from 2); 4, 6, 8 and 9 would crowd."""
+    from condnet.report.plots import plain_log_labels, plt
+
+    fig, ax = plt.subplots()
+    ax.set_yscale("log")
+    plain_log_labels(ax.yaxis)
+    label = ax.yaxis.get_minor_formatter()
+    assert [label(v, 0) for v in (0.02, 0.03, 0.05, 0.07, 7.0, 70.0)] == [
+        "0.02",
+        "0.03",
+        "0.05",
+        "0.07",
+        "7",
+        "70",
+    ]
+    assert [label(v, 0) for v in (0.04, 0.06, 0.08, 0.09, 4.0, 8.0, 9.0)] == [""] * 7
+    plt.close(fig)

@@ -32,12 +32,12 @@ def spread_labels(ax, labels, step: float = 8.0, tries: int = 40) -> None:
 
 
 def plain_log_labels(axis) -> None:
-    """A log axis labelled in plain numbers (0.2, not 2x10^-1), the minor ticks only at 2, 3 and 5 times
+    """A log axis labelled in plain numbers (0.2, not 2x10^-1), the minor ticks only at 2, 3, 5 and 7 times
     a power of ten, so that neighbouring labels (0.07, 0.08, 0.09) do not run into each other."""
 
     def minor(value, _):
         mantissa = value / 10 ** math.floor(math.log10(value)) if value > 0 else 0
-        return f"{value:g}" if round(mantissa, 6) in (2, 3, 5) else ""
+        return f"{value:g}" if round(mantissa, 6) in (2, 3, 5, 7) else ""
 
     axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
     axis.set_minor_formatter(FuncFormatter(minor))
