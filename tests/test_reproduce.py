@@ -139,4 +139,7 @@ def test_log_axes_label_2_3_5_and_7_times_a_power_of_ten():
         "70",
     ]
     assert [label(v, 0) for v in (0.04, 0.06, 0.08, 0.09, 4.0, 8.0, 9.0)] == [""] * 7
+    # an axis narrower than half a decade labels every minor tick: 7.5-9.2 % had no label at all
+    ax.set_ylim(7.5, 9.2)
+    assert [label(v, 0) for v in (8.0, 9.0)] == ["8", "9"]
     plt.close(fig)

@@ -33,9 +33,13 @@ def spread_labels(ax, labels, step: float = 8.0, tries: int = 40) -> None:
 
 def plain_log_labels(axis) -> None:
     """A log axis labelled in plain numbers (0.2, not 2x10^-1), the minor ticks only at 2, 3, 5 and 7 times
-    a power of ten, so that neighbouring labels (0.07, 0.08, 0.09) do not run into each other."""
+    a power of ten, so that neighbouring labels (0.08, 0.09) do not run into each other; all of them on
+    an axis narrower than half a decade, which would otherwise show one label or none."""
 
     def minor(value, _):
+        low, high = sorted(axis.get_view_interval())
+        if low > 0 and high / low < 10**0.5:
+            return f"{value:g}"
         mantissa = value / 10 ** math.floor(math.log10(value)) if value > 0 else 0
         return f"{value:g}" if round(mantissa, 6) in (2, 3, 5, 7) else ""
 
