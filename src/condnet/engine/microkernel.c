@@ -278,15 +278,16 @@ WIDE ALWAYS_INLINE void panel16_product(int bf16, const float *x, int64_t ldx, c
 
 #define PAIR_ROWS 8
 
-/* `rows` (<= PAIR_ROWS) examples times two 16-wide panels: 2 loads + `rows` x 2 broadcast FMAs per
- * input (16 FMAs for 10 loads at 8 rows, where a 12-row step over one panel does 12 for 13). */
+/* `rows` (<= WIDE_ROWS) examples times two 16-wide panels: 2 loads + `rows` x 2 broadcast FMAs per
+ * input (16 FMAs for 10 loads at 8 rows, 24 for 14 at 12, where a 12-row step over one panel does 12
+ * for 13; 12 rows hold 24 of the 32 registers in sums). */
 WIDE ALWAYS_INLINE void step16x2(int bf16, int rows, const float *x, int64_t ldx, const int64_t *xrows,
                                  const int64_t *accrows, int64_t col0, int64_t k, const void *pa,
                                  const void *pb, float *acc, int64_t ldacc) {
-    v16f sum[PAIR_ROWS][2];
-    const float *in[PAIR_ROWS];
-#pragma GCC unroll 8
-    for (int r = 0; r < PAIR_ROWS; r++) {
+    v16f sum[WIDE_ROWS][2];
+    const float *in[WIDE_ROWS];
+#pragma GCC unroll 12
+    for (int r = 0; r < WIDE_ROWS; r++) {
         if (r < rows) {
             in[r] = x + xrows[r] * ldx + col0;
             sum[r][0] = load16(acc + accrows[r] * ldacc);
@@ -297,8 +298,8 @@ WIDE ALWAYS_INLINE void step16x2(int bf16, int rows, const float *x, int64_t ldx
         prefetch(pa, (q + PREFETCH) * PANEL, bf16);
         prefetch(pb, (q + PREFETCH) * PANEL, bf16);
         v16f wa = weights16(pa, q * PANEL, bf16), wb = weights16(pb, q * PANEL, bf16);
-#pragma GCC unroll 8
-        for (int r = 0; r < PAIR_ROWS; r++) {
+#pragma GCC unroll 12
+        for (int r = 0; r < WIDE_ROWS; r++) {
             if (r < rows) {
                 v16f t = broadcast16(in[r][q]);
                 sum[r][0] += t * wa;
@@ -306,8 +307,8 @@ WIDE ALWAYS_INLINE void step16x2(int bf16, int rows, const float *x, int64_t ldx
             }
         }
     }
-#pragma GCC unroll 8
-    for (int r = 0; r < PAIR_ROWS; r++) {
+#pragma GCC unroll 12
+    for (int r = 0; r < WIDE_ROWS; r++) {
         if (r < rows) {
             store16(acc + accrows[r] * ldacc, sum[r][0]);
             store16(acc + accrows[r] * ldacc + PANEL, sum[r][1]);
@@ -339,6 +340,17 @@ WIDE ALWAYS_INLINE void pair16_product(int bf16, const float *x, int64_t ldx, co
     }
 }
 
+/* 9-12 examples (PAIR_ROWS < m <= WIDE_ROWS) times two panels in one pass. */
+WIDE ALWAYS_INLINE void pair16_few(int bf16, const float *x, int64_t ldx, const int64_t *xrows,
+                                   const int64_t *accrows, int64_t m, int64_t col0, int64_t k,
+                                   const void *pa, const void *pb, float *acc, int64_t ldacc) {
+    switch (m) {
+    case 12: PAIR(12); break;
+    case 11: PAIR(11); break;
+    case 10: PAIR(10); break;
+    default: PAIR(9); break;
+    }
+}
 
 #define QUAD_ROWS 6
 
@@ -435,19 +447,25 @@ WIDE ALWAYS_INLINE void product_panels(int bf16, int quads, const float *x, int6
 }
 
 /* Inputs up to which a group of 9-12 examples takes four panels at a time in two passes (6 examples, then
- * the rest): four panels of 1024 inputs are 256 KiB, read again from L2. Beyond, one 12-row step per
- * panel reads each panel once: on 3072-input tiles streamed from L3, two passes were up to 1.2x slower. */
+ * the rest): four panels of 1024 inputs are 256 KiB, read again from L2. Beyond, every row in one pass
+ * reads each panel once: on 3072-input tiles streamed from L3, two passes were up to 1.2x slower. */
 #define QUADS_REREAD 1024
 
 WIDE ALWAYS_INLINE void product_wide(int bf16, const float *x, int64_t ldx, const int64_t *xrows,
                                      const int64_t *accrows, int64_t m, int64_t col0, int64_t k,
                                      const void *panels, int64_t n_in, int64_t width, float *acc, int64_t ldacc) {
     /* The fewest passes over the panels with the most FMAs per load (measured, RESULTS 10.5 and 10.6):
-     * up to 6 examples, four panels at a time; 7-8, two; 9-12, four (from cache) or one 12-row step per
-     * panel; more, four (several passes whatever the step). */
+     * up to 6 examples, four panels at a time; 7-8, two; 9-12, four (from cache) or two with every row
+     * in one pass; more, four (several passes whatever the step). */
     int few = m > PAIR_ROWS && m <= WIDE_ROWS;
-    if (few && k > QUADS_REREAD) {
-        for (int64_t p = 0; p < width; p += PANEL) {
+    if (few && k > QUADS_REREAD) { /* every row in one pass: two panels at a time, then one */
+        int64_t p = 0;
+        for (; width - p >= 2 * PANEL; p += 2 * PANEL) {
+            const void *pa = element(panels, p * n_in + col0 * PANEL, bf16);
+            const void *pb = element(panels, (p + PANEL) * n_in + col0 * PANEL, bf16);
+            pair16_few(bf16, x, ldx, xrows, accrows, m, col0, k, pa, pb, acc + p, ldacc);
+        }
+        for (; p < width; p += PANEL) {
             if (width - p >= PANEL) {
                 const void *panel = element(panels, p * n_in + col0 * PANEL, bf16);
                 panel16_product(bf16, x, ldx, xrows, accrows, m, col0, k, panel, acc + p, ldacc);
