@@ -1,8 +1,9 @@
 """Every search space's budget and best points, read from its journal (issue 19 asks each space's budget
 beside its results: trials, epochs, what was searched). One markdown row per space: trials complete
 (failed; interrupted by a stopped search, and asked again), distinct runs (a config drawn twice is
-trained once), epochs trained over them, the searched parameters, and the lowest validation error in
-each band of search-time batch-1 latency. Validation
+trained once), epochs and training core-hours over them (the runs' own training seconds, one core each,
+timing excluded), the searched parameters, and the lowest validation error in each band of search-time
+batch-1 latency. Validation
 only: no test error is read. Latencies are the search's (timed beside other work: noisy).
 
     .venv/bin/python docs/search_budget.py SPACE.toml OUT [SPACE.toml OUT ...]
@@ -31,7 +32,9 @@ def budget_row(space_path: Path, out: Path) -> str:
     failed = [t for t in study.get_trials(deepcopy=False) if t.state.name == "FAIL"]
     interrupted = sum(bool(t.user_attrs.get("interrupted")) for t in failed)  # asked again, not failures
     runs = {t["run_dir"] for t in complete}
-    epochs = sum(RunDir(run).metrics()["epochs"] for run in runs if RunDir(run).is_finished())
+    finished = [RunDir(run).metrics() for run in runs if RunDir(run).is_finished()]
+    epochs = sum(m["epochs"] for m in finished)
+    hours = sum(m["train_seconds"] for m in finished) / 3600  # one core each (the searches' --threads 1)
     best = []
     for low, high in BANDS:
         inside = [t for t in complete if low <= t["b1_latency_us"] < high]
@@ -42,16 +45,19 @@ def budget_row(space_path: Path, out: Path) -> str:
             best.append("—")
     counts = f"{len(complete)} ({len(failed) - interrupted}; {interrupted})"
     searched = ", ".join(p.key for p in space.params)
-    return f"| {space_path.stem} | {counts} | {len(runs)} | {epochs} | {searched} | {' | '.join(best)} |"
+    per_trial = f"{60 * hours / len(finished):.1f}" if finished else "—"
+    cost = f"{len(runs)} | {epochs} | {hours:.1f} ({per_trial})"
+    return f"| {space_path.stem} | {counts} | {cost} | {searched} | {' | '.join(best)} |"
 
 
 def main(args: list[str]) -> None:
     if not args or len(args) % 2:
         sys.exit("usage: python docs/search_budget.py SPACE.toml OUT [SPACE.toml OUT ...]")
     bands = " | ".join(band_label(*band) for band in BANDS)
-    head = "space | trials complete (failed; interrupted) | distinct runs | epochs trained | searched"
+    head = ("space | trials complete (failed; interrupted) | distinct runs | epochs trained | "
+            "training core-hours (minutes per run) | searched")  # fmt: skip
     print(f"| {head} | {bands} |")
-    print("|---|---|---|---|---|" + "---|" * len(BANDS))
+    print("|---|---|---|---|---|---|" + "---|" * len(BANDS))
     for space_path, out in zip(args[::2], args[1::2], strict=True):
         print(budget_row(Path(space_path), Path(out)))
 
