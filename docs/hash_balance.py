@@ -1,7 +1,7 @@
 """How evenly a hash router spreads examples over its blocks before any training (a hash's routing never
 changes): for a config and seeds, the load entropy over the blocks, the share of examples that use the
 busiest block, and that block's share of all assignments, on the validation split (threshold mode).
-Balanced hashes are fitted as training fits them (condnet.train.loop.TrainState.new).
+Balanced hashes are fitted as training fits them (condnet.train.loop.fit_gates).
 Usage: python docs/hash_balance.py CONFIG.toml SEED... [--set KEY=VALUE ...]"""
 
 import sys
@@ -12,7 +12,7 @@ import torch
 from condnet.config import load_config
 from condnet.data import load_splits
 from condnet.nn.condnet import CondNet
-from condnet.train.loop import FIT_EXAMPLES
+from condnet.train.loop import fit_gates
 
 args = sys.argv[1:]
 overrides = [args[i + 1] for i, a in enumerate(args) if a == "--set"]
@@ -22,8 +22,7 @@ splits = load_splits(cfg.data)
 for seed in seeds:
     torch.manual_seed(seed)
     model = CondNet(splits.input_dim, splits.n_classes, cfg.model)
-    order = torch.randperm(len(splits.x_train), generator=torch.Generator().manual_seed(seed + 3))
-    model.fit_gates(splits.x_train[order[:FIT_EXAMPLES]])
+    fit_gates(model, splits.x_train, seed)
     with torch.no_grad():
         mask = model(splits.x_valid, mode="threshold").layers[0].mask.numpy()
     share = mask.sum(axis=0) / mask.sum()

@@ -16,6 +16,7 @@ import numpy as np
 from numba import njit
 
 from condnet.engine.kernels import _as_float32
+from condnet.engine.layout import to_bf16
 from condnet.engine.timing import interleaved_medians, machine
 
 
@@ -58,8 +59,7 @@ def product_of(weight):
 def main(n_in: int, rows: int, active: int, total: int) -> None:
     rng = np.random.default_rng(0)
     w = rng.standard_normal((total, rows, n_in)).astype(np.float32)
-    bits = w.view(np.uint32).astype(np.uint64)
-    as_bf16 = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)  # round to nearest even
+    as_bf16 = to_bf16(w).view(np.uint16)[: w.size].reshape(w.shape)  # the engine's rounding
     as_int8 = np.round(w / (np.abs(w).max(axis=2, keepdims=True) / 127)).astype(np.int8)
     x = rng.standard_normal(n_in).astype(np.float32)
     acc = np.zeros((active, rows), np.float32)

@@ -27,11 +27,10 @@ def main(config: str, examples: int, rounds: int) -> None:
     states = {}
     for name, fused in (("fused", True), ("one op at a time", False)):
         state = TrainState.new(cfg, part)
-        groups = [{k: v for k, v in g.items() if k != "params"} | {"params": g["params"]}
-                  for g in state.optimizer.param_groups]  # fmt: skip
+        groups = [dict(group) for group in state.optimizer.param_groups]  # rates, decay: as make_optimizer's
         for group in groups:
-            group.pop("fused", None), group.pop("foreach", None)
-        state.optimizer = type(state.optimizer)(groups, fused=fused, foreach=False if not fused else None)
+            group.pop("fused"), group.pop("foreach")
+        state.optimizer = type(state.optimizer)(groups, fused=fused, foreach=None if fused else False)
         states[name] = state
     steps = (examples + cfg.train.batch_size - 1) // cfg.train.batch_size
     times = {name: [] for name in states}

@@ -158,6 +158,15 @@ def start_from(model: CondNet, directory: str) -> None:
 
 
 FIT_EXAMPLES = 10_000  # enough for a median per hash plane to within ~1 % of the examples
+
+
+def fit_gates(model: CondNet, x_train: torch.Tensor, seed: int) -> None:
+    """Fit the gates that are fitted to data (balanced_hash) on FIT_EXAMPLES training examples drawn
+    with the run's seed, once, before training (docs/hash_balance.py fits them the same way)."""
+    order = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(seed + 3))
+    model.fit_gates(x_train[order[:FIT_EXAMPLES]])
+
+
 STATE_MAGIC = b"condnet-train-state sha256 "  # train_state.pt: this, the payload's hash, a newline, payload
 
 
@@ -183,9 +192,8 @@ class TrainState:
         model = CondNet(splits.input_dim, splits.n_classes, cfg.model)
         if cfg.train.init:
             start_from(model, cfg.train.init)
-        elif any(gate.fitted for gate in model.policies):  # balanced_hash: on FIT_EXAMPLES examples, once
-            order = torch.randperm(len(splits.x_train), generator=torch.Generator().manual_seed(cfg.seed + 3))
-            model.fit_gates(splits.x_train[order[:FIT_EXAMPLES]])
+        elif any(gate.fitted for gate in model.policies):  # balanced_hash
+            fit_gates(model, splits.x_train, cfg.seed)
         return cls(
             model,
             make_optimizer(model, cfg),
