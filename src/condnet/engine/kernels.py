@@ -25,6 +25,7 @@ around it, here the division in tanh (measured: 12,800 tanh 26 us scalar, 3.7 us
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -570,14 +571,7 @@ def _blocks_one(tiles, h, in_mask, all_in, on, hidden, scaled, gates, bias, acti
             block *= gates[j]
 
 
-# One compiled signature: float32 2-D C-contiguous x only, so numba's dispatcher itself refuses any
-# other input (TypeError; the engine then converts it) and the engine needs no checks of its own.
-@njit(
-    "int64(float32[:, ::1], float32[::1], int64[:, ::1], float32[::1], uint8[:, :, ::1], int64)",
-    fastmath=True,
-    error_model="numpy",
-    cache=True,
-)
+@njit(fastmath=True, error_model="numpy", cache=True)  # compiled below, for its one signature
 def forward_one(x, weights, meta, work, flags, mode):
     """One example through every layer, reading and computing only active blocks; returns a status
     (0, or NON_FINITE_INPUT when x holds NaN or infinities, and nothing is computed).
@@ -789,16 +783,30 @@ def forward_batch(x, weights, meta, noise, masks, mode, threads):
     return 0, logits
 
 
+def _on_disk(kernel) -> bool:
+    """Whether numba's disk cache holds `kernel` (True when this numba's internals cannot tell)."""
+    try:
+        return Path(kernel._cache._cache_file._index_path).is_file()
+    except AttributeError:  # not a numba dispatcher (a test's stand-in), or another numba's internals
+        return True
+
+
 def uncompiled() -> list[str]:
     """The entry points this process has not compiled and numba's disk cache does not hold: their first
     call compiles them for this CPU (a minute or more, once)."""
-    missing = []
-    for kernel in (forward_one, forward_batch):
-        try:
-            cached = Path(kernel._cache._cache_file._index_path).is_file()  # numba's cache index
-            compiled = bool(kernel.signatures)
-        except AttributeError:  # not a numba dispatcher (a test's stand-in), or another numba's internals
-            continue
-        if not compiled and not cached:
-            missing.append(kernel.__name__)
-    return missing
+    return [kernel.__name__ for kernel in (forward_one, forward_batch) if not _on_disk(kernel)
+            and not getattr(kernel, "signatures", True)]  # fmt: skip
+
+
+# forward_one has one compiled signature, float32 2-D C-contiguous x only, so numba's dispatcher itself
+# refuses any other input (TypeError; the engine then converts it) and the engine needs no checks of
+# its own. It is compiled here, at import, as an explicit signature would be, but said first when the
+# cache lacks it: a fresh install's first import took 40 s without a word (issue 23).
+if not _on_disk(forward_one):
+    logging.getLogger("condnet").warning(
+        "condnet: compiling the engine's batch-1 kernel for this CPU (about 30 s, once: numba caches it)"
+    )
+forward_one.compile(
+    "int64(float32[:, ::1], float32[::1], int64[:, ::1], float32[::1], uint8[:, :, ::1], int64)"
+)
+forward_one.disable_compile()
