@@ -95,7 +95,7 @@ class Engine:
         self._gated = any(layer.decision != kernels.DENSE for layer in hidden)
         self._no_noise = np.zeros((n_hidden, 0, 0), np.float32)  # not read outside mode SAMPLE
         self.set_threads(threads)
-        if "forward_batch" in kernels.uncompiled():  # minutes without a word looked like a hang (issue 23)
+        if kernels.batch_kernel_pending():  # minutes without a word looked like a hang (issue 23)
             logging.getLogger("condnet").warning(
                 "condnet: the engine's batch kernel is not compiled for this CPU yet: the first call with a "
                 "batch compiles it (about 80 s, once: numba caches it)"

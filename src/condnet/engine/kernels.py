@@ -791,11 +791,10 @@ def _on_disk(kernel) -> bool:
         return True
 
 
-def uncompiled() -> list[str]:
-    """The entry points this process has not compiled and numba's disk cache does not hold: their first
-    call compiles them for this CPU (a minute or more, once)."""
-    return [kernel.__name__ for kernel in (forward_one, forward_batch) if not _on_disk(kernel)
-            and not getattr(kernel, "signatures", True)]  # fmt: skip
+def batch_kernel_pending() -> bool:
+    """Whether the first batch will compile forward_batch for this CPU (about 80 s, once): this process
+    has not compiled it and numba's disk cache does not hold it. (forward_one is compiled at import.)"""
+    return not getattr(forward_batch, "signatures", True) and not _on_disk(forward_batch)
 
 
 # forward_one has one compiled signature, float32 2-D C-contiguous x only, so numba's dispatcher itself
