@@ -95,11 +95,6 @@ class Engine:
         self._gated = any(layer.decision != kernels.DENSE for layer in hidden)
         self._no_noise = np.zeros((n_hidden, 0, 0), np.float32)  # not read outside mode SAMPLE
         self.set_threads(threads)
-        if kernels.batch_kernel_pending():  # minutes without a word looked like a hang (issue 23)
-            logging.getLogger("condnet").warning(
-                "condnet: the engine's batch kernel is not compiled for this CPU yet: the first call with a "
-                "batch compiles it (about 80 s, once: numba caches it)"
-            )
 
     @classmethod
     def from_run(cls, run_dir: str | Path, threads: int = 1, weights: str = "fp32") -> Engine:
@@ -178,6 +173,11 @@ class Engine:
         if self.threads > 1:  # numba's setting is per calling thread (and costs 1.5 us a call)
             numba.set_num_threads(self.threads)
         weights, meta = self._weights, self._meta
+        if kernels.batch_kernel_pending():  # a minute without a word looked like a hang (issue 23)
+            logging.getLogger("condnet").warning(
+                "condnet: compiling the engine's batch kernel for this CPU (about 80 s, once: numba "
+                "caches it)"
+            )
         status, logits = kernels.forward_batch(x, weights, meta, noise, decided, code, self.threads)
         if status:
             raise ValueError(_NON_FINITE)
