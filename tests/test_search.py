@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
+import optuna
 import pytest
 
 from condnet.cli import main
@@ -36,6 +38,12 @@ def test_a_two_trial_search_end_to_end(tmp_path, idx_dir, capsys):
         assert t["latency_from"] == "engine" or cfg.model.kind == "nn"
     assert (out / "pareto.csv").read_text().count("\n") >= 2
     assert (out / "journal.log").is_file()
+    # the journal alone tells what each trial cost (its run may be on a machine that is gone)
+    journal = optuna.storages.journal.JournalFileBackend(str(out / "journal.log"))
+    study = optuna.load_study(study_name="tiny", storage=optuna.storages.JournalStorage(journal))
+    for t in study.trials:
+        metrics = json.loads((Path(t.user_attrs["run_dir"]) / "metrics.json").read_text())
+        assert (t.user_attrs["epochs"], t.user_attrs["train_seconds"]) == (1, metrics["train_seconds"])
     # the study resumes: asking for 2 trials again runs nothing, 3 runs one more
     assert main(["search", space, "--trials", "2", "--out", str(out)]) == 0
     assert "2 of 2 trials done; 0 to run" in capsys.readouterr().out

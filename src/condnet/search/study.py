@@ -82,6 +82,9 @@ def objective(space: Space, out: Path, trial) -> tuple[float, float]:
         run_training(cfg, run.path, force=True, resume=can_resume(run.path, cfg))
     latency, source = batch1_latency_us(run.path)
     trial.set_user_attr("latency_from", source)
+    metrics = RunDir(run.path).metrics()  # the trial's cost, kept in the study: its run may not be
+    trial.set_user_attr("epochs", metrics["epochs"])
+    trial.set_user_attr("train_seconds", metrics["train_seconds"])
     return best_validation_error(run.path), latency
 
 
