@@ -384,8 +384,8 @@ Engine(Checkpoint(6, 3, m, {k: np.zeros(s, np.float32) for k, s in expected_shap
 
 
 def test_the_first_batch_says_it_compiles_and_batch_one_never_does(monkeypatch, caplog):
-    """The batch kernel compiles at the first batch (about 80 s): said then, once it is pending only;
-    a batch-1 call never compiles anything (its kernel is compiled at import)."""
+    """The batch kernel compiles at the first batch (about 80 s): said then, and only while it is
+    pending; a batch-1 call never compiles anything (its kernel is compiled at import)."""
     from condnet.engine import kernels
 
     engine = Engine(make_model(6, [(2, 4)], 3))
