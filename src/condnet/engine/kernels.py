@@ -794,7 +794,9 @@ def _on_disk(kernel) -> bool:
 def batch_kernel_pending() -> bool:
     """Whether the first batch will compile forward_batch for this CPU (about 80 s, once): this process
     has not compiled it and numba's disk cache does not hold it. (forward_one is compiled at import.)"""
-    return not getattr(forward_batch, "signatures", True) and not _on_disk(forward_batch)
+    # asked at every batch call: `overloads` is an attribute (`signatures` builds a list), and the disk
+    # is looked at only until the kernel is compiled
+    return not getattr(forward_batch, "overloads", True) and not _on_disk(forward_batch)
 
 
 # forward_one has one compiled signature, float32 2-D C-contiguous x only, so numba's dispatcher itself
