@@ -13,19 +13,23 @@ Rules, all on the searches' validation errors and search-time latencies (seed 0)
   error minus the lowest validation error of a dense trial at most as slow; its dense rival is that
   dense trial. Both are also trained with distillation (DISTILL), from configs/frontier/mnist_teacher.toml.
 
-    .venv/bin/python docs/frontier_configs.py [SEARCH_DIR]     (default: runs/search)
+The trials and their configs come from the searches' journals alone (docs/search/mnist_<space>.journal.log,
+committed; condnet.search.choose), not from their run directories: those stayed on the machine that
+trained them.
+
+    .venv/bin/python docs/frontier_configs.py [JOURNAL_DIR]     (default: docs/search)
 """
 
 from __future__ import annotations
 
-import csv
 import sys
 from pathlib import Path
 
 from condnet.config import load_config, to_toml
+from condnet.search.choose import Trial, complete_trials, gap, pareto, rival_of
 
 ROOT = Path(__file__).resolve().parent.parent
-SEARCH = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "runs" / "search"
+JOURNALS = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "docs" / "search"
 OUT = ROOT / "configs" / "frontier"
 PER_SPACE = 1
 DENSE_STEP = 4
@@ -48,34 +52,13 @@ COMBOS = {
 }
 
 
-def trials(space: str) -> list[dict]:
-    with open(SEARCH / f"mnist_{space}" / "search.csv") as f:
-        rows = [r for r in csv.DictReader(f) if r["state"] == "COMPLETE"]
-    for r in rows:
-        r["valid_error"], r["b1_latency_us"] = float(r["valid_error"]), float(r["b1_latency_us"])
-    return rows
+def trials(space: str) -> list[Trial]:
+    return complete_trials(JOURNALS / f"mnist_{space}.journal.log", f"mnist-{space}", space)
 
 
-def pareto(rows: list[dict]) -> list[dict]:
-    """Trials no other trial beats on both objectives, fastest first."""
-    front, best = [], float("inf")
-    for r in sorted(rows, key=lambda r: (r["b1_latency_us"], r["valid_error"])):
-        if r["valid_error"] < best:
-            front.append(r)
-            best = r["valid_error"]
-    return front
-
-
-def rival_of(trial: dict, dense: list[dict]) -> dict | None:
-    """The dense trial with the lowest validation error among those at most as slow as `trial`."""
-    rivals = [d for d in dense if d["b1_latency_us"] <= trial["b1_latency_us"]]
-    return min(rivals, key=lambda d: d["valid_error"], default=None)
-
-
-def write(trial: dict, comment: str, path: Path) -> None:
-    """The trial's resolved config (its run's config.toml), with a comment saying why it was chosen."""
-    cfg = load_config(ROOT / trial["run_dir"] / "config.toml")
-    path.write_text(f"# chosen by docs/frontier_configs.py: {comment}\n" + to_toml(cfg))
+def write(trial: Trial, comment: str, path: Path, overrides: list[str] = ()) -> None:
+    """The trial's resolved config, with a comment saying why it was chosen."""
+    path.write_text(f"# {comment}\n" + to_toml(trial.resolved(overrides)))
 
 
 def main() -> None:
@@ -83,55 +66,43 @@ def main() -> None:
     dense_front = pareto(dense)
     gated_picks = []
     for space in ("topk", "tree"):
-        front = sorted(pareto(trials(space)), key=lambda r: r["valid_error"])[:PER_SPACE]
-        gated_picks += [(f"{space}_trial{r['trial']}", r) for r in front]
+        gated_picks += sorted(pareto(trials(space)), key=lambda t: t.valid_error)[:PER_SPACE]
     # the dense configs: every DENSE_STEP-th point of the dense Pareto set up to the first point slower
     # than every gated pick (the front for the figure), and each gated pick's rival (the dense trial
     # with the lowest validation error among those at most as slow: what its verdict hinges on)
-    slowest = max(r["b1_latency_us"] for _, r in gated_picks)
-    reach = next((i for i, r in enumerate(dense_front) if r["b1_latency_us"] > slowest), len(dense_front) - 1)
+    slowest = max(t.b1_latency_us for t in gated_picks)
+    reach = next((i for i, t in enumerate(dense_front) if t.b1_latency_us > slowest), len(dense_front) - 1)
     front = dense_front[: reach + 1 : DENSE_STEP] + [dense_front[reach]]
-    rivals = [rival_of(r, dense) for _, r in gated_picks]
-    chosen = {r["trial"]: r for r in [*front, *[r for r in rivals if r]]}
-    dense_picks = [
-        (f"dense_trial{t}", r) for t, r in sorted(chosen.items(), key=lambda i: i[1]["b1_latency_us"])
-    ]
+    rivals = [rival for t in gated_picks if (rival := rival_of(t, dense))]
+    dense_picks = sorted({t.number: t for t in [*front, *rivals]}.values(), key=lambda t: t.b1_latency_us)
     target = OUT / "mnist"
     target.mkdir(parents=True, exist_ok=True)
     for old in target.glob("*.toml"):
         old.unlink()
-    for name, r in gated_picks + dense_picks:
-        write(r, f"{name} of the search, valid error {r['valid_error']:.4f}, "
-                 f"{r['b1_latency_us']:.1f} us", target / f"{name}.toml")  # fmt: skip
+    for t in gated_picks + dense_picks:
+        comment = f"{t.name} of the search, valid error {t.valid_error:.4f}, {t.b1_latency_us:.1f} us"
+        write(t, f"chosen by docs/frontier_configs.py: {comment}", target / f"{t.name}.toml")
     for name, sets in COMBOS.items():
         cfg = load_config(ROOT / "configs" / "mnist_condnet.toml", [*COMBO_BASE, *sets])
         (target / f"{name}.toml").write_text(f"# {name}: docs/frontier_configs.py COMBOS\n" + to_toml(cfg))
 
-    def gap(r: dict) -> float:
-        rival = rival_of(r, dense)
-        return r["valid_error"] - (rival["valid_error"] if rival else 1.0)
-
-    name, best = min(gated_picks, key=lambda pick: gap(pick[1]))
-    difference, rival = gap(best), rival_of(best, dense)
-    write(
-        best,
-        f"the best gated config ({name}), {difference:+.4f} from the dense front",
-        OUT / "mnist_best.toml",
-    )
-    write(
-        rival, f"the dense rival of mnist_best.toml (trial {rival['trial']})", OUT / "mnist_dense_rival.toml"
-    )
+    best = min(gated_picks, key=lambda t: gap(t, dense))
+    rival = rival_of(best, dense)
+    chosen = "chosen by docs/frontier_configs.py"
+    difference = gap(best, dense)
+    write(best, f"{chosen}: the best gated config ({best.name}), {difference:+.4f} from the dense front",
+          OUT / "mnist_best.toml")  # fmt: skip
+    write(rival, f"{chosen}: the dense rival of mnist_best.toml (trial {rival.number})",
+          OUT / "mnist_dense_rival.toml")  # fmt: skip
     # distillation for both sides alike: the best gated config and its dense rival, taught by the
     # teacher of configs/frontier/mnist_teacher.toml (train it first: see that file)
-    for trial, stem in ((best, name), (rival, f"dense_trial{rival['trial']}")):
-        cfg = load_config(ROOT / trial["run_dir"] / "config.toml", DISTILL)
-        (target / f"{stem}_distilled.toml").write_text(
-            f"# {stem} with distillation: docs/frontier_configs.py DISTILL\n" + to_toml(cfg)
-        )
+    for t in (best, rival):
+        comment = f"{t.name} with distillation: docs/frontier_configs.py DISTILL"
+        write(t, comment, target / f"{t.name}_distilled.toml", DISTILL)
     print(
-        f"{len(gated_picks)} gated, {len(dense_picks)} dense, {len(COMBOS)} combinations; best gated {name} "
-        f"({best['valid_error']:.4f} at {best['b1_latency_us']:.1f} us), dense rival trial {rival['trial']} "
-        f"({rival['valid_error']:.4f} at {rival['b1_latency_us']:.1f} us)"
+        f"{len(gated_picks)} gated, {len(dense_picks)} dense, {len(COMBOS)} combinations; best gated "
+        f"{best.name} ({best.valid_error:.4f} at {best.b1_latency_us:.1f} us), dense rival trial "
+        f"{rival.number} ({rival.valid_error:.4f} at {rival.b1_latency_us:.1f} us)"
     )
 
 

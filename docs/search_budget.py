@@ -17,7 +17,7 @@ from pathlib import Path
 
 from condnet.run_dir import RunDir
 from condnet.search.space import load_space
-from condnet.search.study import _study, rows
+from condnet.search.study import open_study, rows
 
 BANDS = [(0, 10), (10, 30), (30, 100), (100, 300), (300, float("inf"))]  # microseconds
 
@@ -36,7 +36,7 @@ def cost(trial) -> dict | None:
 
 def budget_row(space_path: Path, journal: Path) -> str:
     space = load_space(space_path)
-    study = _study(space, journal / "journal.log" if journal.is_dir() else journal)
+    study = open_study(journal / "journal.log" if journal.is_dir() else journal, space.name)
     complete = [t for t in rows(study) if t["state"] == "COMPLETE"]
     trials = study.get_trials(deepcopy=False)
     failed = [t for t in trials if t.state.name == "FAIL"]

@@ -112,6 +112,22 @@ def _study(space: Space, storage, worker: int = 0):
     return study
 
 
+def open_study(storage, name: str):
+    """A study that exists, read without writing to its storage: `_study`'s create_study(load_if_exists)
+    appends a record to a journal at every read, so reading a committed journal changed it."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if not database.is_url(storage) and not Path(storage).is_file():
+        raise CondnetError(f"no search journal at {storage}: give the search's journal file or database URL")
+    backend = shared_storage(storage, name).storage()
+    try:
+        return optuna.load_study(study_name=name, storage=backend)
+    except KeyError:
+        held = [s.study_name for s in optuna.get_all_study_summaries(backend)]
+        raise CondnetError(f"{storage} holds no study named {name!r} (it holds {held})") from None
+
+
 def trials_done(study) -> int:
     """Finished trials: complete, or failed by their own error (not those a killed search left)."""
     return _counts(study)[0]
@@ -199,7 +215,7 @@ def run_search(
                 failed = [o for o in outcomes if o.value is None]
             if failed:
                 raise CondnetError(f"{failed[0].name} failed: {failed[0].error}")
-        study = _study(space, storage)
+        study = open_study(storage, space.name)
         table = rows(study)
         write_csv(table, out / "search.csv")
         pareto_numbers = {t.number for t in study.best_trials}

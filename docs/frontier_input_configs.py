@@ -1,0 +1,75 @@
+"""Choose issue 19's frontier configs (routed input layers against the dense front) from the searches'
+journals, on validation only, and write them to configs/frontier/mnist_input/ (fully resolved TOML;
+`condnet frontier mnist --configs configs/frontier/mnist_input` trains them on fresh seeds).
+
+Rules (condnet.search.choose.front_picks), on the searches' validation errors and search-time latencies:
+- gated: each gated space's PER_SPACE Pareto trials nearest the dense front (smallest gap: validation
+  error minus that of the best dense trial at most as slow), the candidates for a point on it;
+- the hash control beside each learned pick: the same config with its router swapped for the hash
+  router the hash space's own pick used (learned routing counts only where it beats hashing);
+- dense: every DENSE_STEP-th point of the dense Pareto set over its whole range, and each gated pick's
+  rival. Distillation is a searched dimension on both sides: each config keeps what its trial drew.
+A space whose journal is missing is skipped, and said.
+
+    .venv/bin/python docs/frontier_input_configs.py [JOURNAL_DIR]     (default: docs/search)
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from condnet.config import to_toml
+from condnet.search.choose import complete_trials, front_picks, gap
+from condnet.search.space import load_space
+
+ROOT = Path(__file__).resolve().parent.parent
+JOURNALS = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "docs" / "search"
+OUT = ROOT / "configs" / "frontier" / "mnist_input"
+DENSE = "mnist_wide_dense_distill"
+LEARNED = {"topk": "mnist_input_topk_distill", "tree": "mnist_input_tree_distill"}
+HASH = ("hash", "mnist_input_hash_distill")
+PER_SPACE = 1
+DENSE_STEP = 2
+
+
+def trials(short: str, stem: str) -> list:
+    journal = JOURNALS / f"{stem}.journal.log"
+    if not journal.is_file():
+        print(f"{stem}: no journal at {journal}: skipped")
+        return []
+    return complete_trials(journal, load_space(ROOT / "configs" / "search" / f"{stem}.toml").name, short)
+
+
+def main() -> None:
+    dense = trials("dense", DENSE)
+    learned = [trials(short, stem) for short, stem in LEARNED.items()]
+    hashed = trials(*HASH)
+    gated, dense_picks = front_picks(dense, [*learned, hashed], PER_SPACE, DENSE_STEP)
+    OUT.mkdir(parents=True, exist_ok=True)
+    for old in OUT.glob("*.toml"):
+        old.unlink()
+
+    def describe(t) -> str:
+        error, us = t.valid_error, t.b1_latency_us
+        return f"{t.name}: valid {error:.4f} at {us:.1f} us, {gap(t, dense):+.4f} to dense"
+
+    for t in gated + dense_picks:
+        comment = f"chosen by docs/frontier_input_configs.py: {describe(t)} (search timing)"
+        (OUT / f"{t.name}.toml").write_text(f"# {comment}\n" + to_toml(t.resolved()))
+    hash_pick = next((t for t in gated if t.space == HASH[0]), None)
+    if hash_pick is None:
+        print(f"{HASH[1]}: no trial yet: no hash controls")
+    else:
+        router = hash_pick.resolved().model.router
+        for t in gated:
+            if t.space in LEARNED:
+                comment = f"{t.name} with the hash control's router ({router}, as {hash_pick.name}): issue 19"
+                cfg = t.resolved([f'model.router="{router}"'])
+                (OUT / f"{t.name}_{router}.toml").write_text(f"# {comment}\n" + to_toml(cfg))
+    for t in gated + dense_picks:
+        print(describe(t))
+
+
+if __name__ == "__main__":
+    main()
