@@ -10,7 +10,7 @@ import torch
 from condnet.gates import LayerSettings, gate_class
 from condnet.nn.gates import make_gate
 from condnet.nn.gates.bernoulli import block_balance, example_balance, variance_reward
-from condnet.train.objective import Baseline, log_prob, reinforce_surrogate
+from condnet.train.objective import Baseline, add_l2_gradient, log_prob, reinforce_surrogate
 
 
 def BlockPolicy(n_in, n_blocks, p_min, p_max):  # noqa: N802 (the paper's policy, as a module)
@@ -136,3 +136,52 @@ def test_expected_estimator_by_exact_enumeration_of_a_batch(baseline, factor):
     for e, t in zip(expected, true, strict=True):
         torch.testing.assert_close(e, factor * t, rtol=1e-4, atol=1e-6)
         assert not torch.allclose(e, (1.5 - factor) * t, rtol=1e-2)  # the factor is told apart
+
+
+@pytest.mark.parametrize(
+    "kind, router, view",
+    [
+        ("condnet", "topk", "proj16"),
+        ("condnet", "tree", "input"),
+        ("condnet", "hash", "proj16"),
+        ("nn", "bernoulli", "layer"),
+    ],
+)
+def test_the_l2_gradient_equals_the_term_in_the_loss(kind, router, view):
+    """The step's gradients (training_loss, backward, add_l2_gradient) against autograd on the loss plus
+    lambda ||p||^2 written out over the penalised parameters by hand: W, b of every layer, a learned
+    router's parameters and the projection it reads (a hash router's and its projection: not penalised)."""
+    from condnet.config import Config, ModelConfig, TrainConfig, validate
+    from condnet.nn.condnet import CondNet
+    from condnet.train.loop import l2_parameters, training_loss
+
+    torch.manual_seed(0)
+    model_cfg = ModelConfig(kind=kind, widths=[64, 32], block_size=[16, 8], router=router, k=[1, 1],
+                            gated=[True, True], router_input=view, activation="relu")  # fmt: skip
+    cfg = validate(Config(model=model_cfg, train=TrainConfig(lambda_l2=0.01, lambda_balance=0.1)))
+    model = CondNet(20, 3, cfg.model)
+    x, y = torch.randn(12, 20), torch.randint(0, 3, (12,))
+    learned = router != "hash" and kind == "condnet"
+    by_hand = [*model.hidden.parameters(), *model.output.parameters()]
+    if learned:
+        by_hand += [*model.policies.parameters()]
+        by_hand += [*model.router_projection.parameters()] if view == "proj16" else []
+    assert {id(p) for p in l2_parameters(model)} == {id(p) for p in by_hand}
+
+    def step(l2_in_the_loss: bool) -> dict:
+        model.zero_grad(set_to_none=True)
+        out = model(x, "threshold")
+        loss, _ = training_loss(model, out, y, cfg, Baseline())
+        if l2_in_the_loss:
+            (loss + 0.01 * sum((p * p).sum() for p in by_hand)).backward()
+        else:
+            loss.backward()
+            add_l2_gradient(l2_parameters(model), 0.01)
+        return {name: None if p.grad is None else p.grad.clone() for name, p in model.named_parameters()}
+
+    want, got = step(True), step(False)
+    assert want.keys() == got.keys()
+    for name in want:
+        assert (want[name] is None) == (got[name] is None), name
+        if want[name] is not None:
+            torch.testing.assert_close(got[name], want[name], rtol=1e-6, atol=1e-8, msg=name)

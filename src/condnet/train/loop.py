@@ -34,7 +34,7 @@ from condnet.run_dir import EPOCH_LOG, TRAIN_STATE, RunDir, write_atomic
 from condnet.train.estimators import ESTIMATORS
 from condnet.train.evaluate import evaluate
 from condnet.train.jitter import image_shape, jitter
-from condnet.train.objective import Baseline, distillation, squared_norm
+from condnet.train.objective import Baseline, add_l2_gradient, distillation
 
 
 @dataclass
@@ -101,7 +101,8 @@ def training_loss(
 ):
     """The scalar whose gradient updates every parameter (see condnet.train.objective for which part
     reaches which parameters). `progress`: epochs done so far (fractional), for the lambda_s warm-up.
-    teacher: the teacher's logits for these examples (distillation), or None.
+    teacher: the teacher's logits for these examples (distillation), or None. The L2 penalty is not in
+    it: its gradient is added after the backward pass (add_l2_gradient, on l2_parameters).
     Returns (loss, per-example NLL)."""
     t = cfg.train
     lambda_s = t.lambda_s * min(1.0, progress / t.lambda_s_warmup) if t.lambda_s_warmup > 0 else t.lambda_s
@@ -111,7 +112,7 @@ def training_loss(
         w = t.distill_weight
         cost = (1 - w) * nll + w * distillation(out.logits, teacher, t.distill_temperature)
     reduce = torch.sum if t.loss_reduction == "sum" else torch.mean
-    loss = reduce(cost) + t.lambda_l2 * squared_norm(model.network_parameters())
+    loss = reduce(cost)
     estimator = ESTIMATORS[t.estimator]
     learned = [(g, trace) for g, trace in zip(model.policies, out.layers, strict=True) if g.spec.learned]
     drawn = any(gate.spec.draws for gate, _ in learned)  # the estimator's part: draws that learn
@@ -122,9 +123,13 @@ def training_loss(
             if surrogate is not None:
                 loss = loss + reduce(surrogate)
         loss = gate.add_losses(loss, trace, t, lambda_s)
-        loss = loss + t.lambda_l2 * squared_norm(gate.parameters())
-    loss = loss + t.lambda_l2 * squared_norm(model.view_parameters())
     return loss, nll
+
+
+def l2_parameters(model: CondNet) -> list[torch.nn.Parameter]:
+    """What lambda_L2 penalises: Theta_NN, the learned gates' parameters and the view they read."""
+    learned = [p for gate in model.policies if gate.spec.learned for p in gate.parameters()]
+    return [*model.network_parameters(), *learned, *model.view_parameters()]
 
 
 def teacher_logits(cfg: Config, splits: Splits) -> torch.Tensor | None:
@@ -318,6 +323,7 @@ def train_epoch(
     scheduled = cfg.train.schedule != "constant" or cfg.train.warmup_epochs > 0
     image = image_shape(splits.input_dim, cfg.train.jitter) if cfg.train.jitter else None
     nll_sum = err_sum = 0.0
+    penalised = l2_parameters(model)
     for batch, start in enumerate(range(0, n, bs)):
         idx = order[start : start + bs]
         x, y = splits.x_train[idx], splits.y_train[idx]
@@ -337,6 +343,7 @@ def train_epoch(
             )
         state.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        add_l2_gradient(penalised, cfg.train.lambda_l2)
         if scheduled:  # the rate of this step: after batch + 1 of the epoch (a pure function: resumable)
             factor = lr_factor(cfg, epoch - 1 + (batch + 1) / n_batches)
             for group in state.optimizer.param_groups:
@@ -347,6 +354,7 @@ def train_epoch(
         if on_batch:
             on_batch(batch + 1, n_batches)
     seconds = time.perf_counter() - started
+    check_weights(model, epoch)
     valid = evaluate(model, splits.x_valid, splits.y_valid, "sample", cfg.train.eval_batch_size, cfg.seed)
     return EpochRecord(
         epoch,
@@ -358,6 +366,18 @@ def train_epoch(
         valid.entropy,
         seconds,
     )
+
+
+def check_weights(model: CondNet, epoch: int) -> None:
+    """TrainingError when the weights' squared norm left float32's range (weights past ~1e19): such a net
+    can still score, but its products overflow downstream (a finite loss does not show it)."""
+    with torch.no_grad():
+        size = torch.stack([p.pow(2).sum() for p in model.parameters()]).sum()
+    if not torch.isfinite(size):
+        raise TrainingError(
+            f"the weights grew past float32's range at epoch {epoch} (squared norm {size.item()}); "
+            f"lower train.lr_net / train.lr_policy or the lambdas"
+        )
 
 
 def keep_if_best(state: TrainState, cfg: Config, record: EpochRecord) -> None:
