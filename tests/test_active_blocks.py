@@ -39,6 +39,7 @@ def gradients(net: CondNet, logits) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize("router,k", [("topk", 1), ("topk", 2), ("tree", 1), ("hash", 1)])
 @pytest.mark.parametrize("activation", ["tanh", "relu"])
 def test_active_blocks_match_the_masked_dense_layer(router, k, activation, monkeypatch):
+    monkeypatch.setattr(active_blocks, "MIN_WORK_PER_BLOCK", 0)  # a layer small enough to test by hand
     net = wide_model(router, activation, k)
     x = torch.randn(40, 20)
     calls = []
@@ -69,9 +70,31 @@ def test_an_example_with_no_block_on_outputs_zero():
 
 
 def test_the_dense_product_is_kept_where_it_is_faster_or_needed():
-    sparse = torch.zeros(8, 8)
+    """The loop pays when each block's share of the dense product, batch x inputs x block units, outweighs
+    the loop's own cost per block (measured, docs/active_blocks_speed.py); numbers by hand."""
+    sparse = torch.zeros(128, 64)
     sparse[:, 0] = 1
-    assert active_blocks.pays(sparse, 64)
-    assert not active_blocks.pays(sparse, 16)  # small blocks: the loop costs more than it saves
-    assert not active_blocks.pays(torch.ones(8, 8), 64)  # most blocks on
-    assert not active_blocks.pays(sparse.clone().requires_grad_(), 64)  # a relaxed mask owes gradient
+    assert active_blocks.pays(sparse, 784, 32)  # 128 x 784 x 32 = 3.2 M multiply-adds a block
+    assert active_blocks.pays(sparse, 784, 64)
+    assert not active_blocks.pays(sparse, 784, 16)  # 1.6 M: the loop costs more than it saves
+    assert not active_blocks.pays(sparse, 64, 64)  # 0.5 M: a gated layer after a narrow one
+    assert not active_blocks.pays(sparse[:32], 784, 64)  # 1.6 M: a small batch
+    assert not active_blocks.pays(torch.ones(128, 64), 784, 64)  # most blocks on
+    assert not active_blocks.pays(sparse.clone().requires_grad_(), 784, 64)  # a relaxed mask owes gradient
+
+
+def test_dropout_is_drawn_for_the_active_units_only():
+    """Unit dropout inside the loop: each active unit is 0 or its undropped value / (1 - p), about a
+    share p of them 0 (binomial bounds), and every inactive unit 0, as dropout over the whole layer."""
+    torch.manual_seed(0)
+    layer, x = torch.nn.Linear(30, 256), torch.randn(400, 30)
+    mask = torch.zeros(400, 8)
+    mask[torch.arange(400), torch.randint(0, 8, (400,))] = 1
+    plain = active_blocks.active_blocks(x, layer, torch.tanh, mask, mask, 32)
+    dropped = active_blocks.active_blocks(x, layer, torch.tanh, mask, mask, 32, dropout=0.25)
+    active = mask.repeat_interleave(32, dim=1).bool()
+    assert torch.all(dropped[~active] == 0)
+    kept = dropped[active] != 0
+    torch.testing.assert_close(dropped[active][kept], plain[active][kept] / 0.75)
+    n = int(active.sum())  # 12,800 units: the share dropped is 0.25 within 4.5 standard deviations
+    assert abs(float((~kept).float().mean()) - 0.25) < 4.5 * (0.25 * 0.75 / n) ** 0.5

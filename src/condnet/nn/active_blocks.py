@@ -7,8 +7,11 @@ backward pass does the same. The result equals the masked computation up to floa
 gradients too, provided no gradient is owed to an inactive block: the mask is hard (carries no
 gradient) and the gate values are 0 wherever the mask is 0 by construction (every router's are).
 
-A Python loop over blocks pays only when each block's matrix is big enough (measured in RESULTS 9:
-at batch 128 over 784 inputs, 16-unit blocks are 2x slower this way, 256-unit blocks 2x faster).
+The loop over blocks costs about 0.15-0.2 ms a block (forward and backward, one core), whatever the
+block's size; it pays when each block's share of the dense product, batch x inputs x block units, is
+larger than that (measured side by side, docs/active_blocks_speed.py, RESULTS 8.10: at batch 128 over
+784 inputs, 32-unit blocks take 0.45-1.0x the masked product's time, 16-unit ones up to 1.8x, and
+after a 64-unit layer 3x).
 """
 
 from __future__ import annotations
@@ -16,18 +19,23 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-MIN_BLOCK_SIZE = 64  # smaller blocks: the per-block overhead costs more than the skipped work
+MIN_WORK_PER_BLOCK = 3_000_000  # batch x inputs x block units: less, and the loop costs more than it saves
 MAX_ACTIVE_SHARE = 0.25  # more blocks on than this: the masked dense product is faster
 
 
-def pays(mask: torch.Tensor, block_size: int) -> bool:
-    """Whether computing only the active blocks is worth it (and exact) for this mask."""
-    return (block_size >= MIN_BLOCK_SIZE and not mask.requires_grad
+def pays(mask: torch.Tensor, n_in: int, block_size: int) -> bool:
+    """Whether computing only the active blocks is worth it (and exact) for this mask, (batch, blocks),
+    over `n_in` inputs."""
+    return (len(mask) * n_in * block_size >= MIN_WORK_PER_BLOCK and not mask.requires_grad
             and float(mask.mean()) <= MAX_ACTIVE_SHARE)  # fmt: skip
 
 
-def active_blocks(h, layer: torch.nn.Linear, activation, mask, scale, block_size: int) -> torch.Tensor:
-    """activation(layer(h)) * repeat(scale), computing only the blocks where mask is 1.
+def active_blocks(
+    h, layer: torch.nn.Linear, activation, mask, scale, block_size: int, dropout: float = 0.0
+) -> torch.Tensor:
+    """activation(layer(h)) * repeat(scale), computing only the blocks where mask is 1; with unit
+    dropout at rate `dropout` drawn for those units only (the others are 0 either way: the same
+    distribution as dropout over the whole layer, for a fraction of the random draws).
 
     h: (batch, n_in); mask, scale: (batch, n_blocks); returns (batch, n_blocks * block_size)."""
     batch, n_blocks = mask.shape
@@ -46,5 +54,7 @@ def active_blocks(h, layer: torch.nn.Linear, activation, mask, scale, block_size
     if not parts:
         return h.new_zeros(batch, n_blocks * block_size)
     values = torch.cat(parts)
+    if dropout > 0:
+        values = F.dropout(values, dropout)
     out = h.new_zeros(batch * n_blocks, block_size).index_add(0, example * n_blocks + block, values)
     return out.reshape(batch, n_blocks * block_size)

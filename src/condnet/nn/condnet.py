@@ -171,17 +171,19 @@ class CondNet(nn.Module):
             s = view if view is not None else (h.detach() if self.cfg.router_detach else h)
             decided = gate.decide(s, how, self._given_mask(index, h, masks))
             size = self.block_sizes[index]
+            dropout = self.cfg.dropout if self.training else 0.0  # unit dropout, dense and gated layers alike
             if decided.mask is None:  # a dense layer
                 out = self.activation(layer(h))
                 decided.mask = torch.ones(x.shape[0], self.n_blocks[index], dtype=x.dtype, device=x.device)
             else:
                 scale = decided.mask if decided.gates is None else decided.gates
-                if active_blocks.pays(decided.mask, size):
-                    out = active_blocks.active_blocks(h, layer, self.activation, decided.mask, scale, size)
+                if active_blocks.pays(decided.mask, h.shape[1], size):
+                    args = (h, layer, self.activation, decided.mask, scale, size, dropout)
+                    out, dropout = active_blocks.active_blocks(*args), 0.0  # dropped: the active units only
                 else:
                     out = self.activation(layer(h)) * scale.repeat_interleave(size, dim=1)
-            if self.training and self.cfg.dropout > 0:  # unit dropout, dense and gated layers alike
-                out = F.dropout(out, self.cfg.dropout)
+            if dropout > 0:
+                out = F.dropout(out, dropout)
             trace.append(decided)
             h = out
         return Output(self.output(h), trace)
