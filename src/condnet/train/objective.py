@@ -84,8 +84,8 @@ class Baseline:
 def add_l2_gradient(params, lambda_l2: float) -> None:
     """Add the gradient of lambda_L2 ||p||^2, 2 lambda_L2 p, to each parameter's gradient (made when the
     loss gave it none, as the term in the loss would). The same gradient as that term, without building
-    it: the term cost three passes over every weight, and their allocations, per batch (a third of the
-    training step of a 2048-unit input layer, RESULTS 8.10)."""
+    it: the term cost five passes over every weight per batch (W * W, its sum, two products and an
+    addition backward), each with its allocation: a third of a 2048-unit input layer's step (RESULTS 8.10)."""
     if lambda_l2 == 0:
         return
     with torch.no_grad():
