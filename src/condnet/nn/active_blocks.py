@@ -7,11 +7,11 @@ backward pass does the same. The result equals the masked computation up to floa
 gradients too, provided no gradient is owed to an inactive block: the mask is hard (carries no
 gradient) and the gate values are 0 wherever the mask is 0 by construction (every router's are).
 
-The loop over blocks costs about 0.15-0.2 ms a block (forward and backward, one core), whatever the
+The loop over blocks costs about 0.1-0.2 ms a block (forward and backward, one core), whatever the
 block's size; it pays when each block's share of the dense product, batch x inputs x block units, is
 larger than that (measured side by side, docs/active_blocks_speed.py, RESULTS 8.10: at batch 128 over
-784 inputs, 32-unit blocks take 0.45-1.0x the masked product's time, 16-unit ones up to 1.8x, and
-after a 64-unit layer 3x).
+784 inputs, 32-unit blocks take 0.51-1.07x the masked product's time, 16-unit ones up to 1.5x, and
+after a layer of 32-64 units 2-3.6x).
 """
 
 from __future__ import annotations
