@@ -81,6 +81,9 @@ def test_the_dense_product_is_kept_where_it_is_faster_or_needed():
     assert not active_blocks.pays(sparse[:32], 784, 64)  # 1.6 M: a small batch
     assert not active_blocks.pays(torch.ones(128, 64), 784, 64)  # most blocks on
     assert not active_blocks.pays(sparse.clone().requires_grad_(), 784, 64)  # a relaxed mask owes gradient
+    with torch.no_grad():  # inference: no backward, the loop pays for 64-unit blocks whatever the batch
+        assert active_blocks.pays(sparse[:1], 784, 64) and active_blocks.pays(sparse, 64, 64)
+        assert not active_blocks.pays(sparse, 784, 32)
 
 
 def test_dropout_is_drawn_for_the_active_units_only():
