@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 
+import pytest
+
 from condnet.cli import main
 from condnet.config import load_config, to_toml
 from condnet.reproduce.frontier import ConfigSummary, verdicts
@@ -53,6 +55,92 @@ def test_frontier_end_to_end(tmp_path, idx_dir, capsys):
     printed = capsys.readouterr().out
     assert "gated: " in printed and "dense: " in printed and "verdict: the " in printed
     assert main(["versus", str(dense), str(gated), "--repeats", "1"]) == 2  # the order matters
+
+
+def _rows(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_a_frontier_on_another_machine_keeps_the_recorded_errors_and_times_one_seed_again(tmp_path, idx_dir):
+    """The runs are gone (a new machine), the report's CSV is kept (committed): each config trains its
+    first seed again, to be timed here; the other seeds' errors come from the record, their latencies
+    from nowhere. A config changed since is trained anew."""
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    common = [*SMALL, f"data.dir={json.dumps(str(idx_dir))}", "train.max_epochs=1"]
+    for name, extra in (("dense", "model.kind=nn"), ("topk", "model.router=topk")):
+        (configs / f"{name}.toml").write_text(to_toml(load_config(None, [*common, extra])))
+    report = tmp_path / "report"
+
+    def frontier(out):
+        args = ["frontier", "idx", "--configs", str(configs), "--seeds", "2", "--timing-repeats", "1",
+                "--out", str(tmp_path / out), "--report", str(report)]  # fmt: skip
+        assert main(args) == 0
+        return _rows(report / "idx.csv")
+
+    first = frontier("machine-a")
+    rows = {(r["config"], r["seed"]): r for r in first}
+    rows["dense", "101"]["test_error"] = "0.5"  # a value no training gives: it can only come from the record
+    with open(report / "idx.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, list(first[0]))
+        writer.writeheader()
+        writer.writerows(rows.values())
+    changed = load_config(None, [*common, "model.router=topk", "model.k=2"])
+    (configs / "topk.toml").write_text(to_toml(changed))
+
+    second = {(r["config"], r["seed"]): r for r in frontier("machine-b")}
+    trained = sorted(p.parent.name + "/" + p.name for p in (tmp_path / "machine-b").glob("*/seed-*"))
+    assert trained == ["dense/seed-100", "topk/seed-100", "topk/seed-101"]
+    assert second["dense", "101"]["test_error"] == "0.5" and second["dense", "101"]["b1_latency_us"] == ""
+    assert float(second["dense", "100"]["b1_latency_us"]) > 0
+    assert second["topk", "101"]["config_sha"] != rows["topk", "101"]["config_sha"]
+    dense_100 = 100 * float(second["dense", "100"]["test_error"])
+    line = next(x for x in (report / "idx.md").read_text().splitlines() if x.startswith("| dense |"))
+    assert f"| {(dense_100 + 50) / 2:.2f} ± " in line  # the mean of the run trained here and the record's
+    assert "1 run's error comes from the record" in (report / "idx.md").read_text()
+
+
+def test_a_frontier_stopped_while_timing_has_recorded_its_trained_runs(tmp_path, idx_dir, monkeypatch):
+    from condnet.reproduce import frontier as module
+
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    cfg = load_config(None, [*SMALL, f"data.dir={json.dumps(str(idx_dir))}", "train.max_epochs=1"])
+    (configs / "dense.toml").write_text(to_toml(cfg))
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(module, "time_all", stopped)
+    args = ["frontier", "idx", "--configs", str(configs), "--seeds", "2", "--timing-repeats", "1",
+            "--out", str(tmp_path / "runs"), "--report", str(tmp_path / "report")]  # fmt: skip
+    assert main(args) == 130  # interrupted
+    rows = _rows(tmp_path / "report" / "idx.csv")
+    assert [(r["seed"], r["b1_latency_us"]) for r in rows] == [("100", ""), ("101", "")]
+    assert all(0 <= float(r["test_error"]) <= 1 for r in rows)
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("config,gated,seed,test_error,valid_error,config_sha\nd,False,100,zero,0.1,a\n", "idx.csv line 2"),
+        ("config,seed,test_error,config_sha\ndense,100,0.1,abc\n", "no gated, valid_error column"),
+    ],
+)
+def test_a_corrupt_record_is_a_one_line_error_before_any_training(tmp_path, idx_dir, capsys, text, said):
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    cfg = load_config(None, [*SMALL, f"data.dir={json.dumps(str(idx_dir))}", "train.max_epochs=1"])
+    (configs / "dense.toml").write_text(to_toml(cfg))
+    (tmp_path / "report").mkdir()
+    (tmp_path / "report" / "idx.csv").write_text(text)
+    args = ["frontier", "idx", "--configs", str(configs), "--out", str(tmp_path / "runs"),
+            "--report", str(tmp_path / "report")]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert said in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()
 
 
 def test_other_work_while_timing_is_the_busy_time_not_ours(monkeypatch):

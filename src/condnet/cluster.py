@@ -103,13 +103,18 @@ COUNT_POLL = 1.0  # seconds between reads of progress' count (a search's: its jo
 
 
 def run_jobs(
-    client, jobs: list[tuple[str, Callable, tuple]], log=logs.info, unit: str = "run", progress=None
+    client,
+    jobs: list[tuple[str, Callable, tuple]],
+    log=logs.info,
+    unit: str = "run",
+    progress=None,
+    on_done=None,
 ) -> list[Outcome]:
     """Run every job (name, function, arguments) on the cluster, with one progress bar for all (on a
     terminal); a job's CondnetError is its failure (its Outcome's value is None, its error the
     message); the others keep going. progress: (total, count, unit) when the jobs' progress is not
     their number, as a search's workers' is its trials: the bar shows count() of total, read every
-    COUNT_POLL seconds."""
+    COUNT_POLL seconds. on_done(outcome): called in this process as each job ends."""
     from tqdm import tqdm
 
     # a job whose worker died is run again elsewhere by the scheduler (up to its allowed-failures, 3);
@@ -141,6 +146,8 @@ def run_jobs(
                     bar.update()
                 done = f"[{len(outcomes)}/{len(futures)}] {name} ({host})"
                 log(f"{done}: FAILED: {error}" if value is None else f"{done}: {value}")
+                if on_done is not None:
+                    on_done(outcomes[-1])
     hosts = Counter(o.host for o in outcomes)
     counted = f"; {count()} of {total} {bar_unit}s" if count is not None else ""
     log(f"{len(outcomes)} {unit}s in {time.perf_counter() - start:.0f} s{counted}, "

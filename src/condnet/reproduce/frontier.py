@@ -5,6 +5,11 @@ set) is trained on fresh seeds (from FIRST_SEED on: the search trained seed 0) w
 runner (resumable, W workers), then timed alone on one core. It writes DATASET.csv (one line per run),
 DATASET.md (mean ± std per config and the verdicts) and DATASET.png into the report directory.
 
+DATASET.csv is also the frontier's record, rewritten as each run finishes: a run it records (same
+config, same seed) whose directory is gone, as on another machine, is not trained again; its error
+stands, and each config's latency is timed on the runs of this machine, for which a config with none
+trains its first seed again. Latencies are never carried from another command's record.
+
 Latency of a dense net: the fastest of PyTorch, the engine and ONNX Runtime (what a user would deploy);
 of a gated net: the engine. The test pass at batch 50: the faster of PyTorch and the engine for dense
 nets, the engine for gated ones. Test errors are in sample mode (the paper's inference).
@@ -16,22 +21,34 @@ whose mean batch-1 latency is at most its own, by at least two standard errors o
 
 from __future__ import annotations
 
+import csv
+import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from condnet import logs
 from condnet.bench.deployed import deployed_latency, timing_latency
+from condnet.config import Config, to_toml
 from condnet.errors import CondnetError
 from condnet.report.plots import plain_log_labels, plt, spread_labels
 from condnet.report.summary import mean_std
-from condnet.reproduce.runner import Job, plan, threads_per_worker, time_all, train_all
+from condnet.reproduce.runner import (
+    Job,
+    check_same_config,
+    is_finished,
+    plan,
+    threads_per_worker,
+    time_all,
+    train_all,
+)
 from condnet.reproduce.tables import Row, Table
 from condnet.run_dir import RunDir, save_figure, write_atomic, write_csv
 
 FIRST_SEED = 100
-CSV_FIELDS = ["config", "gated", "seed", "test_error", "b1_latency_us", "b50_pass_ms", "activation_rate",
-              "latency_from", "run_dir"]  # fmt: skip
+CSV_FIELDS = ["config", "gated", "seed", "test_error", "valid_error", "b1_latency_us", "b50_pass_ms",
+              "activation_rate", "latency_from", "run_dir", "config_sha"]  # fmt: skip
+UNTIMED = {"b1_latency_us": None, "b50_pass_ms": None, "latency_from": None}  # a run not timed (yet)
 
 
 @dataclass
@@ -40,8 +57,9 @@ class ConfigSummary:
     gated: bool
     n: int
     error: tuple[float, float]  # percent: mean, sample std
-    latency_us: float  # mean batch-1 latency
-    pass_ms: float  # mean test pass at batch 50
+    latency_us: float  # mean batch-1 latency (of the runs timed here)
+    pass_ms: float  # mean test pass at batch 50 (of the runs timed here)
+    timed: int = 0  # runs timed here (the others' errors are from the record)
 
 
 def frontier_table(dataset: str, config_dir: Path) -> Table:
@@ -59,31 +77,95 @@ def run_latency(timing: dict, gated: bool) -> tuple[float, str, float]:
     return latency, source, deployed_latency(passes, gated)[0]
 
 
+def config_sha(cfg: Config) -> str:
+    return hashlib.sha256(to_toml(cfg).encode()).hexdigest()[:12]
+
+
 def run_record(job: Job) -> dict | None:
-    """One CSV line, or None for a run that is not finished and timed."""
+    """One CSV line for a finished run (its latencies None until it is timed), or None."""
     run = RunDir(job.run_dir)
-    timing = run.timing() if run.is_finished() else None
-    if timing is None:
+    if not run.is_finished():
         return None
     metrics = run.metrics()
     gated = job.cfg.model.is_gated
-    latency, source, test_pass = run_latency(timing, gated)
-    error = metrics["test_error"]["sample"]
-    return {
-        "config": job.row.name, "gated": gated, "seed": job.seed, "test_error": error,
-        "b1_latency_us": 1e3 * latency, "b50_pass_ms": 1e3 * test_pass,
+    record = {
+        "config": job.row.name,
+        "gated": gated,
+        "seed": job.seed,
+        "test_error": metrics["test_error"]["sample"],
+        "valid_error": run.best_valid_error(),
         "activation_rate": "/".join(f"{r:.4f}" for r in metrics["activation_rate"]),
-        "latency_from": source, "run_dir": str(job.run_dir),
-    }  # fmt: skip
+        "run_dir": str(job.run_dir),
+        "config_sha": config_sha(job.cfg),
+        **UNTIMED,
+    }
+    timing = run.timing()
+    if timing is not None:
+        latency, source, test_pass = run_latency(timing, gated)
+        record.update(b1_latency_us=1e3 * latency, b50_pass_ms=1e3 * test_pass, latency_from=source)
+    return record
+
+
+def recorded_runs(path: Path, jobs: list[Job], log=logs.info) -> dict[tuple[str, int], dict]:
+    """The runs an earlier command recorded in `path` (this frontier's CSV) with the config and seed of one
+    of `jobs`, by (config, seed); their latencies dropped (timed by another command, maybe elsewhere)."""
+    if not path.is_file():
+        return {}
+    wanted = {(job.row.name, job.seed): config_sha(job.cfg) for job in jobs}
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        columns = set(reader.fieldnames or [])
+        if "config_sha" not in columns:
+            log(f"{path} holds no config_sha column (an older report): none of its runs is reused")
+            return {}
+        if missing := {"config", "seed", "gated", "test_error", "valid_error"} - columns:
+            raise CondnetError(f"{path} has no {', '.join(sorted(missing))} column: move it away to train "
+                               "every run here")  # fmt: skip
+        found = {}
+        for line, row in enumerate(reader, 2):
+            try:
+                key = (row["config"], int(row["seed"]))
+                errors = {"test_error": float(row["test_error"]), "valid_error": float(row["valid_error"])}
+                if not all(0 <= e <= 1 for e in errors.values()):
+                    raise ValueError(f"an error rate outside [0, 1]: {errors}")
+            except (KeyError, TypeError, ValueError) as exc:
+                raise CondnetError(
+                    f"{path} line {line} is not a run's record ({type(exc).__name__}: {exc}): fix the line, "
+                    "or move the file away to train every run here"
+                ) from None
+            if wanted.get(key) == row["config_sha"]:
+                found[key] = {**row, **errors, "gated": row["gated"] == "True", "seed": key[1], **UNTIMED}
+    return found
+
+
+def records(jobs: list[Job], recorded: dict) -> list[dict]:
+    """Every run of the plan this frontier has: its run here if finished, else the record's."""
+    found = ((run_record(job) or recorded.get((job.row.name, job.seed))) for job in jobs)
+    return [r for r in found if r is not None]
+
+
+def to_train(jobs: list[Job], recorded: dict) -> list[Job]:
+    """The runs neither finished here nor recorded, and each config's first seed when it has no run
+    here to time."""
+    here = {job.row.name for job in jobs if is_finished(job.run_dir)}
+    todo = [job for job in jobs if not is_finished(job.run_dir) and (job.row.name, job.seed) not in recorded]
+    untimed = {job.row.name for job in todo} | here
+    firsts = {job.row.name: job for job in reversed(jobs)}  # each config's lowest seed
+    return todo + [job for name, job in firsts.items() if name not in untimed]
 
 
 def summarize(records: list[dict]) -> list[ConfigSummary]:
+    """Per config with a run timed here: its errors over every run, its latencies over the timed ones."""
     summaries = []
     for name in dict.fromkeys(r["config"] for r in records):
         runs = [r for r in records if r["config"] == name]
+        timed = [r for r in runs if r["b1_latency_us"] is not None]
+        if not timed:
+            continue
         summaries.append(ConfigSummary(
             name, runs[0]["gated"], len(runs), mean_std([100 * r["test_error"] for r in runs]),
-            mean_std([r["b1_latency_us"] for r in runs])[0], mean_std([r["b50_pass_ms"] for r in runs])[0],
+            mean_std([r["b1_latency_us"] for r in timed])[0], mean_std([r["b50_pass_ms"] for r in timed])[0],
+            len(timed),
         ))  # fmt: skip
     return summaries
 
@@ -124,7 +206,7 @@ def figure(records: list[dict], summaries: list[ConfigSummary], title: str, path
         names = []
         for s in summaries:
             color = "tab:red" if s.gated else "tab:blue"
-            runs = [r for r in records if r["config"] == s.name]
+            runs = [r for r in records if r["config"] == s.name and r[key] is not None]
             ax.scatter(
                 [r[key] for r in runs], [100 * r["test_error"] for r in runs], s=8, color=color, alpha=0.3
             )
@@ -193,36 +275,58 @@ def run_frontier(
             f"{', '.join(wrong)}: data.name is not {dataset}; frontier {dataset} needs its configs"
         )
     threads = threads_per_worker(workers, threads)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    record_path = report_dir / f"{dataset}.csv"
     with RunDir(out).lock():
-        failures = train_all(jobs, workers, threads, log, cluster)
+        check_same_config(jobs)  # a run here is only reused for its own config
+        recorded = recorded_runs(record_path, jobs, log)
+        todo = to_train(jobs, recorded)
+        elsewhere = sum((j.row.name, j.seed) in recorded and not is_finished(j.run_dir) for j in jobs)
+        if elsewhere:
+            log(f"{elsewhere} runs recorded in {record_path} are not here: their errors stand")
+
+        def record(*_) -> None:  # after each run: the record survives this machine
+            if found := records(jobs, recorded):  # an older report is only replaced by runs
+                write_csv(found, record_path, CSV_FIELDS)
+
+        record()
+        failures = train_all(todo, workers, threads, log, cluster, on_done=record)
         with OtherWork() as other_work:
             timed = time_all(jobs, timing_repeats, log=log)
         load = other_work.describe(timed)
-    records = [r for r in (run_record(job) for job in jobs) if r is not None]
-    if not records:
+    found_records = records(jobs, recorded)
+    if not found_records:
         raise CondnetError("no run finished; see the errors above")
-    summaries = summarize(records)
-    report_dir.mkdir(parents=True, exist_ok=True)
-    write_csv(records, report_dir / f"{dataset}.csv", CSV_FIELDS)
-    figure(records, summaries, f"{dataset}: gated against dense", report_dir / f"{dataset}.png")
+    write_csv(found_records, record_path, CSV_FIELDS)
+    summaries = summarize(found_records)
+    untimed = sorted({r["config"] for r in found_records} - {s.name for s in summaries})
+    figure(found_records, summaries, f"{dataset}: gated against dense", report_dir / f"{dataset}.png")
     found = verdicts(summaries)
+    from_record = sum(r["b1_latency_us"] is None for r in found_records)
     lines = [
         f"# Error-latency front on {dataset}: {seeds} fresh seeds per config (from seed {FIRST_SEED})",
         "",
     ]
     if command:
         lines += [f"Command: `{command}`", ""]
-    lines += [f"Timed on: {machine()}, one core, after this command's trainings; {load}.", "",
-              "| config | gated | n | test error % (mean ± std) | batch-1 us | test pass at batch 50 ms |",
-              "|---|---|---|---|---|---|"]  # fmt: skip
-    lines += [f"| {s.name} | {s.gated} | {s.n} | {s.error[0]:.2f} ± {s.error[1]:.2f} | {s.latency_us:.1f} | "
-              f"{s.pass_ms:.1f} |" for s in sorted(summaries, key=lambda s: s.latency_us)]  # fmt: skip
+    lines += [f"Timed on: {machine()}, one core, after this command's trainings; {load}.", ""]
+    if from_record:
+        runs = "1 run's error comes" if from_record == 1 else f"{from_record} runs' errors come"
+        lines += [f"{runs} from the record ({record_path.name}: trained by an earlier command, not on this "
+                  "machine); latencies are those of the runs timed here (column timed).", ""]  # fmt: skip
+    header = "| config | gated | n | timed | test error % (mean ± std) | batch-1 us | batch-50 test pass ms |"
+    lines += [header, "|---|---|---|---|---|---|---|"]
+    lines += [f"| {s.name} | {s.gated} | {s.n} | {s.timed} | {s.error[0]:.2f} ± {s.error[1]:.2f} | "
+              f"{s.latency_us:.1f} | {s.pass_ms:.1f} |"
+              for s in sorted(summaries, key=lambda s: s.latency_us)]  # fmt: skip
     lines += [
         "",
         "Verdicts (on the front: below every dense config at most as slow, by 2 standard errors):",
         "",
     ]
     lines += [f"- {v}" for v in found] or ["- no gated config"]
+    if untimed:
+        lines += ["", "Not on the front (no run of theirs timed here):", ""] + [f"- {n}" for n in untimed]
     if failures:
         lines += ["", "Failed runs:", ""] + [f"- {f}" for f in failures]
     write_atomic(report_dir / f"{dataset}.md", "\n".join(lines) + "\n")

@@ -103,10 +103,10 @@ def check_same_config(jobs: list[Job]) -> None:
 
 
 def train_all(
-    jobs: list[Job], workers: int, threads: int, log=logs.info, address: str | None = None
+    jobs: list[Job], workers: int, threads: int, log=logs.info, address: str | None = None, on_done=None
 ) -> list[str]:
     """Train every unfinished job on a Dask cluster (condnet.cluster: local unless `address`); returns
-    the failures (the others keep going when one fails)."""
+    the failures (the others keep going when one fails). on_done(outcome): called as each one ends."""
     from condnet import cluster
 
     check_same_config(jobs)
@@ -125,7 +125,7 @@ def train_all(
         (f"{job.row.name} seed {job.seed}", train_job, (job.cfg, str(job.run_dir), threads)) for job in todo
     ]
     with cluster.cluster(workers, threads, address, log) as client:
-        outcomes = cluster.run_jobs(client, named, log)
+        outcomes = cluster.run_jobs(client, named, log, on_done=on_done)
     runs = {name: job for (name, _, _), job in zip(named, todo, strict=True)}
     return [f"{o.name}: {o.error} (its log: {RunDir(runs[o.name].run_dir).partial / FAILED})"
             for o in outcomes if o.value is None]  # fmt: skip
