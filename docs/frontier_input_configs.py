@@ -7,8 +7,12 @@ Rules (condnet.search.choose.front_picks), on the searches' validation errors an
   error minus that of the best dense trial at most as slow), the candidates for a point on it;
 - the hash control beside each learned pick: the same config with its router swapped for the hash
   router the hash space's own pick used (learned routing counts only where it beats hashing);
-- dense: every DENSE_STEP-th point of the dense Pareto set over its whole range, and each gated pick's
-  rival. Distillation is a searched dimension on both sides: each config keeps what its trial drew.
+- the active twin beside each learned pick: the same training, dense, as wide as the units one example
+  computes (k blocks; one for the tree): where the gated net's extra capacity goes (the account of
+  issue 19) is its error against this twin at about its latency;
+- dense: every DENSE_STEP-th point of the dense Pareto set over its whole range, each gated pick's
+  rival and the dense front's next point above it (search-time latencies are noisy). Distillation is
+  a searched dimension on both sides: each config keeps what its trial drew.
 A space whose journal is missing is skipped, and said.
 
     .venv/bin/python docs/frontier_input_configs.py [JOURNAL_DIR]     (default: docs/search)
@@ -41,6 +45,14 @@ def trials(short: str, stem: str) -> list:
     return complete_trials(journal, load_space(ROOT / "configs" / "search" / f"{stem}.toml").name, short)
 
 
+def active_twin(t):
+    """The pick's config as a dense one-layer net of the units one example computes, trained the same way."""
+    model = t.resolved().model
+    active = model.block_size[0] * (1 if model.router == "tree" else model.k[0])
+    dense = ["model.kind=nn", 'model.router="bernoulli"', 'model.router_input="layer"', "model.k=[1]"]
+    return t.resolved([*dense, f"model.widths=[{active}]", f"model.block_size=[{active}]"])
+
+
 def main() -> None:
     dense = trials("dense", DENSE)
     learned = [trials(short, stem) for short, stem in LEARNED.items()]
@@ -57,6 +69,11 @@ def main() -> None:
     for t in gated + dense_picks:
         comment = f"chosen by docs/frontier_input_configs.py: {describe(t)} (search timing)"
         (OUT / f"{t.name}.toml").write_text(f"# {comment}\n" + to_toml(t.resolved()))
+    for t in gated:
+        if t.space in LEARNED:
+            cfg = active_twin(t)
+            comment = f"{t.name}, dense, of its active width ({cfg.model.widths[0]} units): the account"
+            (OUT / f"{t.name}_active_dense.toml").write_text(f"# {comment}\n" + to_toml(cfg))
     hash_pick = next((t for t in gated if t.space == HASH[0]), None)
     if hash_pick is None:
         print(f"{HASH[1]}: no trial yet: no hash controls")

@@ -57,7 +57,7 @@ def test_pareto_and_rival_by_hand(tmp_path):
 
 
 def test_front_picks_by_hand(tmp_path):
-    points = [(0.030, 10.0), (0.020, 20.0), (0.015, 40.0), (0.010, 90.0)]
+    points = [(0.030, 10.0), (0.020, 20.0), (0.015, 40.0), (0.010, 90.0), (0.005, 200.0)]
     journal_with(tmp_path / "dense.log", "dense", points)
     dense = complete_trials(tmp_path / "dense.log", "dense", space="dense")
     # topk: trial 0 is 0.005 above its rival (dense 1, 20 us), trial 1 0.003 below its (dense 2, 40 us)
@@ -67,8 +67,12 @@ def test_front_picks_by_hand(tmp_path):
     hashed = complete_trials(tmp_path / "hash.log", "hash", space="hash")
     gated, picked = front_picks(dense, [topk, hashed], per_space=1, dense_step=2)
     assert [t.name for t in gated] == ["topk_trial1", "hash_trial0"]
-    # every 2nd point of the dense front (0, 2), the slowest (3), and topk_trial1's rival (2)
-    assert [t.number for t in picked] == [0, 2, 3]
+    # every 2nd point of the dense front (0, 2, 4), the slowest (4), topk_trial1's rival (2) and the front's
+    # next point above each pick (3 above topk_trial1's 45 us, 0 above hash_trial0's 5 us)
+    assert [t.number for t in picked] == [0, 2, 3, 4]
     gated, picked = front_picks(dense, [topk], per_space=2, dense_step=3)
     assert [t.name for t in gated] == ["topk_trial1", "topk_trial0"]  # trial 2 is not on topk's front
-    assert [t.number for t in picked] == [0, 1, 2, 3]  # front 0 and 3, rivals 2 and 1
+    # front 0 and 3, the slowest 4, rivals 2 and 1, the next points 3 and 2
+    assert [t.number for t in picked] == [0, 1, 2, 3, 4]
+    _, picked = front_picks(dense, [topk], per_space=1, dense_step=4)
+    assert [t.number for t in picked] == [0, 2, 3, 4]  # front 0 and 4, rival 2, next 3

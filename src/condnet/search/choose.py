@@ -68,10 +68,12 @@ def front_picks(
 ) -> tuple[list[Trial], list[Trial]]:
     """(gated picks, dense picks) for a frontier. Gated: each space's `per_space` Pareto trials nearest
     the dense front (smallest gap: the candidates for a point on it). Dense: every `dense_step`-th point
-    of the dense Pareto set over its whole range (the slowest always), and each gated pick's rival,
-    fastest first."""
+    of the dense Pareto set over its whole range (the slowest always), each gated pick's rival, and the
+    dense front's next point above each pick (search-time latencies are noisy: timed again, it may be
+    as fast), fastest first."""
     chosen = [t for space in gated for t in sorted(pareto(space), key=lambda t: gap(t, dense))[:per_space]]
     front = pareto(dense)
     rivals = [rival for t in chosen if (rival := rival_of(t, dense))]
-    dense_chosen = {t.number: t for t in [*front[::dense_step], *front[-1:], *rivals]}
+    above = [a for t in chosen if (a := next((d for d in front if d.b1_latency_us > t.b1_latency_us), None))]
+    dense_chosen = {t.number: t for t in [*front[::dense_step], *front[-1:], *rivals, *above]}
     return chosen, sorted(dense_chosen.values(), key=lambda t: (t.b1_latency_us, t.number))
