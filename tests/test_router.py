@@ -54,11 +54,35 @@ def test_load_balance_by_hand():
     assert load_balance(probs, torch.tensor([[1.0, 0, 0, 0], [0, 1.0, 0, 0]])).item() == pytest.approx(1.4)
 
 
-def topk_model(k=2, gated=(True, True)) -> CondNet:
+def test_switch_gate_values_by_hand():
+    from condnet.nn.gates.switch import gate_values as switch_values
+
+    scores = torch.tensor([[1.0, 2.0, 3.0], [0.5, 0.5, 0.5]])
+    mask = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+    e1, e2, e3 = math.exp(1.0), math.exp(2.0), math.exp(3.0)
+    # the softmax over every block, kept where the block is on (not renormalised over those)
+    expected = torch.tensor([[e1 / (e1 + e2 + e3), 0.0, e3 / (e1 + e2 + e3)], [0.0, 1 / 3, 0.0]])
+    torch.testing.assert_close(switch_values(scores, mask), expected)
+
+
+def topk_model(k=2, gated=(True, True), router="topk") -> CondNet:
     torch.manual_seed(0)
     sizes = [4 if gated[0] else 24, 4]  # a dense layer may be one block: k = 2 is not asked of it
-    cfg = ModelConfig(widths=[24, 16], block_size=sizes, router="topk", k=[k], gated=list(gated))
+    cfg = ModelConfig(widths=[24, 16], block_size=sizes, router=router, k=[k], gated=list(gated))
     return CondNet(10, 3, validate(Config(model=cfg)).model).eval()
+
+
+@pytest.mark.parametrize("router", ["topk", "switch"])
+def test_with_one_block_only_the_switch_router_learns_from_the_task(router):
+    """Top-k's gate values are a softmax over the k blocks on: with k = 1 the value is 1 whatever the
+    scores, and the task's gradient never reaches the router (only the balance loss trains it). The
+    switch router's value is the block's probability among all blocks, which the task can move."""
+    model = topk_model(k=1, router=router)
+    out = model(torch.rand(8, 10))
+    loss = torch.nn.functional.cross_entropy(out.logits, torch.randint(0, 3, (8,)))
+    grads = torch.autograd.grad(loss, [model.policies[0].Z, model.policies[0].d])
+    moved = [g.abs().sum().item() > 0 for g in grads]
+    assert moved == ([False, False] if router == "topk" else [True, True])
 
 
 def test_the_task_loss_reaches_the_router_through_the_gates():
@@ -70,8 +94,9 @@ def test_the_task_loss_reaches_the_router_through_the_gates():
     assert all(g.abs().sum() > 0 for g in grads)
 
 
-def test_a_top_k_net_learns(idx_dir):
-    cfg = small_config(idx_dir, "model.router=topk", "model.k=1", "train.lambda_balance=0.01")
+@pytest.mark.parametrize("router", ["topk", "switch"])
+def test_a_top_k_net_learns(idx_dir, router):
+    cfg = small_config(idx_dir, f"model.router={router}", "model.k=1", "train.lambda_balance=0.01")
     splits = load_idx_splits(idx_dir, 200)
     result = train(cfg, splits)
     test = evaluate(result.model, splits.x_test, splits.y_test, "threshold")
@@ -119,6 +144,7 @@ def test_a_tree_routes_each_example_to_one_block_and_trains_its_path():
 # computes per example in each gated layer.
 ROUTED = {
     "topk": (lambda gated: topk_model(k=2, gated=gated), 2),
+    "switch": (lambda gated: topk_model(k=2, gated=gated, router="switch"), 2),
     "tree": (tree_model, 1),
     "hash": (lambda gated: hash_model(k=3, gated=gated), 3),
     "balanced_hash": (lambda gated: balanced_hash_model(k=2, gated=gated), 2),

@@ -155,7 +155,7 @@ def test_macs_and_bytes_count_the_projection():
 
 @pytest.mark.parametrize("batch", [1, 9])
 @pytest.mark.parametrize("view", ["layer", "input", "pool2", "pool1", "proj3", "proj16"])
-@pytest.mark.parametrize("router", ["bernoulli", "topk", "tree", "hash"])
+@pytest.mark.parametrize("router", ["bernoulli", "topk", "switch", "tree", "hash"])
 def test_the_engine_reads_the_same_view(router, view, batch):
     model = model_of(router, view, k=2 if router != "tree" else 1, seed=3)
     with torch.no_grad():  # spread the policies' scores so that threshold decisions are not all alike

@@ -45,10 +45,11 @@ class ModelConfig:
     gated: list[bool] = field(default_factory=lambda: [True])
     # how a gated layer of a condnet picks its blocks, one of condnet.gates.routers(): bernoulli (the
     # paper's policy, one draw per block), topk (exactly k blocks per example, scaled by their gate
-    # values), tree (one block per example, chosen by a binary tree of decision units; blocks per layer
-    # a power of 2)... Each gate is a file of condnet/gates/ (its settings) and condnet/nn/gates/.
+    # values), switch (top-k's blocks scaled by their probability among all blocks), tree (one block per
+    # example, chosen by a binary tree of decision units; blocks per layer a power of 2)... Each gate is
+    # a file of condnet/gates/ (its settings) and condnet/nn/gates/.
     router: str = "bernoulli"
-    k: list[int] = field(default_factory=lambda: [1])  # blocks on per example, per layer (topk)
+    k: list[int] = field(default_factory=lambda: [1])  # blocks on per example, per layer (topk, ...)
 
     @property
     def is_gated(self) -> bool:

@@ -328,9 +328,10 @@ NONE = -1  # no score weights (M_Z, M_D, M_Z_PANELS) or no fixed rate (M_RATE)
 # sigma = p_min + (p_max - p_min) sigmoid(score) (the paper); TOPK: the ARG largest scores, scaled by
 # their softmax; TREE: a binary tree of depth ARG over the node scores, the leaf scaled by its path
 # probability; HASH: ARG tables of plane scores, each picking the block its signs spell (condnet.gates.hash).
-DENSE, UNIFORM, POLICY, TOPK, TREE, HASH = range(6)
-DECISIONS = {"dense": DENSE, "uniform": UNIFORM, "policy": POLICY, "topk": TOPK, "tree": TREE, "hash": HASH}
-SCALED = (TOPK, TREE)  # decisions whose blocks are scaled by gate values
+DENSE, UNIFORM, POLICY, TOPK, TREE, HASH, SWITCH = range(7)
+DECISIONS = {"dense": DENSE, "uniform": UNIFORM, "policy": POLICY, "topk": TOPK, "tree": TREE, "hash": HASH,
+             "switch": SWITCH}  # fmt: skip
+SCALED = (TOPK, TREE, SWITCH)  # decisions whose blocks are scaled by gate values
 P_MIN, P_MAX = 0, 1  # weights[0:2]: the policies' probability range
 NON_FINITE_INPUT = 1  # forward_one's status when x holds NaN or infinities
 
@@ -363,6 +364,18 @@ def _gates(scores, on):
     for j in range(scores.shape[0]):
         if on[j]:
             scores[j] /= total
+
+
+@njit(inline="always")
+def _softmax(scores):
+    """In place: the softmax of the scores over every block (condnet.nn.gates.switch.gate_values)."""
+    peak = scores.max()
+    total = 0.0
+    for j in range(scores.shape[0]):
+        scores[j] = np.exp(scores[j] - peak)
+        total += scores[j]
+    for j in range(scores.shape[0]):
+        scores[j] /= total
 
 
 @njit(inline="always")
@@ -418,15 +431,18 @@ def _decide(code, arg, scores, rate, p_min, p_max, mode, noise, on, gates):
     for the blocks to compute (mode GIVEN: `on` holds the caller's mask and is kept) and, for SCALED
     decisions, gates[j] = what block j's output is scaled by (read only where on[j]).
 
-    code, arg: M_DECISION, M_ARG; scores: the layer's scores for this example (POLICY: logits; TOPK:
-    scores, overwritten by the gate values; TREE: every node's score; others: not read); rate: the fixed
-    rate (UNIFORM); noise: the block draws (mode SAMPLE; OWN_SAMPLE draws here). The same float32 sigma as
-    the model's policy. (The batch-1 kernel walks a tree's path itself, computing only its nodes'
-    scores: `_tree_leaf`.)"""
-    if code == TOPK:
+    code, arg: M_DECISION, M_ARG; scores: the layer's scores for this example (POLICY: logits; TOPK,
+    SWITCH: scores, overwritten by the gate values; TREE: every node's score; others: not read); rate:
+    the fixed rate (UNIFORM); noise: the block draws (mode SAMPLE; OWN_SAMPLE draws here). The same
+    float32 sigma as the model's policy. (The batch-1 kernel walks a tree's path itself, computing only
+    its nodes' scores: `_tree_leaf`.)"""
+    if code == TOPK or code == SWITCH:
         if mode != GIVEN:
             _top_k(scores, arg, on)
-        _gates(scores, on)
+        if code == TOPK:
+            _gates(scores, on)
+        else:
+            _softmax(scores)
         for j in range(on.shape[0]):
             gates[j] = scores[j]
     elif code == TREE:
@@ -601,7 +617,7 @@ def forward_one(x, weights, meta, work, flags, mode):
         n_out_blocks, bs_out = meta[layer, M_OUT_BLOCKS], meta[layer, M_BS_OUT]
         hidden = layer < n_layers - 1
         code = meta[layer, M_DECISION] if hidden else DENSE
-        scaled = code == TOPK or code == TREE
+        scaled = code in SCALED
         # decide which output blocks to compute: decided[layer] (the output layer is always on)
         if hidden:
             on = decided[layer, :n_out_blocks]
@@ -750,7 +766,7 @@ def forward_batch(x, weights, meta, noise, masks, mode, threads):
         n_out_blocks, bs_out = row[M_OUT_BLOCKS], row[M_BS_OUT]
         hidden = layer < n_layers - 1
         code = row[M_DECISION] if hidden else DENSE
-        scaled = code == TOPK or code == TREE
+        scaled = code in SCALED
         on = masks[layer, :, :n_out_blocks] if hidden else all_on
         # the scores: a product with one output block, always on (a tree's nodes, a top-k's scores)
         n_scores = row[M_SCORES] if hidden else 0
