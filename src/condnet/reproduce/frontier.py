@@ -144,14 +144,13 @@ def records(jobs: list[Job], recorded: dict) -> list[dict]:
     return [r for r in found if r is not None]
 
 
-def to_train(jobs: list[Job], recorded: dict) -> list[Job]:
-    """The runs neither finished here nor recorded, and each config's first seed when it has no run
-    here to time."""
-    here = {job.row.name for job in jobs if is_finished(job.run_dir)}
-    todo = [job for job in jobs if not is_finished(job.run_dir) and (job.row.name, job.seed) not in recorded]
-    untimed = {job.row.name for job in todo} | here
+def runs_here(jobs: list[Job], recorded: dict) -> list[Job]:
+    """The runs this machine must hold: those finished here, those neither finished here nor recorded,
+    and each config's first seed when it has no other (a config is timed on its runs here)."""
+    here = [job for job in jobs if is_finished(job.run_dir) or (job.row.name, job.seed) not in recorded]
+    held = {job.row.name for job in here}
     firsts = {job.row.name: job for job in reversed(jobs)}  # each config's lowest seed
-    return todo + [job for name, job in firsts.items() if name not in untimed]
+    return here + [job for name, job in firsts.items() if name not in held]
 
 
 def summarize(records: list[dict]) -> list[ConfigSummary]:
@@ -280,17 +279,16 @@ def run_frontier(
     with RunDir(out).lock():
         check_same_config(jobs)  # a run here is only reused for its own config
         recorded = recorded_runs(record_path, jobs, log)
-        todo = to_train(jobs, recorded)
-        elsewhere = sum((j.row.name, j.seed) in recorded and not is_finished(j.run_dir) for j in jobs)
-        if elsewhere:
-            log(f"{elsewhere} runs recorded in {record_path} are not here: their errors stand")
+        here = runs_here(jobs, recorded)
+        if len(here) < len(jobs):
+            log(f"{len(jobs) - len(here)} runs recorded in {record_path} are not here: their errors stand")
 
         def record(*_) -> None:  # after each run: the record survives this machine
             if found := records(jobs, recorded):  # an older report is only replaced by runs
                 write_csv(found, record_path, CSV_FIELDS)
 
         record()
-        failures = train_all(todo, workers, threads, log, cluster, on_done=record)
+        failures = train_all(here, workers, threads, log, cluster, on_done=record)
         with OtherWork() as other_work:
             timed = time_all(jobs, timing_repeats, log=log)
         load = other_work.describe(timed)
