@@ -31,7 +31,11 @@ ROOT = Path(__file__).resolve().parent.parent
 JOURNALS = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "docs" / "search"
 OUT = ROOT / "configs" / "frontier" / "mnist_input"
 DENSE = "mnist_wide_dense_distill"
-LEARNED = {"topk": "mnist_input_topk_distill", "tree": "mnist_input_tree_distill"}
+LEARNED = {
+    "topk": "mnist_input_topk_distill",
+    "switch": "mnist_input_switch_distill",
+    "tree": "mnist_input_tree_distill",
+}
 HASH = ("hash", "mnist_input_hash_distill")
 PER_SPACE = 1
 DENSE_STEP = 2
