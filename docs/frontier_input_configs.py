@@ -13,7 +13,8 @@ Rules (condnet.search.choose.front_picks), on the searches' validation errors an
 - dense: every DENSE_STEP-th point of the dense Pareto set over its whole range, each gated pick's
   rival and the dense front's next point above it (search-time latencies are noisy). Distillation is
   a searched dimension on both sides: each config keeps what its trial drew.
-A space whose journal is missing is skipped, and said.
+A gated trial that computes every block (k = the number of blocks) is left out: it skips nothing. A
+space whose journal is missing is skipped, and said.
 
     .venv/bin/python docs/frontier_input_configs.py [JOURNAL_DIR]     (default: docs/search)
 """
@@ -46,7 +47,18 @@ def trials(short: str, stem: str) -> list:
     if not journal.is_file():
         print(f"{stem}: no journal at {journal}: skipped")
         return []
-    return complete_trials(journal, load_space(ROOT / "configs" / "search" / f"{stem}.toml").name, short)
+    found = complete_trials(journal, load_space(ROOT / "configs" / "search" / f"{stem}.toml").name, short)
+    return [t for t in found if skips_work(t)]
+
+
+def skips_work(t) -> bool:
+    """Whether the trial's net computes fewer blocks than it has: k = every block (4 of 4) is a dense net
+    whose blocks are scaled per example, not conditional computation, and is not a gated pick."""
+    model = t.resolved().model
+    if model.kind == "nn":
+        return True  # the dense side: nothing to skip
+    n_blocks = model.widths[0] // model.block_size[0]
+    return (1 if model.router == "tree" else model.k[0]) < n_blocks
 
 
 def active_twin(t):
