@@ -327,7 +327,8 @@ NONE = -1  # no score weights (M_Z, M_D, M_Z_PANELS) or no fixed rate (M_RATE)
 # DENSE: every block; UNIFORM: each block on with the fixed rate (bdNN); POLICY: each block on with
 # sigma = p_min + (p_max - p_min) sigmoid(score) (the paper); TOPK: the ARG largest scores, scaled by
 # their softmax; TREE: a binary tree of depth ARG over the node scores, the leaf scaled by its path
-# probability; HASH: ARG tables of plane scores, each picking the block its signs spell (condnet.gates.hash).
+# probability; HASH: ARG tables of plane scores, each picking the block its signs spell (condnet.gates.hash);
+# SWITCH: TOPK's blocks, scaled by their softmax over every block.
 DENSE, UNIFORM, POLICY, TOPK, TREE, HASH, SWITCH = range(7)
 DECISIONS = {"dense": DENSE, "uniform": UNIFORM, "policy": POLICY, "topk": TOPK, "tree": TREE, "hash": HASH,
              "switch": SWITCH}  # fmt: skip
