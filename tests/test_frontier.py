@@ -12,6 +12,21 @@ from condnet.config import load_config, to_toml
 from condnet.reproduce.frontier import ConfigSummary, verdicts
 from test_training import SMALL
 
+TWO = (("dense", ["model.kind=nn"]), ("topk", ["model.router=topk"]))  # a dense and a gated config
+
+
+def write_configs(directory, idx_dir, named) -> None:
+    """One frontier config per (name, overrides), on the fixture data, trained one epoch."""
+    directory.mkdir(exist_ok=True)
+    common = [*SMALL, f"data.dir={json.dumps(str(idx_dir))}", "train.max_epochs=1"]
+    for name, extra in named:
+        (directory / f"{name}.toml").write_text(to_toml(load_config(None, [*common, *extra])))
+
+
+def frontier_args(configs, out, report, seeds: int = 2) -> list[str]:
+    return ["frontier", "idx", "--configs", str(configs), "--seeds", str(seeds), "--timing-repeats", "1",
+            "--out", str(out), "--report", str(report)]  # fmt: skip
+
 
 def test_verdicts_need_two_standard_errors_against_every_dense_net_as_fast():
     dense_fast = ConfigSummary("dense-fast", False, 5, (3.0, 0.1), 5.0, 1.0)
@@ -26,15 +41,9 @@ def test_verdicts_need_two_standard_errors_against_every_dense_net_as_fast():
 
 
 def test_frontier_end_to_end(tmp_path, idx_dir, capsys):
-    configs = tmp_path / "configs"
-    configs.mkdir()
-    common = [*SMALL, f"data.dir={json.dumps(str(idx_dir))}", "train.max_epochs=1"]
-    for name, extra in (("dense", "model.kind=nn"), ("topk", "model.router=topk")):
-        (configs / f"{name}.toml").write_text(to_toml(load_config(None, [*common, extra])))
-    report = tmp_path / "report"
-    args = ["frontier", "idx", "--configs", str(configs), "--seeds", "2", "--timing-repeats", "1",
-            "--out", str(tmp_path / "runs"), "--report", str(report)]  # fmt: skip
-    assert main(args) == 0
+    configs, report = tmp_path / "configs", tmp_path / "report"
+    write_configs(configs, idx_dir, TWO)
+    assert main(frontier_args(configs, tmp_path / "runs", report)) == 0
     with open(report / "idx.csv") as f:
         rows = list(csv.DictReader(f))
     assert [(r["config"], r["gated"], r["seed"]) for r in rows] == [
@@ -66,17 +75,11 @@ def test_a_frontier_on_another_machine_keeps_the_recorded_errors_and_times_one_s
     """The runs are gone (a new machine), the report's CSV is kept (committed): each config trains its
     first seed again, to be timed here; the other seeds' errors come from the record, their latencies
     from nowhere. A config changed since is trained anew."""
-    configs = tmp_path / "configs"
-    configs.mkdir()
-    common = [*SMALL, f"data.dir={json.dumps(str(idx_dir))}", "train.max_epochs=1"]
-    for name, extra in (("dense", "model.kind=nn"), ("topk", "model.router=topk")):
-        (configs / f"{name}.toml").write_text(to_toml(load_config(None, [*common, extra])))
-    report = tmp_path / "report"
+    configs, report = tmp_path / "configs", tmp_path / "report"
+    write_configs(configs, idx_dir, TWO)
 
     def frontier(out):
-        args = ["frontier", "idx", "--configs", str(configs), "--seeds", "2", "--timing-repeats", "1",
-                "--out", str(tmp_path / out), "--report", str(report)]  # fmt: skip
-        assert main(args) == 0
+        assert main(frontier_args(configs, tmp_path / out, report)) == 0
         return _rows(report / "idx.csv")
 
     first = frontier("machine-a")
@@ -86,8 +89,7 @@ def test_a_frontier_on_another_machine_keeps_the_recorded_errors_and_times_one_s
         writer = csv.DictWriter(f, list(first[0]))
         writer.writeheader()
         writer.writerows(rows.values())
-    changed = load_config(None, [*common, "model.router=topk", "model.k=2"])
-    (configs / "topk.toml").write_text(to_toml(changed))
+    write_configs(configs, idx_dir, [("topk", ["model.router=topk", "model.k=2"])])
 
     second = {(r["config"], r["seed"]): r for r in frontier("machine-b")}
     trained = sorted(p.parent.name + "/" + p.name for p in (tmp_path / "machine-b").glob("*/seed-*"))
@@ -104,17 +106,13 @@ def test_a_frontier_on_another_machine_keeps_the_recorded_errors_and_times_one_s
 def test_a_frontier_stopped_while_timing_has_recorded_its_trained_runs(tmp_path, idx_dir, monkeypatch):
     from condnet.reproduce import frontier as module
 
-    configs = tmp_path / "configs"
-    configs.mkdir()
-    cfg = load_config(None, [*SMALL, f"data.dir={json.dumps(str(idx_dir))}", "train.max_epochs=1"])
-    (configs / "dense.toml").write_text(to_toml(cfg))
+    write_configs(tmp_path / "configs", idx_dir, [("dense", [])])
 
     def stopped(*args, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(module, "time_all", stopped)
-    args = ["frontier", "idx", "--configs", str(configs), "--seeds", "2", "--timing-repeats", "1",
-            "--out", str(tmp_path / "runs"), "--report", str(tmp_path / "report")]  # fmt: skip
+    args = frontier_args(tmp_path / "configs", tmp_path / "runs", tmp_path / "report")
     assert main(args) == 130  # interrupted
     rows = _rows(tmp_path / "report" / "idx.csv")
     assert [(r["seed"], r["b1_latency_us"]) for r in rows] == [("100", ""), ("101", "")]
@@ -129,15 +127,10 @@ def test_a_frontier_stopped_while_timing_has_recorded_its_trained_runs(tmp_path,
     ],
 )
 def test_a_corrupt_record_is_a_one_line_error_before_any_training(tmp_path, idx_dir, capsys, text, said):
-    configs = tmp_path / "configs"
-    configs.mkdir()
-    cfg = load_config(None, [*SMALL, f"data.dir={json.dumps(str(idx_dir))}", "train.max_epochs=1"])
-    (configs / "dense.toml").write_text(to_toml(cfg))
+    write_configs(tmp_path / "configs", idx_dir, [("dense", [])])
     (tmp_path / "report").mkdir()
     (tmp_path / "report" / "idx.csv").write_text(text)
-    args = ["frontier", "idx", "--configs", str(configs), "--out", str(tmp_path / "runs"),
-            "--report", str(tmp_path / "report")]  # fmt: skip
-    assert main(args) == 2
+    assert main(frontier_args(tmp_path / "configs", tmp_path / "runs", tmp_path / "report")) == 2
     err = capsys.readouterr().err
     assert said in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "runs").exists()
