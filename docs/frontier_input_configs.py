@@ -79,8 +79,9 @@ def main() -> None:
         old.unlink()
 
     def describe(t) -> str:
-        error, us = t.valid_error, t.b1_latency_us
-        return f"{t.name}: valid {error:.4f} at {us:.1f} us, {gap(t, dense):+.4f} to dense"
+        error, us, bits = t.valid_error, t.b1_latency_us, t.share_entropy_bits
+        spread = "" if bits is None else f", load entropy {'/'.join(f'{b:.2f}' for b in bits)} bits"
+        return f"{t.name}: valid {error:.4f} at {us:.1f} us, {gap(t, dense):+.4f} to dense{spread}"
 
     for t in gated + dense_picks:
         comment = f"chosen by docs/frontier_input_configs.py: {describe(t)} (search timing)"

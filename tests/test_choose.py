@@ -56,6 +56,23 @@ def test_pareto_and_rival_by_hand(tmp_path):
     assert rival_of(gated[1], dense) is None  # no dense trial at most 5 us
 
 
+def test_a_trial_brings_its_load_entropy_when_the_search_kept_it(tmp_path):
+    backend = optuna.storages.journal.JournalFileBackend(str(tmp_path / "journal.log"))
+    study = optuna.create_study(
+        study_name="s", storage=optuna.storages.JournalStorage(backend), directions=["minimize"] * 2
+    )
+    for attrs in ({"config": "seed = 0\n", "share_entropy_bits": [1.5, 0.0]}, {"config": "seed = 1\n"}):
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=optuna.trial.TrialState.COMPLETE, values=(0.1, 5.0), user_attrs=attrs
+            )
+        )
+    assert [t.share_entropy_bits for t in complete_trials(tmp_path / "journal.log", "s", "x")] == [
+        (1.5, 0.0),
+        None,
+    ]
+
+
 def test_front_picks_by_hand(tmp_path):
     points = [(0.030, 10.0), (0.020, 20.0), (0.015, 40.0), (0.010, 90.0), (0.005, 200.0)]
     journal_with(tmp_path / "dense.log", "dense", points)

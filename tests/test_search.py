@@ -55,6 +55,26 @@ def test_a_two_trial_search_end_to_end(tmp_path, idx_dir, capsys):
     assert len({t["param:train.lr_net"] for t in trials}) == 3
 
 
+def test_a_gated_trial_records_how_its_router_spread_the_validation_set(tmp_path, idx_dir):
+    """The entropy of the load, from the run's masks by hand: each example gives one unit, shared evenly
+    by its active blocks; a router that sends everything to one block has 0 bits."""
+    import numpy as np
+    import torch
+
+    from condnet.experiment import load_run
+
+    space, out = write_space(tmp_path, idx_dir, '"train.lr_net" = { choices = [0.01] }'), tmp_path / "search"
+    assert main(["search", space, "--trials", "1", "--out", str(out)]) == 0
+    journal = optuna.storages.journal.JournalFileBackend(str(out / "journal.log"))
+    (trial,) = optuna.load_study(study_name="tiny", storage=optuna.storages.JournalStorage(journal)).trials
+    _, model, splits = load_run(trial.user_attrs["run_dir"])
+    with torch.no_grad():
+        mask = model(splits.x_valid, mode="threshold").layers[0].mask.numpy()
+    load = (mask / np.maximum(mask.sum(axis=1, keepdims=True), 1)).sum(axis=0)
+    p = load[load > 0] / load.sum()
+    assert trial.user_attrs["share_entropy_bits"] == [pytest.approx(float(-(p * np.log2(p)).sum()), abs=1e-4)]
+
+
 @pytest.mark.parametrize(
     "params, says",
     [

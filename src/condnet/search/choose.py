@@ -21,6 +21,7 @@ class Trial:
     valid_error: float
     b1_latency_us: float  # the search's timing (beside other work: noisy)
     config: str  # the resolved config, TOML
+    share_entropy_bits: tuple[float, ...] | None = None  # per gated layer (search.study); None: not kept
 
     @property
     def name(self) -> str:
@@ -35,10 +36,15 @@ def complete_trials(storage: str | Path, study_name: str, space: str) -> list[Tr
     """The study's complete trials, by number."""
     study = open_study(storage, study_name)
     return [
-        Trial(space, t.number, t.values[0], t.values[1], t.user_attrs["config"])
+        Trial(space, t.number, t.values[0], t.values[1], t.user_attrs["config"], _tuple(t.user_attrs))
         for t in study.get_trials(deepcopy=False)
         if t.state.name == "COMPLETE"
     ]
+
+
+def _tuple(attrs: dict) -> tuple[float, ...] | None:
+    found = attrs.get("share_entropy_bits")
+    return None if found is None else tuple(found)
 
 
 def pareto(trials: list[Trial]) -> list[Trial]:

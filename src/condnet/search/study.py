@@ -70,6 +70,22 @@ def batch1_latency_us(run_dir: Path, repeats: int = TIMING_REPEATS) -> tuple[flo
     return 1e3 * latency, source
 
 
+def share_entropies(run_dir: Path) -> list[float]:
+    """Per gated layer, the entropy in bits of how the validation examples spread over its blocks
+    (condnet.report.experts.share_entropy_bits, threshold mode): 0 when the router sends every example
+    to the same blocks, a net that routes in name only (the best tree trial did: RESULTS 8.11)."""
+    import torch
+
+    from condnet.experiment import load_run
+    from condnet.report.experts import share_entropy_bits
+
+    _, model, splits = load_run(run_dir)
+    with torch.no_grad():
+        layers = model(splits.x_valid, mode="threshold").layers
+    gated = [model.policy(i) is not None for i in range(len(layers))]
+    return [round(share_entropy_bits(t.mask), 4) for t, g in zip(layers, gated, strict=True) if g]
+
+
 def objective(space: Space, out: Path, trial) -> tuple[float, float]:
     from condnet.experiment import run_training
 
@@ -82,6 +98,8 @@ def objective(space: Space, out: Path, trial) -> tuple[float, float]:
         run_training(cfg, run.path, force=True, resume=can_resume(run.path, cfg))
     latency, source = batch1_latency_us(run.path)
     trial.set_user_attr("latency_from", source)
+    if cfg.model.is_gated:
+        trial.set_user_attr("share_entropy_bits", share_entropies(run.path))
     metrics = RunDir(run.path).metrics()  # the trial's cost, kept in the study: its run may not be
     trial.set_user_attr("epochs", metrics["epochs"])
     trial.set_user_attr("train_seconds", metrics["train_seconds"])
