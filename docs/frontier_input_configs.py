@@ -51,20 +51,24 @@ def trials(short: str, stem: str) -> list:
     return [t for t in found if skips_work(t)]
 
 
+def blocks_per_example(model) -> int:
+    """The routed input layer's blocks computed per example: one leaf for a tree, k for the others."""
+    return 1 if model.router == "tree" else model.k[0]
+
+
 def skips_work(t) -> bool:
     """Whether the trial's net computes fewer blocks than it has: k = every block (4 of 4) is a dense net
     whose blocks are scaled per example, not conditional computation, and is not a gated pick."""
     model = t.resolved().model
     if model.kind == "nn":
         return True  # the dense side: nothing to skip
-    n_blocks = model.widths[0] // model.block_size[0]
-    return (1 if model.router == "tree" else model.k[0]) < n_blocks
+    return blocks_per_example(model) < model.widths[0] // model.block_size[0]
 
 
 def active_twin(t):
     """The pick's config as a dense one-layer net of the units one example computes, trained the same way."""
     model = t.resolved().model
-    active = model.block_size[0] * (1 if model.router == "tree" else model.k[0])
+    active = model.block_size[0] * blocks_per_example(model)
     dense = ["model.kind=nn", 'model.router="bernoulli"', 'model.router_input="layer"', "model.k=[1]"]
     return t.resolved([*dense, f"model.widths=[{active}]", f"model.block_size=[{active}]"])
 

@@ -36,13 +36,14 @@ def complete_trials(storage: str | Path, study_name: str, space: str) -> list[Tr
     """The study's complete trials, by number."""
     study = open_study(storage, study_name)
     return [
-        Trial(space, t.number, t.values[0], t.values[1], t.user_attrs["config"], _tuple(t.user_attrs))
+        Trial(space, t.number, t.values[0], t.values[1], t.user_attrs["config"], _entropies(t.user_attrs))
         for t in study.get_trials(deepcopy=False)
         if t.state.name == "COMPLETE"
     ]
 
 
-def _tuple(attrs: dict) -> tuple[float, ...] | None:
+def _entropies(attrs: dict) -> tuple[float, ...] | None:
+    """A trial's load entropies (condnet.search.study keeps them for gated trials since 2026-12-05)."""
     found = attrs.get("share_entropy_bits")
     return None if found is None else tuple(found)
 

@@ -15,18 +15,17 @@ from __future__ import annotations
 
 import torch
 
-from condnet.nn.gates import LayerTrace, register
-from condnet.nn.gates.topk import TopK, top_k_mask
+from condnet.nn.gates import register
+from condnet.nn.gates.topk import TopK
 
 
 @register
 class Switch(TopK):
     name = "switch"
 
-    def decide(self, s, how, given):
-        scores = self(s)
-        mask = top_k_mask(scores, self.k) if given is None else given
-        return LayerTrace(torch.softmax(scores, dim=1), mask, gate_values(scores, mask))
+    @staticmethod
+    def gate_values(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return gate_values(scores, mask)
 
 
 def gate_values(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

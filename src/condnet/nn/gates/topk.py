@@ -35,7 +35,12 @@ class TopK(Gate):
     def decide(self, s, how, given):
         scores = self(s)
         mask = top_k_mask(scores, self.k) if given is None else given
-        return LayerTrace(torch.softmax(scores, dim=1), mask, gate_values(scores, mask))
+        return LayerTrace(torch.softmax(scores, dim=1), mask, self.gate_values(scores, mask))
+
+    @staticmethod
+    def gate_values(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """What each chosen block is scaled by (a subclass may choose otherwise: the switch router)."""
+        return gate_values(scores, mask)
 
     def add_losses(self, loss, trace, t, lambda_s):
         return loss + t.lambda_balance * load_balance(trace.sigma, trace.mask)
