@@ -65,6 +65,35 @@ def test_switch_gate_values_by_hand():
     torch.testing.assert_close(switch_values(scores, mask), expected)
 
 
+def test_balanced_switch_shares_a_batch_by_hand():
+    """Two blocks, every example preferring block 0 by 3, 2.5, 1, 0.5. Balanced, the shares are
+    sigmoid(preference + c) with c making each block's total 2: by symmetry c = -1.75, so the two
+    strongest preferences get block 0 and the others block 1 (top-1 of the raw scores: block 0 for all)."""
+    from condnet.nn.gates.switch import balanced
+
+    preference = torch.tensor([3.0, 2.5, 1.0, 0.5], dtype=torch.float64)
+    scores = torch.stack([preference, torch.zeros(4, dtype=torch.float64)], dim=1)
+    share = torch.sigmoid(preference - 1.75)
+    torch.testing.assert_close(balanced(scores).exp(), torch.stack([share, 1 - share], dim=1))
+    model = topk_model(k=1, gated=(False, True), router="balanced_switch").train()
+    router = model.policies[1]
+    assert router.choose(scores)[:, 0].tolist() == [1.0, 1.0, 0.0, 0.0]
+    assert router.eval().choose(scores)[:, 0].tolist() == [1.0] * 4  # inference: the switch router's
+
+
+def test_balanced_switch_ignores_what_a_block_is_preferred_by_everyone():
+    """A constant added to one block's scores (its offset d) moves the switch router's choice to that
+    block for every example, and the balanced choice not at all: each column is normalised."""
+    from condnet.nn.gates.switch import balanced
+
+    scores = torch.from_numpy(np.random.default_rng(5).normal(size=(40, 4)))
+    favoured = scores + torch.tensor([10.0, 0.0, 0.0, 0.0], dtype=torch.float64)
+    assert top_k_mask(favoured, 1)[:, 0].sum() == 40
+    mask = top_k_mask(balanced(favoured), 1)
+    assert torch.equal(mask, top_k_mask(balanced(scores), 1))
+    assert mask.sum(dim=0).min() >= 5  # every block shares the batch (10 each if exactly even)
+
+
 def topk_model(k=2, gated=(True, True), router="topk") -> CondNet:
     torch.manual_seed(0)
     sizes = [4 if gated[0] else 24, 4]  # a dense layer may be one block: k = 2 is not asked of it
@@ -72,12 +101,12 @@ def topk_model(k=2, gated=(True, True), router="topk") -> CondNet:
     return CondNet(10, 3, validate(Config(model=cfg)).model).eval()
 
 
-@pytest.mark.parametrize("router", ["topk", "switch"])
+@pytest.mark.parametrize("router", ["topk", "switch", "balanced_switch"])
 def test_with_one_block_only_the_switch_router_learns_from_the_task(router):
     """Top-k's gate values are a softmax over the k blocks on: with k = 1 the value is 1 whatever the
     scores, and the task's gradient never reaches the router (only the balance loss trains it). The
     switch router's value is the block's probability among all blocks, which the task can move."""
-    model = topk_model(k=1, router=router)
+    model = topk_model(k=1, router=router).train()
     out = model(torch.rand(8, 10))
     loss = torch.nn.functional.cross_entropy(out.logits, torch.randint(0, 3, (8,)))
     grads = torch.autograd.grad(loss, [model.policies[0].Z, model.policies[0].d])
@@ -94,7 +123,7 @@ def test_the_task_loss_reaches_the_router_through_the_gates():
     assert all(g.abs().sum() > 0 for g in grads)
 
 
-@pytest.mark.parametrize("router", ["topk", "switch"])
+@pytest.mark.parametrize("router", ["topk", "switch", "balanced_switch"])
 def test_a_top_k_net_learns(idx_dir, router):
     cfg = small_config(idx_dir, f"model.router={router}", "model.k=1", "train.lambda_balance=0.01")
     splits = load_idx_splits(idx_dir, 200)
@@ -145,6 +174,7 @@ def test_a_tree_routes_each_example_to_one_block_and_trains_its_path():
 ROUTED = {
     "topk": (lambda gated: topk_model(k=2, gated=gated), 2),
     "switch": (lambda gated: topk_model(k=2, gated=gated, router="switch"), 2),
+    "balanced_switch": (lambda gated: topk_model(k=2, gated=gated, router="balanced_switch"), 2),
     "tree": (tree_model, 1),
     "hash": (lambda gated: hash_model(k=3, gated=gated), 3),
     "balanced_hash": (lambda gated: balanced_hash_model(k=2, gated=gated), 2),

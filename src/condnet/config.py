@@ -45,7 +45,8 @@ class ModelConfig:
     gated: list[bool] = field(default_factory=lambda: [True])
     # how a gated layer of a condnet picks its blocks, one of condnet.gates.routers(): bernoulli (the
     # paper's policy, one draw per block), topk (exactly k blocks per example, scaled by their gate
-    # values), switch (top-k's blocks scaled by their probability among all blocks), tree (one block per
+    # values), switch (top-k's blocks scaled by their probability among all blocks), balanced_switch
+    # (switch, its training batches shared out evenly among the blocks), tree (one block per
     # example, chosen by a binary tree of decision units; blocks per layer a power of 2)... Each gate is
     # a file of condnet/gates/ (its settings) and condnet/nn/gates/.
     router: str = "bernoulli"

@@ -198,7 +198,7 @@ def _top_k(k, trace, mask) -> str | None:
 
 # What the engine's decisions must satisfy, per router (the Bernoulli policy: threshold mode below);
 # a router that is not here is checked through the logits only.
-ROUTER_CHECKS = {"tree": _one_leaf, "topk": _top_k, "switch": _top_k}
+ROUTER_CHECKS = {"tree": _one_leaf, "topk": _top_k, "switch": _top_k, "balanced_switch": _top_k}
 
 
 @dataclass

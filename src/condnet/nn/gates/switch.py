@@ -9,6 +9,12 @@ among all the blocks (the Switch Transformer's router), not renormalised over th
 With k = 1 top-k's gate value is 1 whatever the scores, so the task's gradient never reaches its
 router (only the balance loss trains it); here it is the chosen block's probability, which the task
 moves. sigma (the balance loss, the reports) is the same softmax.
+
+Balanced switch routing (model.router = "balanced_switch") is the same router at inference (the engine
+runs it as switch); while training, each batch's blocks are chosen by top-k of the scores balanced
+across the batch (Sinkhorn's iteration, as in S-BASE routing: every block gets about the same share of
+the batch), so that the router cannot collapse onto one block, yet still learns from the task through
+the same gate values.
 """
 
 from __future__ import annotations
@@ -16,7 +22,9 @@ from __future__ import annotations
 import torch
 
 from condnet.nn.gates import register
-from condnet.nn.gates.topk import TopK
+from condnet.nn.gates.topk import TopK, top_k_mask
+
+SINKHORN_STEPS = 30  # balancing iterations per training batch (a batch x blocks matrix each: cheap)
 
 
 @register
@@ -31,3 +39,24 @@ class Switch(TopK):
 def gate_values(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """The softmax of the scores over every block, 0 where the mask is 0."""
     return torch.softmax(scores, dim=1) * mask
+
+
+@register
+class BalancedSwitch(Switch):
+    name = "balanced_switch"
+
+    def choose(self, scores: torch.Tensor) -> torch.Tensor:
+        if not self.training or len(scores) == 1:  # inference (as the engine): the switch router's choice
+            return super().choose(scores)
+        return top_k_mask(balanced(scores), self.k).to(scores.dtype)
+
+
+def balanced(scores: torch.Tensor, steps: int = SINKHORN_STEPS) -> torch.Tensor:
+    """The log of the matrix nearest exp(scores) whose columns (blocks) have equal sums and whose rows
+    (examples) sum to 1 (Sinkhorn's alternating normalisation, in the log domain; no gradient): a row's
+    largest entries are the blocks it prefers most relative to the rest of the batch."""
+    log = scores.detach().double()
+    for _ in range(steps):
+        log = log - torch.logsumexp(log, dim=0, keepdim=True)
+        log = log - torch.logsumexp(log, dim=1, keepdim=True)
+    return log

@@ -34,8 +34,12 @@ class TopK(Gate):
 
     def decide(self, s, how, given):
         scores = self(s)
-        mask = top_k_mask(scores, self.k) if given is None else given
+        mask = self.choose(scores) if given is None else given
         return LayerTrace(torch.softmax(scores, dim=1), mask, self.gate_values(scores, mask))
+
+    def choose(self, scores: torch.Tensor) -> torch.Tensor:
+        """The blocks computed (a subclass may choose otherwise while training: balanced_switch)."""
+        return top_k_mask(scores, self.k)
 
     @staticmethod
     def gate_values(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
