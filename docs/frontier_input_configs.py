@@ -10,6 +10,9 @@ Rules (condnet.search.choose.front_picks), on the searches' validation errors an
 - the active twin beside each learned pick: the same training, dense, as wide as the units one example
   computes (k blocks; one for the tree): where the gated net's extra capacity goes (the account of
   issue 19) is its error against this twin at about its latency;
+- the balanced twin beside each switch pick: the same config with the balanced_switch router (the
+  switch router that cannot send every example to one block while training): a switch pick that
+  collapsed is a dense net; its twin says what the same net does when it must route;
 - dense: every DENSE_STEP-th point of the dense Pareto set over its whole range, each gated pick's
   rival and the dense front's next point above it (search-time latencies are noisy). Distillation is
   a searched dimension on both sides: each config keeps what its trial drew.
@@ -105,6 +108,11 @@ def main() -> None:
                 comment = f"{t.name} with the hash control's router ({router}, as {hash_pick.name}): issue 19"
                 cfg = t.resolved([f'model.router="{router}"'])
                 (OUT / f"{t.name}_{router}.toml").write_text(f"# {comment}\n" + to_toml(cfg))
+    for t in gated:
+        if t.resolved().model.router == "switch":
+            comment = f"{t.name} with the router that cannot collapse (balanced_switch): issue 19's account"
+            cfg = t.resolved(['model.router="balanced_switch"'])
+            (OUT / f"{t.name}_balanced_switch.toml").write_text(f"# {comment}\n" + to_toml(cfg))
     for t in gated + dense_picks:
         print(describe(t))
 
