@@ -46,15 +46,15 @@ class BalancedSwitch(Switch):
     name = "balanced_switch"
 
     def choose(self, scores: torch.Tensor) -> torch.Tensor:
-        if not self.training or len(scores) == 1:  # inference (as the engine): the switch router's choice
+        if not self.training or len(scores) == 1:  # inference (the engine's choice), or nothing to share
             return super().choose(scores)
         return top_k_mask(balanced(scores), self.k).to(scores.dtype)
 
 
 def balanced(scores: torch.Tensor, steps: int = SINKHORN_STEPS) -> torch.Tensor:
-    """The log of the matrix nearest exp(scores) whose columns (blocks) have equal sums and whose rows
-    (examples) sum to 1 (Sinkhorn's alternating normalisation, in the log domain; no gradient): a row's
-    largest entries are the blocks it prefers most relative to the rest of the batch."""
+    """The log of diag(a) exp(scores) diag(b), a and b such that its columns (blocks) have equal sums
+    and its rows (examples) sum to 1 (Sinkhorn's alternating normalisation, in the log domain; no
+    gradient): a row's largest entries are the blocks it prefers most relative to the rest of the batch."""
     log = scores.detach().double()
     for _ in range(steps):
         log = log - torch.logsumexp(log, dim=0, keepdim=True)
