@@ -103,6 +103,19 @@ def test_a_frontier_on_another_machine_keeps_the_recorded_errors_and_times_one_s
     assert "1 run's error comes from the record" in (report / "idx.md").read_text()
 
 
+def test_retime_times_every_run_again_in_one_step(tmp_path, idx_dir, capsys):
+    """Seeds added later are timed alone, the others keep their times; --retime times them all in the
+    one timing step the report describes."""
+    configs, out, report = tmp_path / "configs", tmp_path / "runs", tmp_path / "report"
+    write_configs(configs, idx_dir, [("dense", ["model.kind=nn"])])
+    assert main(frontier_args(configs, out, report, seeds=1)) == 0
+    capsys.readouterr()
+    assert main(frontier_args(configs, out, report, seeds=2)) == 0
+    assert "timing 1 runs on one core" in capsys.readouterr().out
+    assert main([*frontier_args(configs, out, report, seeds=2), "--retime"]) == 0
+    assert "timing 2 runs on one core" in capsys.readouterr().out
+
+
 def test_a_frontier_stopped_while_timing_has_recorded_its_trained_runs(tmp_path, idx_dir, monkeypatch):
     from condnet.reproduce import frontier as module
 

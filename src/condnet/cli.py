@@ -322,7 +322,7 @@ def cmd_frontier(args) -> None:
     found = run_frontier(
         args.dataset, args.configs, args.seeds, args.out or Path("runs") / "frontier" / args.dataset,
         args.report, args.workers, args.threads, args.timing_repeats, "condnet " + " ".join(sys.argv[1:]),
-        log=print, cluster=args.cluster,
+        log=print, cluster=args.cluster, retime=args.retime,
     )  # fmt: skip
     print(f"wrote {args.report}/{args.dataset}.csv, .md and .png")
     for line in found:
@@ -511,6 +511,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_positive_int, help="cores per worker (default: all cores / workers)")
     p.add_argument("--cluster", metavar="ADDRESS", help=CLUSTER_HELP)
     p.add_argument("--timing-repeats", type=_positive_int, default=15, help="timed repeats per run (median)")
+    p.add_argument(
+        "--retime", action="store_true",
+        help="time every run here again, not only the new ones (seeds added later: one timing step)",
+    )  # fmt: skip
     p.set_defaults(func=cmd_frontier)
 
     p = sub.add_parser("sparsify", help="gate a trained dense run after the fact: group, route, fine-tune")

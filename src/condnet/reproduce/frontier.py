@@ -261,8 +261,10 @@ def run_frontier(
     command: str = "",
     log=logs.info,
     cluster: str | None = None,
+    retime: bool = False,
 ) -> list[str]:
-    """Train, time and report; returns the verdicts."""
+    """Train, time and report; returns the verdicts. retime: time every finished run here again (else
+    only those not timed yet: seeds added in a later session would be timed apart from the others)."""
 
     from condnet.engine.timing import OtherWork, machine
 
@@ -290,7 +292,7 @@ def run_frontier(
         record()
         failures = train_all(here, workers, threads, log, cluster, on_done=record)
         with OtherWork() as other_work:
-            timed = time_all(jobs, timing_repeats, log=log)
+            timed = time_all(jobs, timing_repeats, retime, log=log)
         load = other_work.describe(timed)
     found_records = records(jobs, recorded)
     if not found_records:
