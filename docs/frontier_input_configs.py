@@ -90,14 +90,17 @@ def main() -> None:
         spread = "" if bits is None else f", load entropy {'/'.join(f'{b:.2f}' for b in bits)} bits"
         return f"{t.name}: valid {error:.4f} at {us:.1f} us, {gap(t, dense):+.4f} to dense{spread}"
 
+    def write(name: str, comment: str, cfg) -> None:
+        (OUT / f"{name}.toml").write_text(f"# {comment}\n" + to_toml(cfg))
+
     for t in gated + dense_picks:
         comment = f"chosen by docs/frontier_input_configs.py: {describe(t)} (search timing)"
-        (OUT / f"{t.name}.toml").write_text(f"# {comment}\n" + to_toml(t.resolved()))
+        write(t.name, comment, t.resolved())
     for t in gated:
         if t.space in LEARNED:
             cfg = active_twin(t)
             comment = f"{t.name}, dense, of its active width ({cfg.model.widths[0]} units): the account"
-            (OUT / f"{t.name}_active_dense.toml").write_text(f"# {comment}\n" + to_toml(cfg))
+            write(f"{t.name}_active_dense", comment, cfg)
     hash_pick = next((t for t in gated if t.space == HASH[0]), None)
     if hash_pick is None:
         print(f"{HASH[1]}: no trial yet: no hash controls")
@@ -106,13 +109,11 @@ def main() -> None:
         for t in gated:
             if t.space in LEARNED:
                 comment = f"{t.name} with the hash control's router ({router}, as {hash_pick.name}): issue 19"
-                cfg = t.resolved([f'model.router="{router}"'])
-                (OUT / f"{t.name}_{router}.toml").write_text(f"# {comment}\n" + to_toml(cfg))
+                write(f"{t.name}_{router}", comment, t.resolved([f'model.router="{router}"']))
     for t in gated:
         if t.resolved().model.router == "switch":
             comment = f"{t.name} with the router that cannot collapse (balanced_switch): issue 19's account"
-            cfg = t.resolved(['model.router="balanced_switch"'])
-            (OUT / f"{t.name}_balanced_switch.toml").write_text(f"# {comment}\n" + to_toml(cfg))
+            write(f"{t.name}_balanced_switch", comment, t.resolved(['model.router="balanced_switch"']))
     for t in gated + dense_picks:
         print(describe(t))
 
