@@ -53,10 +53,14 @@ def data(n: int = 300, seed: int = 1):
     return torch.randn(n, 6, generator=g), torch.randint(0, 3, (n,), generator=g)
 
 
-@pytest.mark.parametrize(("router", "k"), [("hash", 1), ("hash", 2), ("topk", 1), ("topk", 2), ("tree", 1)])
+ROUTERS = [("hash", 1), ("hash", 2), ("topk", 1), ("topk", 2), ("tree", 1), ("switch", 1)]
+
+
+@pytest.mark.parametrize(("router", "k"), ROUTERS)
 @torch.no_grad()
 def test_errors_against_the_network_written_out(router, k):
     model = one_layer(router, k)
+    model.output.bias.copy_(torch.tensor([0.4, -0.3, 0.1]))  # as large as a block's term: weights matter
     x, y = data()
     report = experts.routing_report(model, x, y)
     out = model(x, mode="threshold")
@@ -75,11 +79,13 @@ def test_errors_against_the_network_written_out(router, k):
     assert report.oracle == "exact"
     assert report.error_oracle == pytest.approx(1 - float(right.float().mean()))
     assert report.error_oracle <= min(report.error_router_equal, report.error_random)
-    for e in report.experts:  # each expert alone, weight 1, on its own share and on the others
+    values = mask if out.layers[0].gates is None else out.layers[0].gates
+    for e in report.experts:  # each expert alone, at its mean gate value on its share, on it and the others
         own = mask[:, e.block] > 0
         alone = torch.zeros_like(mask)
         alone[:, e.block] = 1.0
-        wrong = by_hand(model, x, alone, torch.ones_like(mask)).argmax(1) != y
+        weight = float(values[own, e.block].mean()) if own.any() else 1.0
+        wrong = by_hand(model, x, alone, torch.full_like(mask, weight)).argmax(1) != y
         assert e.share == pytest.approx(float(own.float().mean()))
         assert e.alone_own == (pytest.approx(float(wrong[own].float().mean())) if own.any() else None)
         assert e.alone_others == (pytest.approx(float(wrong[~own].float().mean())) if (~own).any() else None)

@@ -13,8 +13,10 @@ included), on one split (validation by default; threshold mode, or sample mode f
   true label's likelihood). Choices other than the router's weigh their blocks equally (1/k for gates
   whose values sum to 1, 1 for gates that scale by the mask), since the router's gate values exist for
   its own choice only;
-- per expert: its share, the model's error on it, and the expert alone (weight 1) on its own share and
-  on everyone else's: an expert much better on its share than elsewhere has specialised.
+- per expert: its share, the model's error on it, and the expert alone on its own share and on
+  everyone else's: an expert much better on its share than elsewhere has specialised. Alone, it weighs
+  as the router weighs it on average: its mean gate value on its share (1 for gates that scale by the
+  mask), since the output bias makes the weight matter; weight 1 would misjudge a mixing gate's expert.
 
 Because the layer is the last hidden one, the logits are the output bias plus one term per block,
 logits = b + sum_b g_b C_b(x), with C_b = W_out[:, block b] f(W_b h + b_b): every choice is evaluated
@@ -43,7 +45,7 @@ class Expert:
     block: int
     share: float  # fraction of examples computing it
     error: float | None  # the model's error on those examples (None: no example)
-    alone_own: float | None  # the expert alone (weight 1), error on its own share
+    alone_own: float | None  # the expert alone (at its mean gate value on its share), error on that share
     alone_others: float | None  # the expert alone, error on the other examples
     top_class: int | None  # the most frequent label in its share
     top_class_fraction: float | None
@@ -121,7 +123,9 @@ def routing_report(model, x: torch.Tensor, y: torch.Tensor, split: str = "valid"
     random = _random_choice(counts, mask.shape[1], torch.Generator().manual_seed(seed))
     oracle_error, oracle = _oracle_error(terms, bias, y, counts, mixes)
     wrong = logits.argmax(dim=1) != y
-    experts = [_expert(b, mask[:, b] > 0, wrong, terms[:, b] + bias, y) for b in range(mask.shape[1])]
+    experts = [
+        _expert(b, mask[:, b] > 0, wrong, values[:, b], terms[:, b], bias, y) for b in range(len(terms[0]))
+    ]
     n_classes = terms.shape[2]
     return Routing(
         layer=layer, gate=gate.spec.name, split=split, mode=mode, examples=len(y), n_blocks=mask.shape[1],
@@ -203,8 +207,9 @@ def _oracle_error(terms, bias, y, counts, mixes: bool) -> tuple[float, str]:
     return _error(_mix(terms, chosen, mixes) + bias, y), "greedy"
 
 
-def _expert(block: int, own: torch.Tensor, wrong, alone_logits, y) -> Expert:
-    alone_wrong = alone_logits.argmax(dim=1) != y
+def _expert(block: int, own: torch.Tensor, wrong, values, term, bias, y) -> Expert:
+    weight = values[own].mean() if own.any() else 1.0
+    alone_wrong = (weight * term + bias).argmax(dim=1) != y
 
     def rate(v, where):
         return float(v[where].float().mean()) if where.any() else None
