@@ -2,7 +2,8 @@
 every seed (`condnet experts` on each finished frontier run, validation split, threshold mode): the
 load's entropy, the information the choice carries about the label, the error of the router's choice
 against uniformly random blocks and the label-aware oracle, and each expert alone on its own share
-and on everyone else's (medians over the experts).
+and on everyone else's (over the experts, each weighed by the examples it is judged on: a median would
+let an expert with a handful of examples speak for a collapsed router's one real expert).
 
     .venv/bin/python docs/frontier_input_account.py RUNS     (RUNS: the frontier's --out directory)
 """
@@ -22,16 +23,19 @@ def percent(values) -> str:
     return f"{100 * statistics.mean(values):.2f}"
 
 
-def median_of(report, field: str) -> float:
-    """The median over the experts that got examples (an unused expert has no error of its own)."""
-    return statistics.median(v for e in report.experts if (v := getattr(e, field)) is not None)
+def weighted(report, field: str) -> float:
+    """An expert-alone error over the experts, each weighed by its examples: its share on its own share,
+    the rest on the others' (an expert without examples there has no error there, and weighs 0)."""
+    pairs = [(getattr(e, field), e.share if field == "alone_own" else 1 - e.share) for e in report.experts]
+    pairs = [(v, w) for v, w in pairs if v is not None]
+    return sum(v * w for v, w in pairs) / sum(w for _, w in pairs)
 
 
 def row(config: str, reports) -> str:
     first = reports[0]
     entropies = " / ".join(f"{r.share_entropy_bits:.2f}" for r in reports)
-    own = [median_of(r, "alone_own") for r in reports]
-    others = [median_of(r, "alone_others") for r in reports]
+    own = [weighted(r, "alone_own") for r in reports]
+    others = [weighted(r, "alone_others") for r in reports]
     errors = [percent([getattr(r, f"error_{w}") for r in reports]) for w in ("router", "random", "oracle")]
     cells = [
         config,
@@ -48,8 +52,9 @@ def row(config: str, reports) -> str:
 def main() -> None:
     runs = Path(sys.argv[1])
     print(
-        "| config | routed layer | seeds | load entropy, bits, each seed | I(block; label) bits | error % "
-        "(mean over seeds): router / random blocks / oracle | expert alone, median %: own share / others |"
+        "| config | routed layer | seeds | load entropy, bits, each seed | I(block; label) bits "
+        "| error % (mean over seeds): router / random blocks / oracle "
+        "| expert alone %, weighed by examples: own share / others |"
     )
     print("|---|---|---|---|---|---|---|")
     for config in sorted(p for p in runs.iterdir() if p.is_dir()):
