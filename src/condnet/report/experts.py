@@ -124,7 +124,7 @@ def routing_report(model, x: torch.Tensor, y: torch.Tensor, split: str = "valid"
     oracle_error, oracle = _oracle_error(terms, bias, y, counts, mixes)
     wrong = logits.argmax(dim=1) != y
     experts = [
-        _expert(b, mask[:, b] > 0, wrong, values[:, b], terms[:, b], bias, y) for b in range(len(terms[0]))
+        _expert(b, mask[:, b] > 0, wrong, values[:, b], terms[:, b], bias, y) for b in range(mask.shape[1])
     ]
     n_classes = terms.shape[2]
     return Routing(
