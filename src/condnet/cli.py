@@ -345,10 +345,10 @@ def cmd_sparsify(args) -> None:
 
 def cmd_versus(args) -> None:
     from condnet.engine.timing import machine
-    from condnet.reproduce.versus import versus
+    from condnet.reproduce.versus import ROUNDS, versus
 
     gated, dense, verdict = versus(args.gated_run, args.dense_run, args.repeats)
-    print(f"timed one after the other on one core of {machine()}")
+    print(f"timed in turn, {ROUNDS} rounds each (medians), on one core of {machine()}")
     for name, c in (("gated", gated), ("dense", dense)):
         print(f"{name}: {c.run_dir}: test error {100 * c.test_error:.2f} %, batch 1 {c.latency_us:.1f} us "
               f"({c.latency_from}), test pass at batch 50 {c.pass_ms:.1f} ms")  # fmt: skip

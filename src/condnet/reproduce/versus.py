@@ -1,13 +1,16 @@
 """`condnet versus GATED_RUN DENSE_RUN`: one gated run against one dense run, as `make run` shows them.
 
-Both runs are timed here, one after the other in one process, on one core, as `condnet frontier` times
-its runs (the gated net in the engine; the dense net in the fastest of PyTorch, the engine and ONNX
-Runtime), and their test errors (sample mode) are read from their reports. With one seed each this is
+Both runs are timed here in one process, on one core, as `condnet frontier` times its runs (the gated
+net in the engine; the dense net in the fastest of PyTorch, the engine and ONNX Runtime), in turn for
+ROUNDS rounds, each contender credited with the median of its rounds: on a shared machine a slow spell
+during one contender's only timing could flip the verdict. Their test errors (sample mode) are read
+from their reports. With one seed each this is
 an illustration, not a verdict: the verdict needs the seeds of `condnet frontier` (docs/frontier).
 """
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +19,8 @@ from condnet.errors import CondnetError
 from condnet.reproduce.frontier import run_latency
 from condnet.reproduce.runner import time_run
 from condnet.run_dir import CONFIG, RunDir
+
+ROUNDS = 3  # each contender timed this many times, in turn with the other
 
 
 @dataclass
@@ -33,11 +38,19 @@ def is_gated(run_dir: Path) -> bool:
     return load_config(RunDir(run_dir).require_finished() / CONFIG).model.is_gated
 
 
-def contender(run_dir: Path, gated: bool, repeats: int) -> Contender:
-    run = RunDir(run_dir).require_finished()
-    latency, source, test_pass = run_latency(time_run(run, repeats), gated)
-    error = RunDir(run).metrics()["test_error"]["sample"]
-    return Contender(run, gated, error, 1e3 * latency, source, 1e3 * test_pass)
+def test_error(run_dir: Path) -> float:
+    """A finished run's test error, sample mode (a fraction)."""
+    run = RunDir(run_dir)
+    run.require_finished()
+    return run.metrics()["test_error"]["sample"]
+
+
+def contender(run_dir: Path, gated: bool, timings: list[dict]) -> Contender:
+    """A run credited with the median of its timings (the runtime of the median batch-1 one)."""
+    measured = sorted(run_latency(t, gated) for t in timings)
+    latency, source, _ = measured[(len(measured) - 1) // 2]
+    test_pass = statistics.median(m[2] for m in measured)
+    return Contender(run_dir, gated, test_error(run_dir), 1e3 * latency, source, 1e3 * test_pass)
 
 
 def versus(gated_run: Path, dense_run: Path, repeats: int = 15) -> tuple[Contender, Contender, str]:
@@ -48,7 +61,12 @@ def versus(gated_run: Path, dense_run: Path, repeats: int = 15) -> tuple[Contend
         raise CondnetError(f"give a gated run first and a dense run (model.kind = nn) second; "
                            f"{gated_run} is {'gated' if first else 'dense'}, "
                            f"{dense_run} is {'gated' if second else 'dense'}")  # fmt: skip
-    gated, dense = contender(gated_run, True, repeats), contender(dense_run, False, repeats)
+    timings = {gated_run: [], dense_run: []}
+    for round_ in range(ROUNDS):  # in turn, each first in every other round
+        for run in (gated_run, dense_run) if round_ % 2 == 0 else (dense_run, gated_run):
+            timings[run].append(time_run(run, repeats))
+    gated = contender(gated_run, True, timings[gated_run])
+    dense = contender(dense_run, False, timings[dense_run])
     faster = gated.latency_us <= dense.latency_us
     better = gated.test_error < dense.test_error
     if faster and better:
