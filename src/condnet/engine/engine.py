@@ -57,9 +57,9 @@ class Engine:
     - mode "threshold" (the default): block on iff sigma > 0.5 (sigma is summed in another order than
       PyTorch's, so a block whose sigma is within float rounding of 0.5 may be decided the other way);
       "sample": Bernoulli(sigma) drawn from numpy's generator: `seed` (an int or a Generator) makes
-      the draws reproducible; None uses the engine's own generator, and at batch 1 numba's, drawn
-      inside the kernel (not reproducible; the engine's draws are not torch's: to compare with the
-      PyTorch model, pass the same `masks`);
+      the draws reproducible; None uses the engine's own generator, and at batch 1 (and a gated net's
+      batches of 2-3) numba's, drawn inside the kernel (not reproducible; the engine's draws are not
+      torch's: to compare with the PyTorch model, pass the same `masks`);
     - masks: per hidden layer (batch, n_blocks) arrays of 0/1 that replace the policy's decision
       (other values are refused, as by the PyTorch model).
     - x: float32 C-contiguous is taken as it is; other real dtypes and layouts are converted. NaN or
@@ -166,9 +166,13 @@ class Engine:
             for index, k in enumerate(self._blocks):
                 decided[index, :, :k] = self._given_mask(index, masks, batch, k)
             code = kernels.GIVEN
-        elif code == kernels.SAMPLE and self._draws:
-            noise = self._generator(seed).random(decided.shape, dtype=np.float32)
-        if batch <= SMALL_BATCH and self._gated:
+        small = batch <= SMALL_BATCH and self._gated
+        if code == kernels.SAMPLE and self._draws:
+            if small and seed is None:  # unseeded: the kernel draws, as at batch 1 (numpy's costs 1-2 us)
+                code = kernels.OWN_SAMPLE
+            else:
+                noise = self._generator(seed).random(decided.shape, dtype=np.float32)
+        if small:
             return self._one_by_one(x, code, noise, decided)
         if self.threads > 1:  # numba's setting is per calling thread (and costs 1.5 us a call)
             numba.set_num_threads(self.threads)
@@ -186,20 +190,13 @@ class Engine:
     __call__ = forward
 
     def _one_by_one(self, x, code, noise, decided) -> tuple[np.ndarray, list[np.ndarray]]:
-        """A small batch as that many batch-1 calls, with the batch's given masks (code GIVEN) or draws
-        (noise, code SAMPLE), so a seed gives the masks the batch path would."""
-        batch, weights, meta, work = x.shape[0], self._weights, self._meta, self._work
-        logits = np.empty((batch, self.n_classes), np.float32)
-        for b in range(batch):
-            if code == kernels.GIVEN:
-                self._flags[0] = decided[:, b]
-            elif noise.size:
-                self._noise[:] = noise[:, b]
-            status = kernels.forward_one(x[b : b + 1], weights, meta, work, self._flags, code)
-            if status:
-                raise ValueError(_NON_FINITE)
-            logits[b] = self._logits[0]
-            decided[:, b] = self._flags[1]
+        """A small batch as that many batch-1 calls (one compiled call), with the batch's given masks (code
+        GIVEN) or draws (noise, code SAMPLE), so a seed gives the masks the batch path would."""
+        logits = np.empty((x.shape[0], self.n_classes), np.float32)
+        weights, meta, work, flags = self._weights, self._meta, self._work, self._flags
+        status = kernels.forward_few(x, weights, meta, work, flags, code, noise, decided, logits)
+        if status:
+            raise ValueError(_NON_FINITE)
         return logits, [decided[index, :, :k].copy() for index, k in enumerate(self._blocks)]
 
     def _given_flags(self, masks) -> int:
