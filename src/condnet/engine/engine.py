@@ -234,10 +234,10 @@ class Engine:
         return np.ascontiguousarray(on, dtype=np.uint8)
 
 
-# Gated nets take batches of 2-3 one example at a time: the batch path's groups of one or two examples
-# gain little from sharing tiles and pay its set-up (measured, RESULTS 2: batch 2 took 1.00-1.15x two
-# batch-1 calls on four gated nets; batch 3 0.89-1.08x three; batch 4 and up always less). A dense
-# net's examples share every weight: the batch path (784-1024-1024-10 at batch 2: 1.17x one call).
+# Gated nets take batches of 2-3 one example at a time (one compiled call: from Python each example
+# cost ~3 us more than a batch-1 call, RESULTS 10.9): the batch path's groups of one or two examples
+# gain little from sharing tiles and pay its set-up (RESULTS 10.2: batch 4 and up mostly faster). A
+# dense net's examples share every weight: the batch path (784-1024-1024-10 at batch 2: 1.17x one call).
 SMALL_BATCH = 3
 _FLOAT32 = np.dtype(np.float32)  # numpy's native float32 dtype is one object: `is` is the fastest test
 _NON_FINITE = "the input contains NaN, infinite or float32-overflowing values"
