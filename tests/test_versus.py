@@ -25,7 +25,7 @@ def test_a_slow_spell_during_one_timing_is_outvoted(monkeypatch):
 
     monkeypatch.setattr(versus_module, "time_run", time_run)
     monkeypatch.setattr(versus_module, "is_gated", lambda run: run == gated_run)
-    monkeypatch.setattr(versus_module, "test_error", lambda run: 0.022 if run == gated_run else 0.020)
+    monkeypatch.setattr(versus_module, "read_test_error", lambda run: 0.022 if run == gated_run else 0.020)
     gated, dense, verdict = versus_module.versus(gated_run, dense_run, repeats=1)
     assert (gated.latency_us, dense.latency_us) == (15.0, 10.0)  # each the median of its rounds
     assert "dominated" in verdict

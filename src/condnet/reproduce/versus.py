@@ -4,8 +4,8 @@ Both runs are timed here in one process, on one core, as `condnet frontier` time
 net in the engine; the dense net in the fastest of PyTorch, the engine and ONNX Runtime), in turn for
 ROUNDS rounds, each contender credited with the median of its rounds: on a shared machine a slow spell
 during one contender's only timing could flip the verdict. Their test errors (sample mode) are read
-from their reports. With one seed each this is
-an illustration, not a verdict: the verdict needs the seeds of `condnet frontier` (docs/frontier).
+from their reports. With one seed each this is an illustration, not a verdict: the verdict needs the
+seeds of `condnet frontier` (docs/frontier).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def is_gated(run_dir: Path) -> bool:
     return load_config(RunDir(run_dir).require_finished() / CONFIG).model.is_gated
 
 
-def test_error(run_dir: Path) -> float:
+def read_test_error(run_dir: Path) -> float:
     """A finished run's test error, sample mode (a fraction)."""
     run = RunDir(run_dir)
     run.require_finished()
@@ -50,7 +50,7 @@ def contender(run_dir: Path, gated: bool, timings: list[dict]) -> Contender:
     measured = sorted(run_latency(t, gated) for t in timings)
     latency, source, _ = measured[(len(measured) - 1) // 2]
     test_pass = statistics.median(m[2] for m in measured)
-    return Contender(run_dir, gated, test_error(run_dir), 1e3 * latency, source, 1e3 * test_pass)
+    return Contender(run_dir, gated, read_test_error(run_dir), 1e3 * latency, source, 1e3 * test_pass)
 
 
 def versus(gated_run: Path, dense_run: Path, repeats: int = 15) -> tuple[Contender, Contender, str]:
