@@ -169,8 +169,7 @@ def time_run(run_dir: Path, repeats: int) -> dict:
 
 def time_all(jobs: list[Job], repeats: int, retime: bool = False, log=logs.info) -> int:
     """Time every finished run that has no timing.json yet (all of them with retime); returns how many."""
-    untimed = [j for j in jobs if is_finished(j.run_dir) and RunDir(j.run_dir).timing() is None]
-    todo = [j for j in jobs if is_finished(j.run_dir)] if retime else untimed
+    todo = [j for j in jobs if is_finished(j.run_dir) and (retime or RunDir(j.run_dir).timing() is None)]
     log(f"timing {len(todo)} runs on one core")
     for index, job in enumerate(todo, 1):
         timing = time_run(job.run_dir, repeats)
