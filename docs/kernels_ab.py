@@ -1,12 +1,11 @@
 """The engine's numba kernels at a git revision against the working tree's, in one process: the batch
 path run on the same packed weights, inputs and draws, rounds interleaved (medians), after checking that
-they give the same masks (and, on one thread, the same logits). The micro-kernel is the working tree's for
-both (compare builds of it with docs/microkernel_ab.sh); the weights are packed by the working tree's
-layout. Usage: python docs/kernels_ab.py REV ARCH BLOCK_SIZE DENSITY [BATCHES] [THREADS],
+they give the same logits and masks. The micro-kernel is the working tree's for both (compare builds of
+it with docs/microkernel_ab.sh); the weights are packed by the working tree's layout.
+Usage: python docs/kernels_ab.py REV ARCH BLOCK_SIZE DENSITY [BATCHES] [THREADS],
 e.g. a4fa217 784,16,10 16 1.0 8,50,256 (density 1.0: the dense net, one block per layer).
-On THREADS > 1: the revision's `forward_batch` against the kernel the working tree's engine picks for the
-batch, both on THREADS threads; and beside them, each code's and ONNX Runtime's time on one thread over
-its time on THREADS (the second core's gain)."""
+On THREADS > 1 both run on THREADS threads, and beside them each code's and ONNX Runtime's time on one
+thread over its time on THREADS (the second core's gain)."""
 
 import importlib.util
 import os
@@ -44,6 +43,7 @@ mode = kernels.THRESHOLD if dense else kernels.SAMPLE
 print(f"{machine()}: {arch_text}, blocks {block}, density {density}, {threads} thread(s); before: {rev}, "
       "after: the working tree")  # fmt: skip
 modules = {"before": before, "after": kernels}
+batch_kernel = {name: module.forward_batch for name, module in modules.items()}
 
 
 def timed(kernel, x, noise, masks, repeats, n_threads):
@@ -67,16 +67,14 @@ rng = np.random.default_rng(0)
 for batch in batches:
     x = rng.random((batch, arch[0]), dtype=np.float32)
     noise = rng.random((hidden, batch, engine._max_blocks), dtype=np.float32)
-    kernel = {"before": before.forward_batch, "after": engine._batch_kernel(batch)}
     masks = {name: np.zeros((hidden, batch, engine._max_blocks), np.uint8) for name in modules}
-    logits = [kernel[n](x, weights, meta, noise, masks[n], mode, threads)[1] for n in modules]
-    assert np.array_equal(*masks.values()), "the two kernels disagree"
-    assert threads > 1 or np.array_equal(*logits), "the two kernels disagree"  # sums grouped alike
+    logits = [batch_kernel[n](x, weights, meta, noise, masks[n], mode, threads)[1] for n in modules]
+    assert np.array_equal(*logits) and np.array_equal(*masks.values()), "the two kernels disagree"
     repeats = max(1, 2000 // batch)
-    runs = {name: timed(kernel[name], x, noise, masks[name], repeats, threads) for name in modules}
+    runs = {name: timed(batch_kernel[name], x, noise, masks[name], repeats, threads) for name in modules}
     if threads > 1:
-        runs["before, 1 thread"] = timed(before.forward_batch, x, noise, masks["before"], repeats, 1)
-        runs["after, 1 thread"] = timed(kernels.forward_batch, x, noise, masks["after"], repeats, 1)
+        for name in modules:
+            runs[f"{name}, 1 thread"] = timed(batch_kernel[name], x, noise, masks[name], repeats, 1)
         for n in (1, threads):
             runs[f"ort, {n}"] = timed_ort(ort_session(model.to_checkpoint(), n), x, repeats)
     t = {name: 1e3 * s / repeats for name, s in interleaved_medians(runs, 15).items()}

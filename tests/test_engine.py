@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from condnet.config import Config, ModelConfig, validate
-from condnet.engine import Engine, kernels
+from condnet.engine import Engine
 from condnet.nn.condnet import CondNet
 
 
@@ -76,41 +76,6 @@ def test_threshold_mode_matches_the_model(threads, batch):
         assert np.array_equal(m, t.mask.numpy())
     assert 0 < np.mean(masks[0]) < 1  # a real mix of on and off blocks
     assert_matches(logits, out.logits)
-
-
-def test_a_large_gated_batch_on_two_threads_runs_in_shares_and_matches_the_model():
-    """From SHARE_MIN_BATCH examples a thread, a gated batch runs the whole network on one share of the
-    examples per thread: the seed gives the masks of one thread, the logits are the model's with those
-    masks (and with given masks), and a NaN in the last share's last example is found."""
-    model = make_model(30, [(8, 16), (4, 32)], 5)
-    batch = 2 * kernels.SHARE_MIN_BATCH + 3  # shares of uneven size
-    x = np.random.default_rng(0).random((batch, 30), dtype=np.float32)
-    one, two = Engine(model), Engine(model, threads=2)
-
-    def expected(masks):
-        with torch.no_grad():
-            given = [torch.from_numpy(m.astype(np.float32)) for m in masks]
-            return model(torch.from_numpy(x), masks=given).logits
-
-    _, masks_one = one.forward(x, "sample", seed=3)
-    logits, masks_two = two.forward(x, "sample", seed=3)
-    assert all(np.array_equal(a, b) for a, b in zip(masks_one, masks_two, strict=True))
-    assert 0 < np.mean(masks_two[0]) < 1
-    assert_matches(logits, expected(masks_two))
-    flipped = [1 - m for m in masks_two]
-    logits, used = two.forward(x, masks=flipped)
-    assert all(np.array_equal(u, m) for u, m in zip(used, flipped, strict=True))
-    assert_matches(logits, expected(flipped))
-    # the shares' kernel itself (the engine's choice of it is a matter of speed): the seed's draws
-    noise = np.random.default_rng(3).random((2, batch, two._max_blocks), dtype=np.float32)
-    masks = np.zeros((2, batch, two._max_blocks), np.uint8)
-    status, out = kernels.forward_shares(x, two._weights, two._meta, noise, masks, kernels.SAMPLE, 2)
-    assert status == 0
-    assert all(np.array_equal(masks[i, :, : m.shape[1]], m) for i, m in enumerate(masks_two))
-    assert_matches(out, expected(masks_two))
-    x[-1, 7] = np.nan
-    with pytest.raises(ValueError, match="NaN, infinite"):
-        two.forward(x)
 
 
 def test_sample_mode_is_seeded_and_consistent_with_its_masks():
@@ -247,7 +212,7 @@ def test_the_engine_runs_without_torch(tmp_path):
     script = f"""
 import sys
 import numpy as np
-from condnet.engine import Engine, kernels
+from condnet.engine import Engine
 engine = Engine.from_run({str(tmp_path)!r})
 x = np.load({str(tmp_path / "x.npy")!r})
 logits = np.concatenate([engine.forward(x)[0], engine.forward(x[:1])[0]])
@@ -403,7 +368,7 @@ def test_a_fresh_install_says_when_it_compiles(tmp_path):
 import numpy as np
 from condnet.checkpoint import Checkpoint, expected_shapes
 from condnet.config import Config, ModelConfig, validate
-from condnet.engine import Engine, kernels
+from condnet.engine import Engine
 print("imported", file=sys.stderr)
 m = validate(Config(model=ModelConfig(widths=[8], block_size=[4]))).model
 Engine(Checkpoint(6, 3, m, {k: np.zeros(s, np.float32) for k, s in expected_shapes(6, 3, m).items()}))
@@ -430,7 +395,7 @@ def test_the_first_batch_says_it_compiles_and_batch_one_never_does(monkeypatch, 
         engine.forward(x)
         engine.forward(x[:1])
         assert caplog.text == ""
-        monkeypatch.setattr(kernels, "kernel_pending", lambda kernel: True)
+        monkeypatch.setattr(kernels, "batch_kernel_pending", lambda: True)
         engine.forward(x[:1])
         assert caplog.text == ""
         engine.forward(x)

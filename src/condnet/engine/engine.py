@@ -10,9 +10,7 @@ call runs the whole network in one compiled call, so no Python runs between laye
   arithmetic.
 - Batch > 1: `kernels.forward_batch` groups the examples by output block and computes each group with
   the C micro-kernel (microkernel.c), at the speed of a tuned GEMM; a dense layer is one group of
-  every example, so dense nets need no other product (and no BLAS). On several threads each product
-  is split between them, or, for a large gated batch, `kernels.forward_shares` gives each thread a
-  share of the examples to take through the whole network.
+  every example, so dense nets need no other product (and no BLAS).
 - Each hidden layer's gate (condnet.gates) is lowered to one kernel decision (engine/lowering.py):
   routers' scores take the policy's place, and the chosen blocks' outputs of top-k and tree routers
   are scaled by their gate values after their product.
@@ -178,25 +176,18 @@ class Engine:
             return self._one_by_one(x, code, noise, decided)
         if self.threads > 1:  # numba's setting is per calling thread (and costs 1.5 us a call)
             numba.set_num_threads(self.threads)
-        weights, meta, kernel = self._weights, self._meta, self._batch_kernel(batch)
-        if kernels.kernel_pending(kernel):  # a minute without a word looked like a hang (issue 23)
+        weights, meta = self._weights, self._meta
+        if kernels.batch_kernel_pending():  # a minute without a word looked like a hang (issue 23)
             logging.getLogger("condnet").warning(
                 "condnet: compiling the engine's batch kernel for this CPU (about 80 s, once: numba "
                 "caches it)"
             )
-        status, logits = kernel(x, weights, meta, noise, decided, code, self.threads)
+        status, logits = kernels.forward_batch(x, weights, meta, noise, decided, code, self.threads)
         if status:
             raise ValueError(_NON_FINITE)
         return logits, [decided[index, :, :k].copy() for index, k in enumerate(self._blocks)]
 
     __call__ = forward
-
-    def _batch_kernel(self, batch: int):
-        """forward_batch (each product split between the threads), or for a large gated batch on several
-        threads forward_shares (the examples split between them: see kernels.SHARE_MIN_BATCH)."""
-        if self._gated and self.threads > 1 and batch >= kernels.SHARE_MIN_BATCH * self.threads:
-            return kernels.forward_shares
-        return kernels.forward_batch
 
     def _one_by_one(self, x, code, noise, decided) -> tuple[np.ndarray, list[np.ndarray]]:
         """A small batch as that many batch-1 calls (one compiled call), with the batch's given masks (code

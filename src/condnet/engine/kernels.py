@@ -746,44 +746,9 @@ def forward_batch(x, weights, meta, noise, masks, mode, threads):
     masks: (n_hidden, batch, max_blocks) uint8: the given masks in mode GIVEN, else written; either way
     it holds the masks used. mode: THRESHOLD, SAMPLE or GIVEN. threads: numba threads of the products.
     """
-    logits = _logits(x, meta)
-    start = np.int64(0)  # not a literal 0: numba would compile _forward_rows a second time for it (40 s)
-    return _forward_rows(x, weights, meta, noise, masks, mode, threads, logits, start, x.shape[0]), logits
-
-
-# A large gated batch on several threads: each thread runs the whole network on its share of the
-# examples, in one parallel region, so the policies, the decisions and the products too small to split
-# (PARALLEL_MIN_WORK) run in parallel as well. The price: each share reads the tiles its own examples
-# need, in groups half the size. Measured on two threads (AVX2, RESULTS 10.10): 1.03-1.26x faster than
-# splitting each product at batch 256-512; at batch 50-128 up to 1.09x slower on a net at 1/24 of its
-# blocks (its groups are small already). Dense nets keep the product split: every example reads every
-# weight, so shares would read each weight once per thread.
-SHARE_MIN_BATCH = 128  # examples per share
-
-
-@njit(fastmath=True, error_model="numpy", parallel=True, cache=True)
-def forward_shares(x, weights, meta, noise, masks, mode, threads):
-    """forward_batch with the examples in `threads` shares of consecutive examples, one per thread."""
-    batch, logits = x.shape[0], _logits(x, meta)
-    statuses = np.zeros(threads, np.int64)
-    one = np.int64(1)  # each share on one thread; not a literal 1 (see forward_batch)
-    for t in prange(threads):
-        lo, hi = t * batch // threads, (t + 1) * batch // threads
-        statuses[t] = _forward_rows(x, weights, meta, noise, masks, mode, one, logits, lo, hi)
-    return statuses.max(), logits
-
-
-@njit(inline="always")
-def _logits(x, meta):
-    last = meta[meta.shape[0] - 1]
-    return np.zeros((x.shape[0], last[M_OUT_BLOCKS] * last[M_BS_OUT]), np.float32)
-
-
-@njit(fastmath=True, error_model="numpy", cache=True)
-def _forward_rows(x_all, weights, meta, noise, masks, mode, threads, logits_all, lo, hi):
-    """forward_batch on examples lo:hi (their rows of x, noise, masks and logits); returns the status."""
-    x, logits = x_all[lo:hi], logits_all[lo:hi]
     batch, n_layers = x.shape[0], meta.shape[0]
+    last = meta[n_layers - 1]
+    logits = np.zeros((batch, last[M_OUT_BLOCKS] * last[M_BS_OUT]), np.float32)
     p_min, p_max = weights[P_MIN], weights[P_MAX]
     all_on = np.ones((batch, 1), np.uint8)
     view_row = meta[0]  # the view every gate reads (see _view_one)
@@ -803,7 +768,7 @@ def _forward_rows(x_all, weights, meta, noise, masks, mode, threads, logits_all,
         hidden = layer < n_layers - 1
         code = row[M_DECISION] if hidden else DENSE
         scaled = code in SCALED
-        on = masks[layer, lo:hi, :n_out_blocks] if hidden else all_on
+        on = masks[layer, :, :n_out_blocks] if hidden else all_on
         # the scores: a product with one output block, always on (a tree's nodes, a top-k's scores)
         n_scores = row[M_SCORES] if hidden else 0
         scores = np.empty((batch, n_scores), np.float32)
@@ -818,22 +783,21 @@ def _forward_rows(x_all, weights, meta, noise, masks, mode, threads, logits_all,
         gates = np.empty((batch, n_out_blocks), np.float32)
         if hidden:
             rate = weights[row[M_RATE]] if row[M_RATE] != NONE else np.float32(0.0)
-            layer_noise = noise[layer, lo:hi] if noise.shape[1] > 0 else noise[layer]
-            decide_examples(code, row[M_ARG], scores, rate, p_min, p_max, mode, layer_noise, on, gates)
+            decide_examples(code, row[M_ARG], scores, rate, p_min, p_max, mode, noise[layer], on, gates)
         out = np.zeros((batch, n_out_blocks * bs_out), np.float32) if hidden else logits
         bf16 = row[M_BF16] == 1
         panels = _panels(weights, row[M_PANELS], n_out_blocks, n_in_blocks * bs_in, bs_out, bf16)
         bias = weights[row[M_BIAS] : row[M_BIAS] + n_out_blocks * bs_out]
         non_finite = _product(h, in_mask, panels, bias, on, row[M_ACTIVATION], out, threads, bf16)
         if layer == 0 and (non_finite > 0 or _idle_rows_non_finite(x, on)):
-            return NON_FINITE_INPUT
+            return NON_FINITE_INPUT, logits
         if scaled:
             for b in range(batch):
                 for j in range(n_out_blocks):
                     if on[b, j]:
                         out[b, j * bs_out : (j + 1) * bs_out] *= gates[b, j]
         h, in_mask = out, on
-    return 0
+    return 0, logits
 
 
 def _on_disk(kernel) -> bool:
@@ -844,13 +808,12 @@ def _on_disk(kernel) -> bool:
         return True
 
 
-def kernel_pending(kernel) -> bool:
-    """Whether the next call compiles a batch kernel (forward_batch or forward_shares, about a minute,
-    once): this process has not compiled it and numba's disk cache does not hold it. (forward_one and
-    forward_few are compiled at import.)"""
+def batch_kernel_pending() -> bool:
+    """Whether the first batch will compile forward_batch for this CPU (about 80 s, once): this process
+    has not compiled it and numba's disk cache does not hold it. (forward_one is compiled at import.)"""
     # asked at every batch call: `overloads` is an attribute (`signatures` builds a list), and the disk
     # is looked at only until the kernel is compiled
-    return not getattr(kernel, "overloads", True) and not _on_disk(kernel)
+    return not getattr(forward_batch, "overloads", True) and not _on_disk(forward_batch)
 
 
 @njit(fastmath=True, error_model="numpy", cache=True)  # compiled below, for its one signature
