@@ -22,11 +22,15 @@ while read -r m k width blocks; do
   "$tmp/ab" "$m" "$k" "$width" "$blocks" "$tmp/before.so" "$tmp/after.so"
 done <<'CASES'
 1 3072 64 10
+2 3072 64 10
 3 3072 64 10
 6 3072 64 10
 9 3072 64 10
 12 3072 64 10
 9 640 64 10
+2 640 64 1
+3 640 64 1
+8 640 64 1
 1 3072 64 1
 3 3072 64 1
 9 3072 64 1

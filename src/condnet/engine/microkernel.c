@@ -153,6 +153,45 @@ ALWAYS_INLINE void panel_product(int bf16, int vectors, const float *x, int64_t 
     }
 }
 
+/* 2-3 examples (`rows`, a constant once inlined) times two 16-wide panels, four 8-wide vectors: 8-12
+ * sums in flight where one panel's 2-3 examples keep 4-6, and an FMA waits about 4 cycles for the last
+ * one on its sum while two issue per cycle (so 8 are needed to keep both busy). Each sum adds the same
+ * products in the same order as `step`'s. */
+ALWAYS_INLINE void step_pair(int bf16, int rows, const float *x, int64_t ldx, const int64_t *xrows,
+                             const int64_t *accrows, int64_t col0, int64_t k, const void *pa, const void *pb,
+                             float *acc, int64_t ldacc) {
+    enum { PAIR_MAX = 3 };
+    v8f sum[PAIR_MAX][4];
+    const float *in[PAIR_MAX];
+#pragma GCC unroll 3
+    for (int r = 0; r < PAIR_MAX; r++) {
+        if (r < rows) {
+            in[r] = x + xrows[r] * ldx + col0;
+            for (int v = 0; v < 4; v++) sum[r][v] = load(acc + accrows[r] * ldacc + 8 * v);
+        }
+    }
+    for (int64_t q = 0; q < k; q++) {
+        prefetch(pa, (q + PREFETCH) * PANEL, bf16);
+        prefetch(pb, (q + PREFETCH) * PANEL, bf16);
+        v8f w[4] = {weights8(pa, q * PANEL, bf16), weights8(pa, q * PANEL + 8, bf16),
+                    weights8(pb, q * PANEL, bf16), weights8(pb, q * PANEL + 8, bf16)};
+#pragma GCC unroll 3
+        for (int r = 0; r < PAIR_MAX; r++) {
+            if (r < rows) {
+                float t = in[r][q];
+                v8f s = {t, t, t, t, t, t, t, t};
+                for (int v = 0; v < 4; v++) sum[r][v] += s * w[v];
+            }
+        }
+    }
+#pragma GCC unroll 3
+    for (int r = 0; r < PAIR_MAX; r++) {
+        if (r < rows) {
+            for (int v = 0; v < 4; v++) store(acc + accrows[r] * ldacc + 8 * v, sum[r][v]);
+        }
+    }
+}
+
 /* Element `i` of a weights array of 4-byte (float32) or 2-byte (bf16) elements. */
 ALWAYS_INLINE const void *element(const void *w, int64_t i, int bf16) {
     return (const char *)w + i * (bf16 ? 2 : 4);
@@ -162,7 +201,18 @@ ALWAYS_INLINE const void *element(const void *w, int64_t i, int bf16) {
 ALWAYS_INLINE void product_narrow(int bf16, const float *x, int64_t ldx, const int64_t *xrows,
                                   const int64_t *accrows, int64_t m, int64_t col0, int64_t k,
                                   const void *panels, int64_t n_in, int64_t width, float *acc, int64_t ldacc) {
-    for (int64_t p = 0; p < width; p += PANEL) {
+    int64_t p = 0, full = m - m % ROWS, rest = m % ROWS;
+    if (rest == 2 || rest == 3) { /* the last 2-3 examples over two panels at a time (step_pair) */
+        for (; width - p >= 2 * PANEL; p += 2 * PANEL) {
+            const void *pa = element(panels, p * n_in + col0 * PANEL, bf16);
+            const void *pb = element(panels, (p + PANEL) * n_in + col0 * PANEL, bf16);
+            panel_product(bf16, 2, x, ldx, xrows, accrows, full, col0, k, pa, acc + p, ldacc);
+            panel_product(bf16, 2, x, ldx, xrows, accrows, full, col0, k, pb, acc + p + PANEL, ldacc);
+            if (rest == 3) step_pair(bf16, 3, x, ldx, xrows + full, accrows + full, col0, k, pa, pb, acc + p, ldacc);
+            else step_pair(bf16, 2, x, ldx, xrows + full, accrows + full, col0, k, pa, pb, acc + p, ldacc);
+        }
+    }
+    for (; p < width; p += PANEL) {
         if (width - p >= PANEL) {
             const void *panel = element(panels, p * n_in + col0 * PANEL, bf16);
             panel_product(bf16, 2, x, ldx, xrows, accrows, m, col0, k, panel, acc + p, ldacc);
