@@ -154,7 +154,7 @@ ALWAYS_INLINE void panel_product(int bf16, int vectors, const float *x, int64_t 
 }
 
 /* 2-3 examples (`rows`, a constant once inlined) times two 16-wide panels, four 8-wide vectors: 8-12
- * sums in flight where one panel's 2-3 examples keep 4-6, and an FMA waits about 4 cycles for the last
+ * sums in flight where one panel's 2-3 examples keep 4-6: an FMA waits about 4 cycles for the previous
  * one on its sum while two issue per cycle (so 8 are needed to keep both busy). Each sum adds the same
  * products in the same order as `step`'s. */
 ALWAYS_INLINE void step_pair(int bf16, int rows, const float *x, int64_t ldx, const int64_t *xrows,
