@@ -61,7 +61,9 @@ class Engine:
       batches of 2-3) numba's, drawn inside the kernel (not reproducible; the engine's draws are not
       torch's: to compare with the PyTorch model, pass the same `masks`);
     - masks: per hidden layer (batch, n_blocks) arrays of 0/1 that replace the policy's decision
-      (other values are refused, as by the PyTorch model).
+      (other values are refused, as by the PyTorch model). A dense layer is computed as one block
+      (`dense_as_one_block`); given masks, which may switch its blocks off, are then run by a second
+      engine at the config's blocks, made at the first such call.
     - x: float32 C-contiguous is taken as it is; other real dtypes and layouts are converted. NaN or
       infinite inputs are refused (in batches, found through the first layer's sums: an input so
       large that they overflow float32 is refused too). A batch of 0 gives empty outputs.
@@ -69,7 +71,7 @@ class Engine:
     One engine serves one call at a time (its batch-1 buffers are reused); use one engine per thread.
     """
 
-    def __init__(self, network, threads: int = 1, weights: str = "fp32"):
+    def __init__(self, network, threads: int = 1, weights: str = "fp32", *, dense_as_one_block: bool = True):
         if weights not in WEIGHTS:
             raise ValueError(f"weights must be one of {', '.join(WEIGHTS)}, got {weights!r}")
         self.weights = weights
@@ -77,9 +79,13 @@ class Engine:
         cfg = checkpoint.model
         self.input_dim, self.n_classes = checkpoint.input_dim, checkpoint.n_classes
         n_hidden = len(cfg.widths)
-        layers = lower(checkpoint)
+        layers = lower(checkpoint, dense_as_one_block)
         hidden = layers[:-1]
-        self._blocks = [layer.n_out_blocks for layer in hidden]
+        # masks are seen and given at the config's blocks; a dense layer computed as one block is all on
+        self._blocks = [width // size for width, size in zip(cfg.widths, cfg.block_size, strict=True)]
+        self._merged = [layer.n_out_blocks != k for layer, k in zip(hidden, self._blocks, strict=True)]
+        self._checkpoint = checkpoint if any(self._merged) else None  # for the engine of given masks
+        self._at_config_blocks = None  # that engine, once made
         self._weights, self._meta = pack(layers, cfg.p_min, cfg.p_max, bf16=weights == "bf16")
         # batch 1: the fused kernel's buffers (see kernels.work_layout), and views of them
         max_blocks, o_logits, *_, size = kernels.work_layout(self._meta)
@@ -88,7 +94,10 @@ class Engine:
         self._noise = self._work[: n_hidden * max_blocks].reshape(n_hidden, max_blocks)
         self._logits = self._work[o_logits : o_logits + self.n_classes].reshape(1, self.n_classes)
         self._flags = np.zeros((2, n_hidden, max_blocks), np.uint8)
-        self._decided = [self._flags[1, i : i + 1, :k] for i, k in enumerate(self._blocks)]
+        at = enumerate(zip(self._blocks, self._merged, strict=True))
+        self._decided = [
+            np.ones((1, k), np.uint8) if merged else self._flags[1, i : i + 1, :k] for i, (k, merged) in at
+        ]
         self._rng = np.random.default_rng()
         self._one_example = (1, self.input_dim)
         self._draws = draws(layers)  # routers decide deterministically
@@ -114,6 +123,8 @@ class Engine:
             )
         self.threads = threads
         numba.set_num_threads(threads)
+        if self._at_config_blocks is not None:
+            self._at_config_blocks.set_threads(threads)
 
     def forward(
         self,
@@ -131,6 +142,8 @@ class Engine:
             )
         if seed is not None and not isinstance(seed, np.random.Generator):
             check_seed(seed)
+        if masks is not None and self._checkpoint is not None:  # a dense layer's blocks may be switched off
+            return self._given_masks_engine().forward(x, mode, masks, seed)
         if getattr(x, "shape", None) == self._one_example:  # batch 1, the latency path: one fused call
             if masks is not None:
                 code = self._given_flags(masks)
@@ -185,7 +198,7 @@ class Engine:
         status, logits = kernels.forward_batch(x, weights, meta, noise, decided, code, self.threads)
         if status:
             raise ValueError(_NON_FINITE)
-        return logits, [decided[index, :, :k].copy() for index, k in enumerate(self._blocks)]
+        return logits, self._masks(decided, batch)
 
     __call__ = forward
 
@@ -197,7 +210,22 @@ class Engine:
         status = kernels.forward_few(x, weights, meta, work, flags, code, noise, decided, logits)
         if status:
             raise ValueError(_NON_FINITE)
-        return logits, [decided[index, :, :k].copy() for index, k in enumerate(self._blocks)]
+        return logits, self._masks(decided, x.shape[0])
+
+    def _masks(self, decided, batch) -> list[np.ndarray]:
+        """The masks a batch used, per hidden layer at the config's blocks (new arrays)."""
+        at = enumerate(zip(self._blocks, self._merged, strict=True))
+        return [
+            np.ones((batch, k), np.uint8) if merged else decided[i, :, :k].copy() for i, (k, merged) in at
+        ]
+
+    def _given_masks_engine(self) -> Engine:
+        """The engine with every layer at the config's blocks, which given masks need (made once)."""
+        if self._at_config_blocks is None:
+            self._at_config_blocks = Engine(
+                self._checkpoint, self.threads, self.weights, dense_as_one_block=False
+            )
+        return self._at_config_blocks
 
     def _given_flags(self, masks) -> int:
         """Batch 1: the given masks into the fused kernel's flags; the kernel's mode code for them."""
