@@ -1,8 +1,9 @@
 """bfloat16 weights on trained MNIST runs (docs/RESULTS.md, the engine at the memory limit): for each run,
 the test error of the engine in threshold mode with float32 and with bfloat16 weights, the fraction of
-gate decisions (example x block, every gated layer) that the reduced weights flip, and one batch's time,
-side by side in one process (interleaved medians, one thread): the engine fp32 and bf16, the dense twin
-in ONNX Runtime fp32 and int8 (its dynamic quantization).
+gate decisions (example x block, every gated layer) that the reduced weights flip, for a dense run the
+test error of its twin in ONNX Runtime int8 (its dynamic quantization; a gated run's dense twin is not
+the model), and one batch's time, side by side in one process (interleaved medians, one thread): the
+engine fp32 and bf16, the dense twin in ONNX Runtime fp32 and int8.
 A synthetic model (random weights, policies at a fixed density, random inputs: speed only) is given as
 ARCH:BLOCK_SIZE:DENSITY, for instance 3072,640,640,10:64:0.18.
 Run on an otherwise idle machine. Usage: python docs/bf16_bench.py RUN_DIR|ARCH:BLOCK:DENSITY ..."""
@@ -43,14 +44,19 @@ def timed(calls: dict, x, batch: int) -> dict:
 def measure(label: str, model, x, y) -> None:
     """One table row per batch size; y None: a synthetic model (no accuracy; masks sampled at its rate)."""
     fp32, bf16 = Engine(model), Engine(model, weights="bf16")
-    errors, flipped, mode = ["n/a", "n/a"], "n/a", "sample"
+    errors, flipped, int8_error, mode = ["n/a", "n/a"], "n/a", "n/a", "sample"
+    checkpoint = model.to_checkpoint()
+    ort32, ort8 = ort_session(checkpoint), ort_session(checkpoint, int8=True)
     if y is not None:
         (logits32, masks32), (logits16, masks16) = decisions(fp32, x), decisions(bf16, x)
         errors = [f"{100 * (logits.argmax(1) != y).mean():.2f}" for logits in (logits32, logits16)]
         flipped = f"{(masks32 != masks16).mean():.5f}" if masks32.size else "n/a (dense)"
+        if not model.cfg.is_gated:
+            logits8 = np.concatenate(
+                [ort8.run(None, {"x": x[s : s + 500]})[0] for s in range(0, len(x), 500)]
+            )
+            int8_error = f"{100 * (logits8.argmax(1) != y).mean():.2f}"
         mode = "threshold"
-    checkpoint = model.to_checkpoint()
-    ort32, ort8 = ort_session(checkpoint), ort_session(checkpoint, int8=True)
     calls = {
         "fp32": lambda c: fp32.forward(c, mode),
         "bf16": lambda c: bf16.forward(c, mode),
@@ -59,15 +65,18 @@ def measure(label: str, model, x, y) -> None:
     }
     for batch in (1, 50):
         ms = timed(calls, x, batch)
-        print(f"| {label} | {errors[0]} | {errors[1]} | {flipped} | {batch} | {ms['fp32']:.4f} | "
-              f"{ms['bf16']:.4f} | {ms['ort32']:.4f} | {ms['ort8']:.4f} | {ms['bf16'] / ms['fp32']:.2f} | "
-              f"{ms['bf16'] / ms['ort32']:.2f} | {ms['bf16'] / ms['ort8']:.2f} |")
+        times = " | ".join(f"{ms[name]:.4f}" for name in ("fp32", "bf16", "ort32", "ort8"))
+        ratios = " | ".join(f"{ms['bf16'] / ms[name]:.2f}" for name in ("fp32", "ort32", "ort8"))
+        accuracy = f"{errors[0]} | {errors[1]} | {flipped} | {int8_error}"
+        print(f"| {label} | {accuracy} | {batch} | {times} | {ratios} |")
 
 
 print(f"Machine: {machine()}\n")
-print("| run | test error fp32 % | bf16 % | decisions flipped | batch | engine fp32 ms | engine bf16 ms | "
-      "ORT fp32 ms | ORT int8 ms | bf16 / fp32 | bf16 / ORT fp32 | bf16 / ORT int8 |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+print(
+    "| run | test error fp32 % | bf16 % | decisions flipped | ORT int8 % | batch | engine fp32 ms | "
+    "engine bf16 ms | ORT fp32 ms | ORT int8 ms | bf16 / fp32 | bf16 / ORT fp32 | bf16 / ORT int8 |"
+)
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for spec in sys.argv[1:]:
     if ":" in spec:  # synthetic: speed only
         arch, block, density = spec.split(":")
