@@ -80,7 +80,7 @@ def test_threshold_mode_matches_the_model(threads, batch):
 
 def test_a_dense_layer_in_small_blocks_is_computed_as_one_block():
     """Every block of a dense layer is on, so the engine computes it as one tile of its whole width (in
-    blocks of 16, 784-1024-1024-10 took 1.3-1.4x longer: RESULTS 10.12); its masks are still those of the
+    blocks of 16, 784-1024-1024-10 took 1.26-1.49x longer: RESULTS 10.12); its masks are still those of the
     config's blocks, and given masks that switch some of them off still give the model's logits."""
     from condnet.engine import kernels
 

@@ -43,7 +43,7 @@ class EngineLayer:
 def lower(checkpoint: Checkpoint, dense_as_one_block: bool = False) -> list[EngineLayer]:
     """Every layer of the checkpoint, hidden layers then the output layer. dense_as_one_block: a hidden
     layer whose gate is dense is one block of its whole width, whatever its block size (every block is on
-    anyway, and small tiles cost: 784-1024-1024-10 in blocks of 16 took 1.3-1.4x longer, RESULTS 10.12)."""
+    anyway, and small tiles cost: 784-1024-1024-10 in blocks of 16 took 1.26-1.49x longer, RESULTS 10.12)."""
     cfg, tensors = checkpoint.model, checkpoint.tensors
     n_hidden = len(cfg.widths)
     at = enumerate(zip(cfg.widths, cfg.block_size, strict=True))
