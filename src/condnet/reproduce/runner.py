@@ -6,13 +6,15 @@ Layout: OUT/<row>/seed-<n>/ is an ordinary run directory (`condnet train`'s), pl
 - Training runs on a Dask cluster (condnet.cluster): by default W local worker processes with
   `threads` cores each, which end when this process dies (even by SIGKILL), so no orphan keeps
   training. Timing runs afterwards, one run at a time in this process, on one core, so that no
-  training disturbs it, and every latency of a report comes from this machine.
+  training disturbs it, and every latency of a report comes from this machine; each run is timed in
+  several rounds, in turn with the others, and credited with its medians (time_all).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from condnet.errors import CondnetError
 from condnet.reproduce.tables import CONFIG_DIR, Row, Table, config_path
 from condnet.run_dir import CONFIG, FAILED, RunDir, write_atomic
 
+ROUNDS = 3  # each run timed this many times, in turn with the others (time_all)
 TEST_BATCH = 50  # the paper's test batch: one pass over the test set is timed at this batch size
 
 
@@ -167,15 +170,34 @@ def time_run(run_dir: Path, repeats: int) -> dict:
     }
 
 
-def time_all(jobs: list[Job], repeats: int, retime: bool = False, log=logs.info) -> int:
-    """Time every finished run that has no timing.json yet (all of them with retime); returns how many."""
+def median_timing(timings: list[dict]) -> dict:
+    """One timing from several rounds of one run: each measured time the median of its rounds (None if
+    a round did not measure it), the other fields as the first round gives them."""
+    merged = dict(timings[0], rounds=len(timings))
+    for key in timings[0]:
+        if key.endswith(("_ms", "_s")):
+            values = [t[key] for t in timings]
+            merged[key] = None if None in values else statistics.median(values)
+    return merged
+
+
+def time_all(jobs: list[Job], repeats: int, retime: bool = False, log=logs.info, rounds: int = ROUNDS) -> int:
+    """Time every finished run that has no timing.json yet (all of them with retime); returns how many.
+    Each run is timed in each of `rounds` rounds and credited with the medians: on a shared machine a
+    slow spell while a run is timed moves it by 15 % or more. A round takes the seeds in turn (every
+    config's first seed, then every config's second...), each other round in the reverse order, so
+    that a slow spell is spread over the configs rather than falling on one."""
     todo = [j for j in jobs if is_finished(j.run_dir) and (retime or RunDir(j.run_dir).timing() is None)]
-    log(f"timing {len(todo)} runs on one core")
-    for index, job in enumerate(todo, 1):
-        timing = time_run(job.run_dir, repeats)
-        RunDir(job.run_dir).write_timing(timing)
-        log(
-            f"[{index}/{len(todo)}] {job.row.name} seed {job.seed}: batch 1 "
-            f"{timing['batch1_dense_ms']:.3f} ms dense, {timing['batch1_engine_ms']:.3f} ms engine"
-        )
+    log(f"timing {len(todo)} runs on one core, {rounds} rounds in turn")
+    order = sorted(todo, key=lambda job: job.seed)  # stable: configs keep their order within a seed
+    timings: dict[Path, list[dict]] = {job.run_dir: [] for job in order}
+    for round_ in range(rounds):
+        for index, job in enumerate(order if round_ % 2 == 0 else order[::-1], 1):
+            timing = time_run(job.run_dir, repeats)
+            timings[job.run_dir].append(timing)
+            where = f"[round {round_ + 1}/{rounds}, {index}/{len(order)}] {job.row.name} seed {job.seed}"
+            log(f"{where}: batch 1 {timing['batch1_dense_ms']:.3f} ms dense, "
+                f"{timing['batch1_engine_ms']:.3f} ms engine")  # fmt: skip
+    for job in order:
+        RunDir(job.run_dir).write_timing(median_timing(timings[job.run_dir]))
     return len(todo)

@@ -10,17 +10,14 @@ seeds of `condnet frontier` (docs/frontier).
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
 from condnet.config import load_config
 from condnet.errors import CondnetError
 from condnet.reproduce.frontier import run_latency
-from condnet.reproduce.runner import time_run
+from condnet.reproduce.runner import ROUNDS, median_timing, time_run
 from condnet.run_dir import CONFIG, RunDir
-
-ROUNDS = 3  # each contender timed this many times, in turn with the other
 
 
 @dataclass
@@ -46,10 +43,8 @@ def read_test_error(run_dir: Path) -> float:
 
 
 def contender(run_dir: Path, gated: bool, timings: list[dict]) -> Contender:
-    """A run credited with the median of its timings (the runtime of the median batch-1 one)."""
-    measured = sorted(run_latency(t, gated) for t in timings)
-    latency, source, _ = measured[(len(measured) - 1) // 2]
-    test_pass = statistics.median(m[2] for m in measured)
+    """A run credited with the medians of its timings, as `condnet frontier` credits its runs."""
+    latency, source, test_pass = run_latency(median_timing(timings), gated)
     return Contender(run_dir, gated, read_test_error(run_dir), 1e3 * latency, source, 1e3 * test_pass)
 
 
