@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The micro-kernel at a git revision against the working tree's, in one process (docs/microkernel_ab.c):
 # per case the time of one call at REV, then at the working tree and how many times faster ("x").
-# Usage: bash docs/microkernel_ab.sh REV (e.g. a4fa217). Needs gcc; run on an idle machine.
+# Usage: bash docs/microkernel_ab.sh REV (e.g. a4fa217); BF16=1 bash ... for bfloat16 weights. Needs gcc;
+# run on an idle machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rev=${1:?usage: bash docs/microkernel_ab.sh REV}
