@@ -74,7 +74,7 @@ ALWAYS_INLINE v8f weights8(const void *w, int64_t i, int bf16) {
  * sums are then kept "dealt": outputs 0, 2, ..., 14 in one vector, 1, 3, ..., 15 in the other;
  * load_sums and store_sums reorder a row of acc once per step. A 16-wide panel in float32, or an 8-wide
  * one, is read as before, in order. */
-#define DEALT (bf16 && vectors == 2)
+ALWAYS_INLINE int dealt(int bf16, int vectors) { return bf16 && vectors == 2; }
 
 ALWAYS_INLINE void dealt_row(const void *panel, int64_t i, v8f *even, v8f *odd) {
     v8u pair = *(const v8u_unaligned *)((const uint16_t *)panel + i);
@@ -83,7 +83,7 @@ ALWAYS_INLINE void dealt_row(const void *panel, int64_t i, v8f *even, v8f *odd) 
 }
 
 ALWAYS_INLINE void panel_row(int bf16, int vectors, const void *panel, int64_t i, v8f *w) {
-    if (DEALT) {
+    if (dealt(bf16, vectors)) {
         dealt_row(panel, i, &w[0], &w[1]);
     } else {
         for (int v = 0; v < vectors; v++) w[v] = weights8(panel, i + 8 * v, bf16);
@@ -91,7 +91,7 @@ ALWAYS_INLINE void panel_row(int bf16, int vectors, const void *panel, int64_t i
 }
 
 ALWAYS_INLINE void load_sums(int bf16, int vectors, const float *p, v8f *sum) {
-    if (DEALT) {
+    if (dealt(bf16, vectors)) {
         v8f lo = load(p), hi = load(p + 8);
         sum[0] = SHUFFLE(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14);
         sum[1] = SHUFFLE(lo, hi, 1, 3, 5, 7, 9, 11, 13, 15);
@@ -101,7 +101,7 @@ ALWAYS_INLINE void load_sums(int bf16, int vectors, const float *p, v8f *sum) {
 }
 
 ALWAYS_INLINE void store_sums(int bf16, int vectors, float *p, const v8f *sum) {
-    if (DEALT) {
+    if (dealt(bf16, vectors)) {
         store(p, SHUFFLE(sum[0], sum[1], 0, 8, 1, 9, 2, 10, 3, 11));
         store(p + 8, SHUFFLE(sum[0], sum[1], 4, 12, 5, 13, 6, 14, 7, 15));
     } else {
@@ -131,7 +131,7 @@ ALWAYS_INLINE void step(int bf16, int rows, int vectors, const float *x, int64_t
     for (int64_t q = 0; q < k; q++) {
         prefetch(panel, (q + PREFETCH) * stride, bf16);
         v8f w0, w1;
-        if (DEALT) {
+        if (dealt(bf16, vectors)) {
             dealt_row(panel, q * stride, &w0, &w1);
         } else { /* as panel_row, written out: that call left float32's 5-example step short of registers */
             w0 = weights8(panel, q * stride, bf16);
