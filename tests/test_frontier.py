@@ -105,15 +105,24 @@ def test_a_frontier_on_another_machine_keeps_the_recorded_errors_and_times_one_s
 
 def test_retime_times_every_run_again_in_one_step(tmp_path, idx_dir, capsys):
     """Seeds added later are timed alone, the others keep their times; --retime times them all in the
-    one timing step the report describes."""
+    one timing step the report describes. The report says how the runs were timed: a run timed by an
+    older condnet (once, no count of rounds) is not passed off as timed in three rounds."""
     configs, out, report = tmp_path / "configs", tmp_path / "runs", tmp_path / "report"
     write_configs(configs, idx_dir, [("dense", ["model.kind=nn"])])
     assert main(frontier_args(configs, out, report, seeds=1)) == 0
+    timing_file = out / "dense" / "seed-100" / "timing.json"
+    older = json.loads(timing_file.read_text())
+    del older["rounds"]  # as an older condnet wrote it
+    timing_file.write_text(json.dumps(older))
     capsys.readouterr()
     assert main(frontier_args(configs, out, report, seeds=2)) == 0
     assert "timing 1 runs on one core" in capsys.readouterr().out
+    said = (report / "idx.md").read_text()
+    assert "each run in 1-3 rounds" in said and "--retime times every run in 3" in said
     assert main([*frontier_args(configs, out, report, seeds=2), "--retime"]) == 0
     assert "timing 2 runs on one core" in capsys.readouterr().out
+    said = (report / "idx.md").read_text()
+    assert "each run in 3 rounds in turn with the others" in said and "--retime" not in said
 
 
 def test_a_frontier_stopped_while_timing_has_recorded_its_trained_runs(tmp_path, idx_dir, monkeypatch):

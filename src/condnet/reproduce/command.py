@@ -11,7 +11,7 @@ from condnet.engine.timing import OtherWork, machine
 from condnet.errors import CondnetError
 from condnet.reproduce import figures
 from condnet.reproduce.report import CSV_FIELDS, markdown_table, pareto_verdicts, run_record, summarize
-from condnet.reproduce.runner import ROUNDS, plan, threads_per_worker, time_all, train_all
+from condnet.reproduce.runner import how_timed, plan, threads_per_worker, time_all, train_all
 from condnet.reproduce.tables import CONFIG_DIR, Table
 from condnet.run_dir import RunDir, write_atomic, write_csv
 
@@ -80,8 +80,8 @@ def run_table(
     lines = [f"# {title}: {seeds} seed(s) per row", ""]
     if command:
         lines += [f"Command: `{command}`", ""]
-    lines += [f"Timed on: {machine()}, using one core, after training, each run in {ROUNDS} rounds in turn "
-              f"with the others (its medians); {other_work.describe(timed)}.", ""]  # fmt: skip
+    lines += [f"Timed on: {machine()}, using one core, after training, {how_timed(jobs)}; "
+              f"{other_work.describe(timed)}.", ""]  # fmt: skip
     if data != table.dataset:
         lines += [f"The paper's numbers are on {table.dataset}; ours on {data}: compare the method, not "
                   "the numbers.", ""]  # fmt: skip

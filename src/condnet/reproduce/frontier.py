@@ -34,9 +34,9 @@ from condnet.errors import CondnetError
 from condnet.report.plots import plain_log_labels, plt, spread_labels
 from condnet.report.summary import mean_std
 from condnet.reproduce.runner import (
-    ROUNDS,
     Job,
     check_same_config,
+    how_timed,
     is_finished,
     plan,
     threads_per_worker,
@@ -310,8 +310,8 @@ def run_frontier(
     ]
     if command:
         lines += [f"Command: `{command}`", ""]
-    lines += [f"Timed on: {machine()}, one core, after this command's trainings, each run in {ROUNDS} rounds "
-              f"in turn with the others (its medians); {load}.", ""]  # fmt: skip
+    timed_how = how_timed(jobs)
+    lines += [f"Timed on: {machine()}, one core, after this command's trainings, {timed_how}; {load}.", ""]
     if from_record:
         runs = "1 run's error comes" if from_record == 1 else f"{from_record} runs' errors come"
         lines += [f"{runs} from the record ({record_path.name}: trained by an earlier command, not on this "

@@ -181,6 +181,20 @@ def median_timing(timings: list[dict]) -> dict:
     return merged
 
 
+def how_timed(jobs: list[Job]) -> str:
+    """How the timed runs among `jobs` were timed, for a report: the rounds their timing.json records
+    (an older condnet timed each run once and wrote no count)."""
+    timings = [RunDir(job.run_dir).timing() for job in jobs if is_finished(job.run_dir)]
+    counts = sorted({timing.get("rounds", 1) for timing in timings if timing is not None})
+    if not counts:
+        return "no run timed here"
+    rounds = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+    said = f"each run in {rounds} round{'s' if counts[-1] > 1 else ''} in turn with the others (its medians)"
+    if counts[0] < ROUNDS:
+        said += f"; runs timed once were timed by an older condnet: --retime times every run in {ROUNDS}"
+    return said
+
+
 def time_all(jobs: list[Job], repeats: int, retime: bool = False, log=logs.info, rounds: int = ROUNDS) -> int:
     """Time every finished run that has no timing.json yet (all of them with retime); returns how many.
     Each run is timed in each of `rounds` rounds and credited with the medians: on a shared machine a
