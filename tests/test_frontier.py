@@ -224,3 +224,30 @@ def test_runs_are_timed_in_turn_for_several_rounds_and_credited_with_medians(tmp
         assert (timing["batch1_dense_ms"], timing["batch1_engine_ms"]) == (0.010, 0.020)
         assert timing["batch1_ort_ms"] is None and timing["machine"] == "here"
         assert timing["rounds"] == len(calls) // 4
+
+
+def test_a_timing_step_stopped_keeps_what_it_measured(tmp_path, monkeypatch):
+    """Ctrl-C in the third round of a long timing step must not throw away the rounds done: every run
+    timed at least once keeps its medians so far, with their count (the report then says so)."""
+    from condnet.reproduce import runner
+    from condnet.reproduce.tables import Row
+
+    jobs = [runner.Job(Row(name, f"{name}.toml"), 100, tmp_path / name, None) for name in ("a", "b")]
+    for job in jobs:
+        job.run_dir.mkdir()
+    calls = []
+
+    def time_run(run_dir, repeats):
+        calls.append(run_dir)
+        if len(calls) == 5:  # the first timing of round 3 (rounds go a, b; b, a; a, b)
+            raise KeyboardInterrupt
+        return {"batch1_dense_ms": 0.01 * len(calls), "batch1_engine_ms": 0.01, "test_pass_dense_s": 0.1}
+
+    monkeypatch.setattr(runner, "time_run", time_run)
+    monkeypatch.setattr(runner, "is_finished", lambda run_dir: True)
+    with pytest.raises(KeyboardInterrupt):
+        runner.time_all(jobs, repeats=1, log=lambda line: None)
+    kept = {job.run_dir.name: json.loads((job.run_dir / "timing.json").read_text()) for job in jobs}
+    assert kept["a"]["rounds"] == 2 and kept["a"]["batch1_dense_ms"] == pytest.approx((0.01 + 0.04) / 2)
+    assert kept["b"]["rounds"] == 2 and kept["b"]["batch1_dense_ms"] == pytest.approx((0.02 + 0.03) / 2)
+    assert "in 2 rounds" in runner.how_timed(jobs) and "--retime" in runner.how_timed(jobs)

@@ -191,7 +191,8 @@ def how_timed(jobs: list[Job]) -> str:
     rounds = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
     said = f"each run in {rounds} round{'s' if counts[-1] > 1 else ''} in turn with the others (its medians)"
     if counts[0] < ROUNDS:
-        said += f"; runs timed once were timed by an older condnet: --retime times every run in {ROUNDS}"
+        said += (f" (fewer than {ROUNDS}: timed by an older condnet, or by a timing step stopped early; "
+                 f"--retime times every run in {ROUNDS})")  # fmt: skip
     return said
 
 
@@ -205,13 +206,16 @@ def time_all(jobs: list[Job], repeats: int, retime: bool = False, log=logs.info,
     log(f"timing {len(todo)} runs on one core, {rounds} rounds in turn")
     order = sorted(todo, key=lambda job: job.seed)  # stable: configs keep their order within a seed
     timings: dict[Path, list[dict]] = {job.run_dir: [] for job in order}
-    for round_ in range(rounds):
-        for index, job in enumerate(order if round_ % 2 == 0 else order[::-1], 1):
-            timing = time_run(job.run_dir, repeats)
-            timings[job.run_dir].append(timing)
-            where = f"[round {round_ + 1}/{rounds}, {index}/{len(order)}] {job.row.name} seed {job.seed}"
-            log(f"{where}: batch 1 {timing['batch1_dense_ms']:.3f} ms dense, "
-                f"{timing['batch1_engine_ms']:.3f} ms engine")  # fmt: skip
-    for job in order:
-        RunDir(job.run_dir).write_timing(median_timing(timings[job.run_dir]))
+    try:
+        for round_ in range(rounds):
+            for index, job in enumerate(order if round_ % 2 == 0 else order[::-1], 1):
+                timing = time_run(job.run_dir, repeats)
+                timings[job.run_dir].append(timing)
+                where = f"[round {round_ + 1}/{rounds}, {index}/{len(order)}] {job.row.name} seed {job.seed}"
+                log(f"{where}: batch 1 {timing['batch1_dense_ms']:.3f} ms dense, "
+                    f"{timing['batch1_engine_ms']:.3f} ms engine")  # fmt: skip
+    finally:  # a step stopped early keeps what it measured, with its count of rounds (how_timed says so)
+        for job in order:
+            if timings[job.run_dir]:
+                RunDir(job.run_dir).write_timing(median_timing(timings[job.run_dir]))
     return len(todo)
