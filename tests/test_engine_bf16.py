@@ -57,5 +57,5 @@ def test_bf16_matches_the_model_with_rounded_weights(batch, width):
 
 def test_weights_must_be_named():
     model = make_model(8, [(2, 4)], 3)
-    with pytest.raises(ValueError, match="weights must be one of fp32, bf16"):
+    with pytest.raises(ValueError, match="weights must be one of fp32, bf16, int8"):
         Engine(model, weights="int4")

@@ -478,8 +478,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=_positive_int, default=15, help="timed repeats (the median is reported)")
     p.add_argument("--seed", type=_seed, default=0, help="the synthetic weights' and the masks' draws")
     p.add_argument(
-        "--weights", choices=["fp32", "bf16"], default="fp32",
-        help="the engine's layer weights: fp32 (exact) or bf16 (half the bytes; the baselines stay fp32)",
+        "--weights", choices=["fp32", "bf16", "int8"], default="fp32",
+        help="the engine's layer weights: fp32 (exact), bf16 (half the bytes) or int8 (a quarter, with "
+        "quantized layer inputs; batches one example at a time); the baselines stay fp32",
     )  # fmt: skip
     p.add_argument("--json", action="store_true", help='print {"records": [...]} instead of a table')
     p.set_defaults(func=cmd_bench)

@@ -103,9 +103,9 @@ def bench(
 ) -> list[BenchRecord]:
     """Time dense PyTorch, dense ONNX Runtime and the engine on the same weights and inputs, for every
     (batch, threads). `engine`: the model's engine when the caller has one; else one with `weights`
-    (fp32, or bf16: the layers' weights in bfloat16, counted as 2 bytes in weights_mb)."""
+    (fp32; bf16 or int8: the layers' weights in bfloat16 or int8, counted as 2 or 1 bytes in weights_mb)."""
     engine = engine or Engine(model, weights=weights)
-    layer_bytes = 2 if engine.weights == "bf16" else 4
+    layer_bytes = {"fp32": 4, "bf16": 2, "int8": 1}[engine.weights]
     dense = dense_forward(model)
     checkpoint = model.to_checkpoint()
     full = dense_macs(model.input_dim, model.cfg.widths, model.n_classes)

@@ -33,9 +33,10 @@ from condnet.limits import check_seed
 from condnet.run_dir import RunDir
 
 _MODE_CODES = {"threshold": kernels.THRESHOLD, "sample": kernels.SAMPLE}
-# the layers' weights as the kernels read them: float32 (exact), or bfloat16 (half the bytes: the upper
-# 16 bits of each float32, rounded to nearest; products still sum in float32)
-WEIGHTS = ("fp32", "bf16")
+# the layers' weights as the kernels read them: float32 (exact); bfloat16 (half the bytes: the upper 16
+# bits of each float32, rounded to nearest; products still sum in float32); or int8 with one scale per
+# output row (a quarter of the bytes), multiplied by the layer's input quantized per example (integer sums)
+WEIGHTS = ("fp32", "bf16", "int8")
 
 
 def as_checkpoint(network) -> Checkpoint:
@@ -52,7 +53,10 @@ class Engine:
 
     Engine(network, threads=1, weights="fp32"): network is a `Checkpoint` (see `Engine.from_run`) or a
     PyTorch CondNet; weights "bf16" reads the layers' weights in bfloat16 (half the bytes, about 3
-    significant digits; the scores' weights, biases and all sums stay float32), "fp32" exactly.
+    significant digits; the scores' weights, biases and all sums stay float32), "int8" in int8 with one
+    scale per output row (a quarter of the bytes), each layer's input quantized per example to integers
+    of 12-15 bits (layout.int8_rows, kernels._blocks_one_int8; batches run one example at a time),
+    "fp32" exactly.
     forward(x: (batch, input_dim) array, mode, masks=None, seed=None) -> (logits, masks)
     - mode "threshold" (the default): block on iff sigma > 0.5 (sigma is summed in another order than
       PyTorch's, so a block whose sigma is within float rounding of 0.5 may be decided the other way);
@@ -86,7 +90,7 @@ class Engine:
         self._merged = [layer.n_out_blocks != k for layer, k in zip(hidden, self._blocks, strict=True)]
         self._checkpoint = checkpoint if any(self._merged) else None  # for the engine of given masks
         self._at_config_blocks = None  # that engine, once made
-        self._weights, self._meta = pack(layers, cfg.p_min, cfg.p_max, bf16=weights == "bf16")
+        self._weights, self._meta = pack(layers, cfg.p_min, cfg.p_max, weights)
         # batch 1: the fused kernel's buffers (see kernels.work_layout), and views of them
         max_blocks, o_logits, *_, size = kernels.work_layout(self._meta)
         self._max_blocks = max_blocks
@@ -179,7 +183,8 @@ class Engine:
             for index, k in enumerate(self._blocks):
                 decided[index, :, :k] = self._given_mask(index, masks, batch, k)
             code = kernels.GIVEN
-        small = batch <= SMALL_BATCH and self._gated
+        # int8 has no batch kernel: its batches run one example at a time
+        small = (batch <= SMALL_BATCH and self._gated) or self.weights == "int8"
         if code == kernels.SAMPLE and self._draws:
             if small and seed is None:  # unseeded: the kernel draws, as at batch 1 (numpy's costs 1-2 us)
                 code = kernels.OWN_SAMPLE

@@ -16,7 +16,8 @@ block that is always on.
   the masks.
 
 Weights are float32, or bfloat16 (meta column M_BF16; layout.to_bf16): both entry points widen them to
-float32 as they read them, and every sum is float32.
+float32 as they read them, and every sum is float32. Or int8 (M_INT8; layout.int8_rows), at batch 1
+only: each layer's input is quantized per example and the products are integer sums (int8_dots.c).
 
 Every fast kernel compiles with error_model="numpy": under numba's default ("python") a float division
 checks its divisor and raises ZeroDivisionError, a branch that stops LLVM from vectorizing the loop
@@ -172,6 +173,12 @@ def _add_dots(acc, x, w, a0, a1):
 # x[xrows[r], col0 : col0 + k] @ panels[col0 : col0 + k] for r < m. Arguments: x, ldx, xrows, accrows, m,
 # col0, k, panels, n_in, width, acc, ldacc, bf16; arrays as addresses (array.ctypes.data), leading
 # dimensions in floats; bf16 1: the panels are bfloat16.
+# int8_dots.c's product: acc[c] += x . w[c] for the `rows` rows of w (int8, rows x n), x int16, acc int32.
+# Arguments: x, w, n, rows, acc; arrays as addresses.
+int8_dots = types.ExternalFunction(
+    "condnet_int8_dots", types.void(types.intp, types.intp, types.int64, types.int64, types.intp)
+)
+
 gathered_product = types.ExternalFunction(
     "condnet_gathered_product",
     types.void(types.intp, types.int64, types.intp, types.intp, types.int64, types.int64, types.int64,
@@ -319,10 +326,13 @@ M_BF16 = 21  # 1: the layer's tiles and panels are bfloat16, two to a float32 sl
 # a computed view's length (pooled or projected; 0: none) and, in row 0 only, a projection's weights
 # (rows of the input's length: batch 1), their panels (batches) and its bias
 M_VIEW_SIZE, M_VIEW_WEIGHTS, M_VIEW_PANELS, M_VIEW_BIAS = 22, 23, 24, 25
-META_COLUMNS = 26
+# 1: the layer's tiles are int8, four to a float32 slot, row o of W scaled by M_SCALES[o] (layout.int8_rows);
+# the layer has no panels
+M_INT8, M_SCALES = 26, 27
+META_COLUMNS = 28
 VIEW_LAYER, VIEW_INPUT, VIEW_POOL, VIEW_PROJ = 0, 1, 2, 3
 VIEWS = {"layer": VIEW_LAYER, "input": VIEW_INPUT, "pool": VIEW_POOL, "proj": VIEW_PROJ}
-NONE = -1  # no score weights (M_Z, M_D, M_Z_PANELS) or no fixed rate (M_RATE)
+NONE = -1  # no score weights (M_Z, M_D, M_Z_PANELS), no fixed rate (M_RATE), no panels or no scales
 # The decisions a hidden layer can make (condnet.gates: each gate's `lower` names one):
 # DENSE: every block; UNIFORM: each block on with the fixed rate (bdNN); POLICY: each block on with
 # sigma = p_min + (p_max - p_min) sigmoid(score) (the paper); TOPK: the ARG largest scores, scaled by
@@ -516,13 +526,14 @@ def _tree_leaf(h, in_mask, weights, row, all_on, depth, leaf, gates):
 @njit(inline="always", cache=True)  # cached: the engine calls it from Python at every start
 def work_layout(meta):
     """Offsets in forward_one's float32 work buffer: noise (n_hidden x max_blocks), logits, two hidden
-    vectors, the accumulator of one output block, a layer's scores, its gate values and the view of the
-    input every gate reads; and its size."""
+    vectors, the accumulator of one output block, a layer's scores, its gate values, the view of the
+    input every gate reads and an int8 layer's quantized input (int16, two to a slot); and its size."""
     n_hidden = meta.shape[0] - 1
-    max_blocks, max_width, max_bs_out, max_scores, view_size = 1, 1, 1, 1, 1
+    max_blocks, max_width, max_in, max_bs_out, max_scores, view_size = 1, 1, 1, 1, 1, 1
     for layer in range(meta.shape[0]):
         view_size = max(view_size, meta[layer, M_VIEW_SIZE])
         max_width = max(max_width, meta[layer, M_OUT_BLOCKS] * meta[layer, M_BS_OUT])
+        max_in = max(max_in, meta[layer, M_IN_BLOCKS] * meta[layer, M_BS_IN])
         max_bs_out = max(max_bs_out, meta[layer, M_BS_OUT])
         if layer < n_hidden:
             max_blocks = max(max_blocks, meta[layer, M_OUT_BLOCKS])
@@ -534,7 +545,8 @@ def work_layout(meta):
     scores = acc + max_bs_out
     gates = scores + max_scores
     view = gates + max_blocks
-    return max_blocks, logits, h_a, h_b, acc, scores, gates, view, view + view_size
+    quantized = view + view_size
+    return max_blocks, logits, h_a, h_b, acc, scores, gates, view, quantized, quantized + (max_in + 1) // 2
 
 
 @njit(inline="always")
@@ -588,6 +600,53 @@ def _blocks_one(tiles, h, in_mask, all_in, on, hidden, scaled, gates, bias, acti
             block *= gates[j]
 
 
+@njit(inline="always")
+def int8_input_bound(n_in):
+    """The largest |value| of an int8 layer's quantized input: 32767 (int16), or less where a row's sum
+    of n_in products of it and a weight (|weight| <= 127) could overflow int32."""
+    return min(32767, (2**31 - 1) // (127 * n_in))
+
+
+@njit(inline="always", fastmath=True, error_model="numpy")
+def _blocks_one_int8(tiles, scales, h, in_mask, all_in, on, hidden, scaled, gates, bias, activation, acc_all,
+                     quantized, out):  # fmt: skip
+    """_blocks_one through int8 tiles (n_out_blocks, n_in_blocks, bs_out, bs_in): h's active blocks are
+    quantized to integers of at most int8_input_bound (one scale for the example's layer input, rounded to
+    nearest, ties to even), every tile row's product is an exact int32 sum (int8_dots.c), scaled once
+    per output by the input's scale times the row's."""
+    n_out_blocks, n_in_blocks, bs_out, bs_in = tiles.shape
+    largest = np.float32(0.0)
+    for i in range(n_in_blocks):
+        if all_in or in_mask[i]:
+            for a in range(i * bs_in, (i + 1) * bs_in):
+                largest = max(largest, abs(h[a]))
+    bound = np.float32(int8_input_bound(n_in_blocks * bs_in))
+    # an input of zeros has scale 0 (every product 0); an overflowed (infinite) one gives infinite or NaN
+    # outputs, as float32 does
+    scale = largest / bound
+    inverse = bound / largest if largest > 0 else np.float32(0.0)
+    for i in range(n_in_blocks):
+        if all_in or in_mask[i]:
+            for a in range(i * bs_in, (i + 1) * bs_in):
+                quantized[a] = np.int16(np.rint(h[a] * inverse))
+    acc = acc_all[:bs_out].view(np.int32)
+    acc_at = acc.ctypes.data
+    for j in range(n_out_blocks):
+        if hidden and not on[j]:
+            continue
+        acc[:] = 0
+        for i in range(n_in_blocks):
+            if all_in or in_mask[i]:
+                int8_dots(quantized[i * bs_in :].ctypes.data, tiles[j, i].ctypes.data, bs_in, bs_out, acc_at)
+        block = out[j * bs_out : (j + 1) * bs_out]
+        row_scales = scales[j * bs_out : (j + 1) * bs_out]
+        for c in range(bs_out):
+            block[c] = np.float32(acc[c]) * (scale * row_scales[c])
+        _finish_block(block, bias[j * bs_out : (j + 1) * bs_out], activation)
+        if hidden and scaled:
+            block *= gates[j]
+
+
 @njit(fastmath=True, error_model="numpy", cache=True)  # compiled below, for its one signature
 def forward_one(x, weights, meta, work, flags, mode):
     """One example through every layer, reading and computing only active blocks; returns a status
@@ -605,13 +664,14 @@ def forward_one(x, weights, meta, work, flags, mode):
     if count_nonfinite(x) > 0:
         return NON_FINITE_INPUT
     n_layers = meta.shape[0]
-    max_blocks, o_logits, o_a, o_b, o_acc, o_scores, o_gates, o_view, end = work_layout(meta)
+    max_blocks, o_logits, o_a, o_b, o_acc, o_scores, o_gates, o_view, o_quantized, end = work_layout(meta)
     p_min, p_max = weights[P_MIN], weights[P_MAX]
     given, decided = flags[0], flags[1]
     acc_all = work[o_acc:o_scores]
     h = x[0]
     in_mask = decided[0, :1]  # placeholder; the input is one block, always on
-    view_values = work[o_view:end]
+    view_values = work[o_view:o_quantized]
+    quantized = work[o_quantized:end].view(np.int16)
     _view_one(x[0], weights, meta[0], view_values)
     for layer in range(n_layers):
         n_in_blocks, bs_in = meta[layer, M_IN_BLOCKS], meta[layer, M_BS_IN]
@@ -663,7 +723,13 @@ def forward_one(x, weights, meta, work, flags, mode):
         bias = weights[meta[layer, M_BIAS] : meta[layer, M_BIAS] + n_out_blocks * bs_out]
         # (on and gates: the last hidden layer's at the output layer, which reads neither; layer 0 is hidden)
         activation, first = meta[layer, M_ACTIVATION], layer == 0
-        if meta[layer, M_BF16]:
+        if meta[layer, M_INT8]:
+            tiles8 = weights[t0 : t0 + (size + 3) // 4].view(np.int8)[:size].reshape(shape)
+            s0 = meta[layer, M_SCALES]
+            scales = weights[s0 : s0 + n_out_blocks * bs_out]
+            _blocks_one_int8(tiles8, scales, h, in_mask, first, on, hidden, scaled, gates, bias, activation,
+                             acc_all, quantized, out)  # fmt: skip
+        elif meta[layer, M_BF16]:
             tiles16 = weights[t0 : t0 + (size + 1) // 2].view(np.uint16)[:size].reshape(shape)
             _blocks_one(tiles16, h, in_mask, first, on, hidden, scaled, gates, bias, activation, acc_all, out)
         else:

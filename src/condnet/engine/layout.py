@@ -47,20 +47,42 @@ def to_bf16(values: np.ndarray) -> np.ndarray:
     return rounded.view(np.float32)
 
 
+INT8_MAX = 127
+
+
+def int8_rows(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """W (n_out, n_in) -> (q, scales): q int8 with W[o] ~= scales[o] * q[o], one scale per output row
+    (its largest |weight| maps to 127; rounded to nearest, ties to even); an all-zero row has scale 1."""
+    weight = np.asarray(weight, np.float32)
+    largest = np.abs(weight).max(axis=1)
+    scales = np.where(largest > 0, largest / np.float32(INT8_MAX), np.float32(1.0)).astype(np.float32)
+    q = np.clip(np.rint(weight / scales[:, None]), -INT8_MAX, INT8_MAX).astype(np.int8)
+    return q, scales
+
+
+def packed_int8(values: np.ndarray) -> np.ndarray:
+    """int8 values, four to a float32 slot of the engine's buffer (the kernels read them as int8), padded
+    with zeros to a multiple of four."""
+    flat = np.ascontiguousarray(values, np.int8).ravel()
+    return np.concatenate([flat, np.zeros(-flat.size % 4, np.int8)]).view(np.float32)
+
+
 def policy_tiles(z: np.ndarray, bs_in: int) -> np.ndarray:
     """Z (rows, n_in) -> (n_in_blocks, rows, bs_in): the score weights cut by input block."""
     k, n_in = z.shape
     return np.ascontiguousarray(z.reshape(k, n_in // bs_in, bs_in).transpose(1, 0, 2), dtype=np.float32)
 
 
-def pack(layers, p_min: float, p_max: float, bf16: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def pack(layers, p_min: float, p_max: float, weights: str = "fp32") -> tuple[np.ndarray, np.ndarray]:
     """[p_min, p_max] and every layer's tiles, bias, score tiles, offsets, rate and panels in one flat
     float32 buffer, and the (n_layers, kernels.META_COLUMNS) int64 table of shapes, offsets, activations
     and decisions that `kernels.forward_one` and `kernels.forward_batch` read (columns: kernels.M_*).
     Each weight is stored twice: as tiles for batch 1 (dot products over contiguous rows: a GEMV that
-    streams W's rows) and as panels for batches (the micro-kernel). bf16: the layers' tiles and panels
-    in bfloat16 (`to_bf16`: half the bytes); the scores' weights, biases and rates stay float32, so
-    routing decisions move only as much as the layers' outputs they read."""
+    streams W's rows) and as panels for batches (the micro-kernel). weights "bf16": the layers' tiles
+    and panels in bfloat16 (`to_bf16`: half the bytes); "int8": the tiles in int8 with one scale per
+    output row (`int8_rows`: a quarter of the bytes) and no panels (forward_batch does not read int8;
+    the engine takes int8 batches one example at a time). The scores' weights, biases and rates stay
+    float32, so routing decisions move only as much as the layers' outputs they read."""
     parts, meta, offset = [np.float32([p_min, p_max])], [], 2
 
     def put(array) -> int:
@@ -78,13 +100,18 @@ def pack(layers, p_min: float, p_max: float, bf16: bool = False) -> tuple[np.nda
         row = np.full(kernels.META_COLUMNS, kernels.NONE, np.int64)
         row[kernels.M_IN_BLOCKS], row[kernels.M_BS_IN] = n_in // bs_in, bs_in
         row[kernels.M_OUT_BLOCKS], row[kernels.M_BS_OUT] = n_out // bs_out, bs_out
-        reduced = to_bf16 if bf16 else np.asarray
-        row[kernels.M_BF16] = int(bf16)
-        row[kernels.M_TILES] = put(reduced(to_tiles(layer.weight, bs_in, bs_out)))
+        row[kernels.M_BF16], row[kernels.M_INT8] = int(weights == "bf16"), int(weights == "int8")
+        if weights == "int8":
+            q, scales = int8_rows(layer.weight)
+            row[kernels.M_TILES] = put(packed_int8(to_tiles(q, bs_in, bs_out).astype(np.int8)))
+            row[kernels.M_SCALES] = put(scales)
+        else:
+            reduced = to_bf16 if weights == "bf16" else np.asarray
+            row[kernels.M_TILES] = put(reduced(to_tiles(layer.weight, bs_in, bs_out)))
+            row[kernels.M_PANELS] = put(reduced(to_panels(layer.weight, bs_out)))
         row[kernels.M_BIAS] = put(layer.bias)
         row[kernels.M_ACTIVATION] = layer.activation
         row[kernels.M_DECISION], row[kernels.M_ARG] = layer.decision, layer.arg
-        row[kernels.M_PANELS] = put(reduced(to_panels(layer.weight, bs_out)))
         row[kernels.M_SCORES] = 0
         # the scores read this layer's input blocks, or one block: the network's input or its view
         row[kernels.M_VIEW] = layer.view

@@ -61,7 +61,7 @@ def weight_bytes(
     needed by a few examples, and the weights, not the multiply-adds, bound the time.
 
     masks: per hidden layer, (batch, n_blocks) in {0, 1}; policy_rows, router_inputs: as for `active_macs`;
-    layer_bytes: bytes per weight of the layers' tiles (4: float32; 2: the engine's bf16 option), the
+    layer_bytes: bytes per weight of the layers' tiles (4: float32; 2, 1: the engine's bf16, int8), the
     policies' weights being float32 either way; view_weights: those of the view's projection
     (CondNet.view_weights), read once per batch.
     """

@@ -1,0 +1,119 @@
+"""Engine(weights="int8") against an independent numpy computation of the same scheme (each layer's rows
+of W rounded to int8 with one scale per row; each example's layer input rounded to integers of at most
+the bound its row sums allow; exact integer sums, scaled): the same logits to float32 rounding. The
+integer product (int8_dots.c) against numpy's int64 sums, at the bound's extremes."""
+
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+import pytest
+import torch
+
+from condnet.engine import Engine, native
+from condnet.engine.kernels import int8_input_bound
+from test_engine import make_model
+
+
+def int8_dots(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """int8_dots.c called directly: acc[c] = x . w[c], x int16 (n,), w int8 (rows, n)."""
+    function = ctypes.CDLL(str(native.library_path())).condnet_int8_dots
+    function.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
+    x, w = np.ascontiguousarray(x, np.int16), np.ascontiguousarray(w, np.int8)
+    acc = np.zeros(len(w), np.int32)
+    function(x.ctypes.data, w.ctypes.data, w.shape[1], len(w), acc.ctypes.data)
+    return acc
+
+
+@pytest.mark.parametrize("n", [1, 7, 33, 784, 3072])
+@pytest.mark.parametrize("rows", [1, 3, 4, 9])
+def test_int8_dots_are_exact_integer_sums(n, rows):
+    bound = int8_input_bound(n)
+    rng = np.random.default_rng(n * 10 + rows)
+    x = rng.integers(-bound, bound + 1, n)
+    w = rng.integers(-127, 128, (rows, n))
+    np.testing.assert_array_equal(int8_dots(x, w), w.astype(np.int64) @ x)
+    # the largest sums the bound allows, both signs: no overflow
+    extreme = np.full(n, bound)
+    w = np.stack([np.full(n, 127), np.full(n, -127), np.tile([127, -127], n)[:n]])
+    np.testing.assert_array_equal(int8_dots(extreme, w), w.astype(np.int64) @ extreme)
+    assert (w.astype(np.int64) @ extreme).max() <= 2**31 - 1
+
+
+def test_the_input_bound_keeps_row_sums_in_int32():  # hand-computed: floor((2^31 - 1) / (127 n))
+    assert int8_input_bound(1) == 32767
+    assert int8_input_bound(784) == 21568
+    assert int8_input_bound(3072) == 5504
+
+
+def quantized_forward(model, x: np.ndarray, masks: list[np.ndarray]) -> np.ndarray:
+    """The int8 scheme in numpy, every block of every layer computed and the masks applied after."""
+    h = x.astype(np.float32)
+    layers = [*model.hidden, model.output]
+    for index, layer in enumerate(layers):
+        w = layer.weight.detach().numpy().astype(np.float32)
+        bias = layer.bias.detach().numpy().astype(np.float64)
+        largest_w = np.abs(w).max(axis=1)
+        row_scale = np.where(largest_w > 0, largest_w / np.float32(127), np.float32(1)).astype(np.float32)
+        q = np.rint(w / row_scale[:, None]).astype(np.int64)
+        bound = np.float32(min(32767, (2**31 - 1) // (127 * w.shape[1])))
+        largest = np.abs(h).max(axis=1, keepdims=True)  # blocks switched off are 0: they change nothing
+        inverse = np.where(largest > 0, bound / np.where(largest > 0, largest, 1), 0).astype(np.float32)
+        hq = np.rint(h * inverse).astype(np.int64)
+        out = (hq @ q.T) * (largest.astype(np.float64) / bound) * row_scale + bias
+        if index < len(layers) - 1:
+            out = np.tanh(out) * np.repeat(masks[index], out.shape[1] // masks[index].shape[1], axis=1)
+        h = out.astype(np.float32)
+    return h
+
+
+@pytest.mark.parametrize("batch", [1, 2, 7])
+def test_int8_matches_the_quantized_reference(batch):
+    model = make_model(51, [(5, 16), (3, 10), (2, 33)], 7)  # odd tiles: 33 x 10, 7 x 33
+    rng = np.random.default_rng(batch)
+    x = rng.random((batch, 51), dtype=np.float32) * 4 - 2
+    masks = [(rng.random((batch, k)) < 0.6).astype(np.float32) for k in (5, 3, 2)]
+    for mask in masks:
+        mask[:, 0] = 1  # some block on in every layer: the logits then depend on the rounding
+    logits, used = Engine(model, weights="int8").forward(x, masks=masks)
+    expected = quantized_forward(model, x, masks)
+    np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5 * max(1.0, np.abs(expected).max()))
+    for mask, given in zip(used, masks, strict=True):
+        np.testing.assert_array_equal(mask, given)
+
+    # and the rounding is real: the float32 engine differs by more than float32 noise, and by little
+    exact, _ = Engine(model).forward(x, masks=masks)
+    assert 1e-4 < np.abs(exact - logits).max() < 0.05 * np.abs(exact).max()
+
+
+def test_int8_decides_as_the_model_does_to_its_rounding():
+    """Threshold decisions read the int8 layers' outputs (the scores stay float32): on a model whose
+    sigmas keep away from 0.5, the same masks as the float32 model's, and close logits, in both modes of
+    calling (a batch runs one example at a time: the same answers as batch-1 calls)."""
+    model = make_model(40, [(4, 8), (3, 8)], 5)
+    x = np.random.default_rng(0).random((100, 40), dtype=np.float32)
+    engine = Engine(model, weights="int8")
+    logits, masks = engine.forward(x, "threshold")
+    with torch.no_grad():
+        out = model(torch.from_numpy(x), mode="threshold")
+    sigmas = [layer.sigma.numpy() for layer in out.layers]
+    clear = np.all([np.abs(s - 0.5).min(axis=1) > 0.02 for s in sigmas], axis=0)
+    assert clear.sum() >= 30
+    for mask, layer in zip(masks, out.layers, strict=True):
+        np.testing.assert_array_equal(mask[clear], layer.mask.numpy()[clear])
+    np.testing.assert_allclose(logits[clear], out.logits.numpy()[clear], atol=0.05)
+    one_by_one = [engine.forward(x[b : b + 1], "threshold") for b in range(len(x))]
+    np.testing.assert_array_equal(np.concatenate([o[0] for o in one_by_one]), logits)
+    for index, mask in enumerate(masks):
+        np.testing.assert_array_equal(np.concatenate([o[1][index] for o in one_by_one]), mask)
+
+
+def test_an_int8_input_of_zeros_gives_the_bias_path():
+    model = make_model(12, [(2, 4)], 3, kind="nn")
+    logits, _ = Engine(model, weights="int8").forward(np.zeros((1, 12), np.float32))
+    with torch.no_grad():
+        hidden = torch.tanh(model.hidden[0].bias)
+        q_out = quantized_forward(model, np.zeros((1, 12), np.float32), [np.ones((1, 2), np.float32)])
+    np.testing.assert_allclose(logits, q_out, rtol=1e-5, atol=1e-6)
+    assert hidden.abs().max() > 0  # the bias path is not zero
