@@ -8,6 +8,7 @@
  * overflow 32 bits. target_clones builds an AVX-512, an AVX2 and a baseline version, as microkernel.c.
  */
 #include <stdint.h>
+#include <string.h>
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define PER_CPU __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
@@ -38,4 +39,20 @@ PER_CPU void condnet_int8_dots(const int16_t *x, const int8_t *w, int64_t n, int
         for (int64_t a = 0; a < n; a++) s += (int32_t)x[a] * r[a];
         acc[c] += s;
     }
+}
+
+/* max |x[a]| over n float32 values (not NaN: the engine refuses NaN inputs). Compared as integers: the
+ * bits of non-negative floats order as the floats do, and GCC vectorizes an integer max (vpmaxud) where
+ * numba's LLVM kept the float max scalar (1 us over 3072 inputs). */
+PER_CPU float condnet_largest_magnitude(const float *x, int64_t n) {
+    uint32_t largest = 0;
+    for (int64_t a = 0; a < n; a++) {
+        uint32_t bits;
+        memcpy(&bits, x + a, 4);
+        bits &= 0x7fffffffu;
+        largest = bits > largest ? bits : largest;
+    }
+    float value;
+    memcpy(&value, &largest, 4);
+    return value;
 }
