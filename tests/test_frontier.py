@@ -251,3 +251,49 @@ def test_a_timing_step_stopped_keeps_what_it_measured(tmp_path, monkeypatch):
     assert kept["a"]["rounds"] == 2 and kept["a"]["batch1_dense_ms"] == pytest.approx((0.01 + 0.04) / 2)
     assert kept["b"]["rounds"] == 2 and kept["b"]["batch1_dense_ms"] == pytest.approx((0.02 + 0.03) / 2)
     assert "in 2 rounds" in runner.how_timed(jobs) and "--retime" in runner.how_timed(jobs)
+
+
+def test_a_rerun_finishes_the_rounds_a_stopped_timing_step_left(tmp_path, monkeypatch):
+    """After Ctrl-C in round 3, a plain rerun times each run only in the round it lacks and credits the
+    medians of all three (it used to keep the two-round medians until --retime, and --retime would time
+    every round again); rounds timed on another machine are not mixed with this one's: timed again."""
+    from condnet.reproduce import runner
+    from condnet.reproduce.tables import Row
+
+    jobs = [runner.Job(Row(name, f"{name}.toml"), 100, tmp_path / name, None) for name in ("a", "b", "c")]
+    for job in jobs:
+        job.run_dir.mkdir()
+    calls, stop_at = [], [7]  # the first timing of round 3 (rounds go a, b, c; c, b, a; a, b, c)
+    values = {"a": [0.01, 0.05, 0.03], "b": [0.02, 0.04, 0.09], "c": [0.03, 0.03, 0.06]}
+    timed = {"a": 0, "b": 0, "c": 0}
+
+    def time_run(run_dir, repeats):
+        calls.append(run_dir.name)
+        if len(calls) == stop_at[0]:
+            raise KeyboardInterrupt
+        timed[run_dir.name] += 1
+        ms = values[run_dir.name][timed[run_dir.name] - 1]
+        return {"batch1_dense_ms": ms, "batch1_engine_ms": ms, "test_pass_dense_s": 0.1, "machine": "here"}
+
+    monkeypatch.setattr(runner, "time_run", time_run)
+    monkeypatch.setattr(runner, "machine", lambda: "here")
+    monkeypatch.setattr(runner, "is_finished", lambda run_dir: True)
+    with pytest.raises(KeyboardInterrupt):
+        runner.time_all(jobs, repeats=1, log=lambda line: None)
+    first = json.loads((jobs[2].run_dir / "timing.json").read_text())
+    first["machine"] = "another CPU"  # c's two rounds were timed on another machine
+    (jobs[2].run_dir / "timing.json").write_text(json.dumps(first))
+    calls.clear()
+    stop_at[0] = 0
+    values["c"], timed["c"] = [0.07, 0.08, 0.06], 0  # c starts over on this machine
+
+    assert runner.time_all(jobs, repeats=1, log=lambda line: None) == 3
+    assert sorted(calls) == ["a", "b", "c", "c", "c"]
+    kept = {job.run_dir.name: json.loads((job.run_dir / "timing.json").read_text()) for job in jobs}
+    assert all(timing["rounds"] == 3 for timing in kept.values())
+    assert kept["a"]["batch1_dense_ms"] == pytest.approx(0.03)  # the median of 0.01, 0.05 and the new 0.03
+    assert kept["b"]["batch1_dense_ms"] == pytest.approx(0.04)
+    assert kept["c"]["batch1_dense_ms"] == pytest.approx(0.07)  # this machine's three rounds only
+    assert "fewer than" not in runner.how_timed(jobs)
+    calls.clear()
+    assert runner.time_all(jobs, repeats=1, log=lambda line: None) == 0 and calls == []  # all done

@@ -170,15 +170,38 @@ def time_run(run_dir: Path, repeats: int) -> dict:
     }
 
 
+def _is_time(key: str) -> bool:
+    return key.endswith(("_ms", "_s"))
+
+
 def median_timing(timings: list[dict]) -> dict:
     """One timing from several rounds of one run: each measured time the median of its rounds (None if
-    a round did not measure it), the other fields as the first round gives them."""
+    a round did not measure it), the other fields as the first round gives them, and every round's
+    times ("per_round": what lets a rerun add the rounds a stopped step did not take)."""
     merged = dict(timings[0], rounds=len(timings))
+    merged["per_round"] = [{key: t[key] for key in t if _is_time(key)} for t in timings]
     for key in timings[0]:
-        if key.endswith(("_ms", "_s")):
+        if _is_time(key):
             values = [t[key] for t in timings]
             merged[key] = None if None in values else statistics.median(values)
     return merged
+
+
+def _rounds_done(run_dir: Path, rounds: int, retime: bool) -> list[dict] | None:
+    """The rounds a run keeps from its timing.json: all of them (None: nothing to time), those of a
+    step stopped before `rounds` on this machine (to be completed), or none (to be timed anew: retime,
+    no timing yet, or rounds timed on another machine). An older condnet's timing (once, no count of
+    rounds) is kept as it is until retime."""
+    timing = None if retime else RunDir(run_dir).timing()
+    if timing is None:
+        return []
+    if "rounds" not in timing or timing["rounds"] >= rounds:
+        return None
+    per_round = timing.get("per_round")
+    if not per_round or timing.get("machine") != machine():
+        return []
+    others = {key: value for key, value in timing.items() if key not in ("rounds", "per_round")}
+    return [{**others, **times} for times in per_round]
 
 
 def how_timed(jobs: list[Job]) -> str:
@@ -191,24 +214,28 @@ def how_timed(jobs: list[Job]) -> str:
     rounds = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
     said = f"each run in {rounds} round{'s' if counts[-1] > 1 else ''} in turn with the others (its medians)"
     if counts[0] < ROUNDS:
-        said += (f" (fewer than {ROUNDS}: timed by an older condnet, or by a timing step stopped early; "
-                 f"--retime times every run in {ROUNDS})")  # fmt: skip
+        said += (f" (fewer than {ROUNDS}: timed by an older condnet, or by a timing step stopped early, "
+                 f"whose rounds a rerun completes; --retime times every run in {ROUNDS})")  # fmt: skip
     return said
 
 
 def time_all(jobs: list[Job], repeats: int, retime: bool = False, log=logs.info, rounds: int = ROUNDS) -> int:
-    """Time every finished run that has no timing.json yet (all of them with retime); returns how many.
+    """Time every finished run that has no timing.json yet (all of them with retime), or whose timing
+    step was stopped before its last round (only the rounds it lacks); returns how many runs it timed.
     Each run is timed in each of `rounds` rounds and credited with the medians: on a shared machine a
     slow spell while a run is timed moves it by 15 % or more. A round takes the seeds in turn (every
     config's first seed, then every config's second...), each other round in the reverse order, so
     that a slow spell is spread over the configs rather than falling on one."""
-    todo = [j for j in jobs if is_finished(j.run_dir) and (retime or RunDir(j.run_dir).timing() is None)]
+    done = {j.run_dir: _rounds_done(j.run_dir, rounds, retime) for j in jobs if is_finished(j.run_dir)}
+    todo = [j for j in jobs if done.get(j.run_dir) is not None]
     log(f"timing {len(todo)} runs on one core, {rounds} rounds in turn")
     order = sorted(todo, key=lambda job: job.seed)  # stable: configs keep their order within a seed
-    timings: dict[Path, list[dict]] = {job.run_dir: [] for job in order}
+    timings: dict[Path, list[dict]] = {job.run_dir: done[job.run_dir] for job in order}
     try:
         for round_ in range(rounds):
             for index, job in enumerate(order if round_ % 2 == 0 else order[::-1], 1):
+                if len(timings[job.run_dir]) >= rounds:  # its stopped step had timed it in this round
+                    continue
                 timing = time_run(job.run_dir, repeats)
                 timings[job.run_dir].append(timing)
                 where = f"[round {round_ + 1}/{rounds}, {index}/{len(order)}] {job.row.name} seed {job.seed}"
