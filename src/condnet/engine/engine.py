@@ -55,7 +55,8 @@ class Engine:
     PyTorch CondNet; weights "bf16" reads the layers' weights in bfloat16 (half the bytes, about 3
     significant digits; the scores' weights, biases and all sums stay float32), "int8" in int8 with one
     scale per output row (a quarter of the bytes), each layer's input quantized per example to integers
-    of 12-15 bits (layout.int8_rows, kernels._blocks_one_int8; batches run one example at a time),
+    of 13-15 bits for 3072-784 inputs (layout.int8_rows, kernels._blocks_one_int8; batches run one
+    example at a time),
     "fp32" exactly.
     forward(x: (batch, input_dim) array, mode, masks=None, seed=None) -> (logits, masks)
     - mode "threshold" (the default): block on iff sigma > 0.5 (sigma is summed in another order than

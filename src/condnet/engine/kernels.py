@@ -169,10 +169,6 @@ def _add_dots(acc, x, w, a0, a1):
         acc[r] += _dot(x, w[r, a0:a1])
 
 
-# microkernel.c's product, called by name (condnet.engine.native has loaded it): acc[accrows[r]] +=
-# x[xrows[r], col0 : col0 + k] @ panels[col0 : col0 + k] for r < m. Arguments: x, ldx, xrows, accrows, m,
-# col0, k, panels, n_in, width, acc, ldacc, bf16; arrays as addresses (array.ctypes.data), leading
-# dimensions in floats; bf16 1: the panels are bfloat16.
 # int8_dots.c's product: acc[c] += x . w[c] for the `rows` rows of w (int8, rows x n), x int16, acc int32.
 # Arguments: x, w, n, rows, acc; arrays as addresses.
 int8_dots = types.ExternalFunction(
@@ -183,6 +179,10 @@ largest_magnitude = types.ExternalFunction(
     "condnet_largest_magnitude", types.float32(types.intp, types.int64)
 )
 
+# microkernel.c's product, called by name (condnet.engine.native has loaded it): acc[accrows[r]] +=
+# x[xrows[r], col0 : col0 + k] @ panels[col0 : col0 + k] for r < m. Arguments: x, ldx, xrows, accrows, m,
+# col0, k, panels, n_in, width, acc, ldacc, bf16; arrays as addresses (array.ctypes.data), leading
+# dimensions in floats; bf16 1: the panels are bfloat16.
 gathered_product = types.ExternalFunction(
     "condnet_gathered_product",
     types.void(types.intp, types.int64, types.intp, types.intp, types.int64, types.int64, types.int64,
