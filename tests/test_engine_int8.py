@@ -117,3 +117,15 @@ def test_an_int8_input_of_zeros_gives_the_bias_path():
         q_out = quantized_forward(model, np.zeros((1, 12), np.float32), [np.ones((1, 2), np.float32)])
     np.testing.assert_allclose(logits, q_out, rtol=1e-5, atol=1e-6)
     assert hidden.abs().max() > 0  # the bias path is not zero
+
+
+def test_int8_refuses_non_finite_inputs_and_takes_large_ones():
+    engine = Engine(make_model(6, [(2, 4)], 2), weights="int8")
+    for bad in (np.nan, np.inf, -np.inf):
+        for batch in (1, 5):
+            x = np.ones((batch, 6), np.float32)
+            x[batch - 1, 3] = bad
+            with pytest.raises(ValueError, match="NaN, infinite"):
+                engine.forward(x)
+    logits, _ = engine.forward(np.full((2, 6), 1e30, np.float32))  # large but finite: quantized like any
+    assert np.isfinite(logits).all()
