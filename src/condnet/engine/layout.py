@@ -61,8 +61,8 @@ def int8_rows(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def packed_int8(values: np.ndarray) -> np.ndarray:
-    """int8 values, four to a float32 slot of the engine's buffer (the kernels read them as int8), padded
-    with zeros to a multiple of four."""
+    """Whole values in int8's range (to_tiles gives them as float32), as int8, four to a float32 slot of
+    the engine's buffer (the kernels read them as int8), padded with zeros to a multiple of four."""
     flat = np.ascontiguousarray(values, np.int8).ravel()
     return np.concatenate([flat, np.zeros(-flat.size % 4, np.int8)]).view(np.float32)
 
@@ -103,7 +103,7 @@ def pack(layers, p_min: float, p_max: float, weights: str = "fp32") -> tuple[np.
         row[kernels.M_BF16], row[kernels.M_INT8] = int(weights == "bf16"), int(weights == "int8")
         if weights == "int8":
             q, scales = int8_rows(layer.weight)
-            row[kernels.M_TILES] = put(packed_int8(to_tiles(q, bs_in, bs_out).astype(np.int8)))
+            row[kernels.M_TILES] = put(packed_int8(to_tiles(q, bs_in, bs_out)))
             row[kernels.M_SCALES] = put(scales)
         else:
             reduced = to_bf16 if weights == "bf16" else np.asarray
