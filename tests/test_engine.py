@@ -439,3 +439,28 @@ def test_every_packed_array_starts_on_a_cache_line(weights):
     offsets = engine._meta[:, [kernels.M_TILES, kernels.M_BIAS, kernels.M_PANELS, kernels.M_Z, kernels.M_D,
                                kernels.M_Z_PANELS]]  # fmt: skip
     assert (offsets[offsets != kernels.NONE] % 16 == 0).all()
+
+
+@pytest.mark.parametrize("weights", ["fp32", "bf16"])
+def test_a_large_dense_layer_shares_its_outputs_between_threads(weights):
+    """A dense net's layer of kernels.PARALLEL_MIN_WEIGHTS weights or more, for fewer than
+    kernels.SPLIT_OUTPUTS_BELOW examples (batch 1 included), on two threads: each thread computes whole
+    panels of the outputs (1000 outputs: 62 panels of 16, then one of 8; thread 1's first output is 512),
+    against the PyTorch model; a NaN at batch 1 is still refused."""
+    from condnet.engine import kernels
+    from test_engine_bf16 import rounded
+
+    model = make_model(1501, [(1, 1000), (1, 24)], 7, kind="nn", activation="relu")  # odd: bf16's halves
+    assert 1501 * 1000 >= kernels.PARALLEL_MIN_WEIGHTS
+    engine = Engine(model, threads=2, weights=weights)
+    assert engine._one_by_batch and not Engine(model, threads=1)._one_by_batch
+    reference = rounded(model) if weights == "bf16" else model
+    x = np.random.default_rng(5).standard_normal((kernels.SPLIT_OUTPUTS_BELOW + 1, 1501)).astype(np.float32)
+    for batch in (1, 2, 3, kernels.SPLIT_OUTPUTS_BELOW - 1, kernels.SPLIT_OUTPUTS_BELOW + 1):
+        logits, masks = engine.forward(x[:batch])
+        assert [m.shape for m in masks] == [(batch, 1), (batch, 1)] and all(m.all() for m in masks)
+        with torch.no_grad():
+            assert_matches(logits, reference(torch.from_numpy(x[:batch])).logits)
+    x[0, 1500] = np.nan
+    with pytest.raises(ValueError, match="NaN, infinite"):
+        engine.forward(x[:1])

@@ -52,12 +52,13 @@ class Engine:
     """Block-sparse inference for a trained CondNet.
 
     Engine(network, threads=1, weights="fp32"): network is a `Checkpoint` (see `Engine.from_run`) or a
-    PyTorch CondNet; weights "bf16" reads the layers' weights in bfloat16 (half the bytes, about 3
-    significant digits; the scores' weights, biases and all sums stay float32), "int8" in int8 with one
-    scale per output row (a quarter of the bytes), each layer's input quantized per example to integers
-    of 13-15 bits for 3072-784 inputs (layout.int8_rows, kernels._blocks_one_int8; batches run one
-    example at a time),
-    "fp32" exactly.
+    PyTorch CondNet; threads: the cores of a batch's larger products and, for a dense net, of its layers
+    of kernels.PARALLEL_MIN_WEIGHTS weights or more at batch 1 too (each thread reads its share of the
+    weights; other nets' batch 1 runs on one core); weights "bf16" reads the layers' weights in bfloat16
+    (half the bytes, about 3 significant digits; the scores' weights, biases and all sums stay float32),
+    "int8" in int8 with one scale per output row (a quarter of the bytes), each layer's input quantized
+    per example to integers of 13-15 bits for 3072-784 inputs (layout.int8_rows,
+    kernels._blocks_one_int8; batches run one example at a time), "fp32" exactly.
     forward(x: (batch, input_dim) array, mode, masks=None, seed=None) -> (logits, masks)
     - mode "threshold" (the default): block on iff sigma > 0.5 (sigma is summed in another order than
       PyTorch's, so a block whose sigma is within float rounding of 0.5 may be decided the other way);
@@ -107,6 +108,9 @@ class Engine:
         self._one_example = (1, self.input_dim)
         self._draws = draws(layers)  # routers decide deterministically
         self._gated = any(layer.decision != kernels.DENSE for layer in hidden)
+        # a dense net whose largest layer is worth splitting over threads (kernels.PARALLEL_MIN_WEIGHTS)
+        largest = max(layer.weight.size for layer in layers)
+        self._splits = not self._gated and largest >= kernels.PARALLEL_MIN_WEIGHTS
         self._no_noise = np.zeros((n_hidden, 0, 0), np.float32)  # not read outside mode SAMPLE
         self.set_threads(threads)
 
@@ -120,7 +124,7 @@ class Engine:
         return cls(read_checkpoint(run_dir), threads, weights)
 
     def set_threads(self, threads: int) -> None:
-        """Use `threads` cores for batches (batch 1 runs on one)."""
+        """Use `threads` cores (see the class's docstring)."""
         available = numba.config.NUMBA_NUM_THREADS
         if not isinstance(threads, int) or not 1 <= threads <= available:
             raise ValueError(
@@ -128,6 +132,9 @@ class Engine:
             )
         self.threads = threads
         numba.set_num_threads(threads)
+        # a dense net's batch 1 on the batch kernel, whose large dense layers share their outputs between
+        # threads (RESULTS 10.16); int8 has no batch kernel
+        self._one_by_batch = threads > 1 and self._splits and self.weights != "int8"
         if self._at_config_blocks is not None:
             self._at_config_blocks.set_threads(threads)
 
@@ -149,7 +156,8 @@ class Engine:
             check_seed(seed)
         if masks is not None and self._checkpoint is not None:  # a dense layer's blocks may be switched off
             return self._given_masks_engine().forward(x, mode, masks, seed)
-        if getattr(x, "shape", None) == self._one_example:  # batch 1, the latency path: one fused call
+        # batch 1, the latency path: one fused call
+        if getattr(x, "shape", None) == self._one_example and not self._one_by_batch:
             if masks is not None:
                 code = self._given_flags(masks)
             elif code == kernels.SAMPLE and self._draws:
@@ -173,7 +181,7 @@ class Engine:
                 and x.flags.writeable and x.shape[1] == self.input_dim):  # fmt: skip
             x = self._converted(x)
         batch = x.shape[0]
-        if batch == 1:  # converted into one example
+        if batch == 1 and not self._one_by_batch:  # converted into one example
             return self.forward(x, mode, masks, seed)
         if batch == 0:
             empty = [np.zeros((0, k), np.uint8) for k in self._blocks]

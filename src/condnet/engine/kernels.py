@@ -179,6 +179,8 @@ largest_magnitude = types.ExternalFunction(
     "condnet_largest_magnitude", types.float32(types.intp, types.int64)
 )
 
+PANEL = 16  # outputs per panel of microkernel.c (its last panel may be 8 wide; layout.to_panels)
+
 # microkernel.c's product, called by name (condnet.engine.native has loaded it): acc[accrows[r]] +=
 # x[xrows[r], col0 : col0 + k] @ panels[col0 : col0 + k] for r < m. Arguments: x, ldx, xrows, accrows, m,
 # col0, k, panels, n_in, width, acc, ldacc, bf16; arrays as addresses (array.ctypes.data), leading
@@ -191,15 +193,16 @@ gathered_product = types.ExternalFunction(
 
 
 @njit(inline="always", fastmath=True, error_model="numpy")
-def _output_block(x, in_mask, panels, bf16, bias, out_mask, activation, out, j, rows, xrows, accrows, acc):
-    """Compute output block j for the examples whose block j is on (rows, xrows, accrows, acc: scratch);
-    returns how many of them have a non-finite sum (see `block_layer`).
+def _output_block(x, in_mask, panels, bf16, bias, out_mask, activation, out, j, scratch):
+    """Compute output block j for the examples whose block j is on (scratch: `_scratch`, whose acc is as
+    wide as the panels); returns how many of them have a non-finite sum (see `block_layer`).
 
     For each active input block i, the group's examples with block i on are one call of the
     micro-kernel, which adds their product with tile (j, i) to their rows of acc. (Tried and dropped:
     one call over every input for the whole group when the tiles are small, since x is 0 in inactive
     blocks: on 3072-256-512-10's 16 x 16 tiles at batch 50 and density 0.18, the second layer took
     52 us that way, 38 us tile by tile.)"""
+    rows, xrows, accrows, acc = scratch
     batch, n_in_blocks, n_in = x.shape[0], in_mask.shape[1], x.shape[1]
     bs_in, width, bs_out = n_in // n_in_blocks, acc.shape[1], out.shape[1] // panels.shape[0]
     bf16_code = np.int64(1 if bf16 else 0)
@@ -240,7 +243,7 @@ def _output_block(x, in_mask, panels, bf16, bias, out_mask, activation, out, j, 
 
 @njit(inline="always")
 def _scratch(batch, width):
-    """rows, xrows, accrows and acc of `_output_block`."""
+    """`_output_block`'s scratch: rows, xrows, accrows (batch,) and acc (batch, width)."""
     index = np.empty((3, batch), np.int64)
     return index[0], index[1], index[2], np.empty((batch, width), np.float32)
 
@@ -260,30 +263,39 @@ def block_layer(x, in_mask, panels, bias, out_mask, activation, out, bf16=False)
     bias: (n_out,); out_mask: (batch, n_out_blocks) uint8; out: (batch, n_out); bf16: the panels' memory
     holds bfloat16 weights (the view's float32 columns are then pairs of them).
     """
-    rows, xrows, accrows, acc = _scratch(x.shape[0], panel_width(out.shape[1] // panels.shape[0]))
+    width = panel_width(out.shape[1] // panels.shape[0])
+    scratch = _scratch(x.shape[0], width)
     non_finite = 0
     for j in range(panels.shape[0]):
-        non_finite += _output_block(
-            x, in_mask, panels, bf16, bias, out_mask, activation, out, j, rows, xrows, accrows, acc
-        )
+        non_finite += _output_block(x, in_mask, panels, bf16, bias, out_mask, activation, out, j, scratch)
     return non_finite
 
 
 @njit(fastmath=True, error_model="numpy", parallel=True, cache=True)
 def block_layer_parallel(x, in_mask, panels, bias, out_mask, activation, out, threads, bf16=False):
     """block_layer on `threads` threads. With many output blocks, each thread takes its share of them
-    (each group of examples stays whole, so its tiles are read once); with few (a policy or a dense
-    layer is a single block), each thread takes a slice of consecutive examples instead.
+    (each group of examples stays whole, so its tiles are read once); with one (a policy or a dense
+    layer) and fewer than SPLIT_OUTPUTS_BELOW examples, each thread takes its share of the outputs, so
+    reads only its share of the weights; otherwise each thread takes a slice of consecutive examples.
     """
     batch, n_out_blocks = x.shape[0], panels.shape[0]
     width = panel_width(out.shape[1] // n_out_blocks)
     non_finite = 0
     if n_out_blocks >= 4 * threads:
         for j in prange(n_out_blocks):
-            rows, xrows, accrows, acc = _scratch(batch, width)
-            non_finite += _output_block(
-                x, in_mask, panels, bf16, bias, out_mask, activation, out, j, rows, xrows, accrows, acc
-            )
+            scratch = _scratch(batch, width)
+            non_finite += _output_block(x, in_mask, panels, bf16, bias, out_mask, activation, out, j, scratch)
+    elif n_out_blocks == 1 and batch < SPLIT_OUTPUTS_BELOW and width >= PANEL * threads:
+        n_panels, n_in, n_out = (width + PANEL - 1) // PANEL, x.shape[1], out.shape[1]
+        share = (n_panels + threads - 1) // threads * PANEL  # whole panels (the last may be 8 wide)
+        per_column = 2 if bf16 else 1  # weights per float32 column of the panels' buffer
+        for t in prange(threads):
+            lo, hi = min(t * share, width), min((t + 1) * share, width)
+            if hi > lo:  # outputs lo..hi as a layer of their own: views of its panels, bias and outputs
+                end = min(hi, n_out)
+                mine = panels[:, lo * n_in // per_column : hi * n_in // per_column]  # lo, hi: even
+                non_finite += _output_block(x, in_mask, mine, bf16, bias[lo:end], out_mask, activation,
+                                            out[:, lo:end], 0, _scratch(batch, hi - lo))  # fmt: skip
     else:
         for t in prange(threads):
             lo, hi = t * batch // threads, (t + 1) * batch // threads
@@ -771,6 +783,10 @@ def _idle_rows_non_finite(x, on):
 # which `condnet bench` sets), so smaller products ran slower on two threads than on one (784-64-10
 # at batch 50: 83 us on two threads, 70 on one).
 PARALLEL_MIN_WORK = 3_000_000
+# or, for a dense layer (one block) read by a few examples, from this many weights: its time is then
+# the weights' bytes over the bandwidth, and each thread reads its share of them (block_layer_parallel)
+PARALLEL_MIN_WEIGHTS = 1_500_000
+SPLIT_OUTPUTS_BELOW = 8  # examples: from this many, dense layers split the examples between threads
 
 
 @njit(inline="always")
@@ -789,7 +805,11 @@ def _active_work(in_mask, out_mask, n_in, n_out):
 
 @njit(inline="always")
 def _product(x, in_mask, panels, bias, out_mask, activation, out, threads, bf16):
-    if threads > 1 and _active_work(in_mask, out_mask, x.shape[1], out.shape[1]) >= PARALLEL_MIN_WORK:
+    few = panels.shape[0] == 1 and x.shape[0] < SPLIT_OUTPUTS_BELOW
+    if threads > 1 and (
+        _active_work(in_mask, out_mask, x.shape[1], out.shape[1]) >= PARALLEL_MIN_WORK
+        or (few and x.shape[1] * out.shape[1] >= PARALLEL_MIN_WEIGHTS)
+    ):
         return block_layer_parallel(x, in_mask, panels, bias, out_mask, activation, out, threads, bf16)
     return block_layer(x, in_mask, panels, bias, out_mask, activation, out, bf16)
 
