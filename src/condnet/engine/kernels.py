@@ -285,23 +285,27 @@ def block_layer_parallel(x, in_mask, panels, bias, out_mask, activation, out, th
         for j in prange(n_out_blocks):
             scratch = _scratch(batch, width)
             non_finite += _output_block(x, in_mask, panels, bf16, bias, out_mask, activation, out, j, scratch)
-    elif n_out_blocks == 1 and batch < SPLIT_OUTPUTS_BELOW and width >= PANEL * threads:
-        n_panels, n_in, n_out = (width + PANEL - 1) // PANEL, x.shape[1], out.shape[1]
-        share = (n_panels + threads - 1) // threads * PANEL  # whole panels (the last may be 8 wide)
-        per_column = 2 if bf16 else 1  # weights per float32 column of the panels' buffer
-        for t in prange(threads):
-            lo, hi = min(t * share, width), min((t + 1) * share, width)
-            if hi > lo:  # outputs lo..hi as a layer of their own: views of its panels, bias and outputs
-                end = min(hi, n_out)
-                mine = panels[:, lo * n_in // per_column : hi * n_in // per_column]  # lo, hi: even
-                non_finite += _output_block(x, in_mask, mine, bf16, bias[lo:end], out_mask, activation,
-                                            out[:, lo:end], 0, _scratch(batch, hi - lo))  # fmt: skip
-    else:
-        for t in prange(threads):
+        return non_finite
+    # one loop for both shares: each prange loop is compiled as a function of its own (a second one took
+    # the batch kernel's first compile from 46 to 58 s)
+    by_outputs = n_out_blocks == 1 and batch < SPLIT_OUTPUTS_BELOW and width >= PANEL * threads
+    n_in, n_out, per_column = x.shape[1], out.shape[1], 2 if bf16 else 1  # weights per float32 column
+    share = ((width + PANEL - 1) // PANEL + threads - 1) // threads * PANEL  # whole panels (the last: 8)
+    for t in prange(threads):
+        if not by_outputs:  # a slice of consecutive examples
             lo, hi = t * batch // threads, (t + 1) * batch // threads
             non_finite += block_layer(
                 x[lo:hi], in_mask[lo:hi], panels, bias, out_mask[lo:hi], activation, out[lo:hi], bf16
             )
+        elif t * share < width:  # outputs lo..hi as a layer of their own (its panels: a run of the buffer)
+            lo, hi = t * share, min((t + 1) * share, width)
+            end, first, size = min(hi, n_out), lo * n_in // per_column, (hi - lo) * n_in // per_column
+            part = np.zeros((batch, end - lo), np.float32)
+            mine = panels[0, first : first + size].reshape((1, size))  # lo and hi are even
+            non_finite += block_layer(x, in_mask, mine, bias[lo:end], out_mask, activation, part, bf16)
+            for b in range(batch):
+                for c in range(end - lo):
+                    out[b, lo + c] = part[b, c]
     return non_finite
 
 
