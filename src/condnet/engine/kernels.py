@@ -193,16 +193,15 @@ gathered_product = types.ExternalFunction(
 
 
 @njit(inline="always", fastmath=True, error_model="numpy")
-def _output_block(x, in_mask, panels, bf16, bias, out_mask, activation, out, j, scratch):
-    """Compute output block j for the examples whose block j is on (scratch: `_scratch`, whose acc is as
-    wide as the panels); returns how many of them have a non-finite sum (see `block_layer`).
+def _output_block(x, in_mask, panels, bf16, bias, out_mask, activation, out, j, rows, xrows, accrows, acc):
+    """Compute output block j for the examples whose block j is on (rows, xrows, accrows, acc: scratch);
+    returns how many of them have a non-finite sum (see `block_layer`).
 
     For each active input block i, the group's examples with block i on are one call of the
     micro-kernel, which adds their product with tile (j, i) to their rows of acc. (Tried and dropped:
     one call over every input for the whole group when the tiles are small, since x is 0 in inactive
     blocks: on 3072-256-512-10's 16 x 16 tiles at batch 50 and density 0.18, the second layer took
     52 us that way, 38 us tile by tile.)"""
-    rows, xrows, accrows, acc = scratch
     batch, n_in_blocks, n_in = x.shape[0], in_mask.shape[1], x.shape[1]
     bs_in, width, bs_out = n_in // n_in_blocks, acc.shape[1], out.shape[1] // panels.shape[0]
     bf16_code = np.int64(1 if bf16 else 0)
@@ -243,7 +242,7 @@ def _output_block(x, in_mask, panels, bf16, bias, out_mask, activation, out, j, 
 
 @njit(inline="always")
 def _scratch(batch, width):
-    """`_output_block`'s scratch: rows, xrows, accrows (batch,) and acc (batch, width)."""
+    """rows, xrows, accrows and acc of `_output_block`."""
     index = np.empty((3, batch), np.int64)
     return index[0], index[1], index[2], np.empty((batch, width), np.float32)
 
@@ -263,11 +262,12 @@ def block_layer(x, in_mask, panels, bias, out_mask, activation, out, bf16=False)
     bias: (n_out,); out_mask: (batch, n_out_blocks) uint8; out: (batch, n_out); bf16: the panels' memory
     holds bfloat16 weights (the view's float32 columns are then pairs of them).
     """
-    width = panel_width(out.shape[1] // panels.shape[0])
-    scratch = _scratch(x.shape[0], width)
+    rows, xrows, accrows, acc = _scratch(x.shape[0], panel_width(out.shape[1] // panels.shape[0]))
     non_finite = 0
     for j in range(panels.shape[0]):
-        non_finite += _output_block(x, in_mask, panels, bf16, bias, out_mask, activation, out, j, scratch)
+        non_finite += _output_block(
+            x, in_mask, panels, bf16, bias, out_mask, activation, out, j, rows, xrows, accrows, acc
+        )
     return non_finite
 
 
@@ -283,12 +283,14 @@ def block_layer_parallel(x, in_mask, panels, bias, out_mask, activation, out, th
     non_finite = 0
     if n_out_blocks >= 4 * threads:
         for j in prange(n_out_blocks):
-            scratch = _scratch(batch, width)
-            non_finite += _output_block(x, in_mask, panels, bf16, bias, out_mask, activation, out, j, scratch)
+            rows, xrows, accrows, acc = _scratch(batch, width)
+            non_finite += _output_block(
+                x, in_mask, panels, bf16, bias, out_mask, activation, out, j, rows, xrows, accrows, acc
+            )
         return non_finite
     # one loop for both shares: each prange loop is compiled as a function of its own (a second one took
     # the batch kernel's first compile from 46 to 58 s)
-    by_outputs = n_out_blocks == 1 and batch < SPLIT_OUTPUTS_BELOW and width >= PANEL * threads
+    by_outputs = _shares_outputs(n_out_blocks, batch) and width >= PANEL * threads
     n_in, n_out, per_column = x.shape[1], out.shape[1], 2 if bf16 else 1  # weights per float32 column
     share = ((width + PANEL - 1) // PANEL + threads - 1) // threads * PANEL  # whole panels (the last: 8)
     for t in prange(threads):
@@ -794,6 +796,12 @@ SPLIT_OUTPUTS_BELOW = 8  # examples: from this many, dense layers split the exam
 
 
 @njit(inline="always")
+def _shares_outputs(n_out_blocks, batch):
+    """Whether threads share a layer's outputs (block_layer_parallel): one block, few examples."""
+    return n_out_blocks == 1 and batch < SPLIT_OUTPUTS_BELOW
+
+
+@njit(inline="always")
 def _active_work(in_mask, out_mask, n_in, n_out):
     """The multiply-adds of a block product: active input x active output units, summed over examples."""
     bs_in, bs_out, work = n_in // in_mask.shape[1], n_out // out_mask.shape[1], 0
@@ -809,10 +817,10 @@ def _active_work(in_mask, out_mask, n_in, n_out):
 
 @njit(inline="always")
 def _product(x, in_mask, panels, bias, out_mask, activation, out, threads, bf16):
-    few = panels.shape[0] == 1 and x.shape[0] < SPLIT_OUTPUTS_BELOW
+    weights = x.shape[1] * out.shape[1]
     if threads > 1 and (
         _active_work(in_mask, out_mask, x.shape[1], out.shape[1]) >= PARALLEL_MIN_WORK
-        or (few and x.shape[1] * out.shape[1] >= PARALLEL_MIN_WEIGHTS)
+        or (_shares_outputs(panels.shape[0], x.shape[0]) and weights >= PARALLEL_MIN_WEIGHTS)
     ):
         return block_layer_parallel(x, in_mask, panels, bias, out_mask, activation, out, threads, bf16)
     return block_layer(x, in_mask, panels, bias, out_mask, activation, out, bf16)
