@@ -12,7 +12,8 @@ setup: $(STAMP)
 # Installing condnet builds the engine's C micro-kernel (setup.py) with the system compiler.
 # The extras bring Dask (`distributed`, with the `dask` command the cluster tests start) and the
 # PostgreSQL driver; the tests start their own scheduler, workers and database server.
-$(STAMP): pyproject.toml setup.py src/condnet/engine/microkernel.c src/condnet/engine/int8_dots.c
+$(STAMP): pyproject.toml setup.py src/condnet/engine/microkernel.c src/condnet/engine/int8_dots.c \
+		src/condnet/engine/shared_product.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[train,bench,search,dev]'

@@ -411,7 +411,7 @@ Engine(Checkpoint(6, 3, m, {k: np.zeros(s, np.float32) for k, s in expected_shap
 
 
 def test_the_first_batch_says_it_compiles_and_batch_one_never_does(monkeypatch, caplog):
-    """The batch kernel compiles at the first batch (about 80 s): said then, and only while it is
+    """The batch kernel compiles at the first batch (about a minute): said then, and only while it is
     pending; a batch-1 call never compiles anything (its kernel is compiled at import)."""
     from condnet.engine import kernels
 
@@ -425,7 +425,7 @@ def test_the_first_batch_says_it_compiles_and_batch_one_never_does(monkeypatch, 
         engine.forward(x[:1])
         assert caplog.text == ""
         engine.forward(x)
-    assert "compiling the engine's batch kernel for this CPU (about 80 s" in caplog.text
+    assert "compiling the engine's batch kernel for this CPU (about a minute" in caplog.text
 
 
 @pytest.mark.parametrize("weights", ["fp32", "bf16"])
@@ -444,9 +444,9 @@ def test_every_packed_array_starts_on_a_cache_line(weights):
 @pytest.mark.parametrize("weights", ["fp32", "bf16"])
 def test_a_large_dense_layer_shares_its_outputs_between_threads(weights):
     """A dense net's layer of kernels.PARALLEL_MIN_WEIGHTS weights or more, for fewer than
-    kernels.SPLIT_OUTPUTS_BELOW examples (batch 1 included), on two threads: each thread computes whole
-    panels of the outputs (1000 outputs: 62 panels of 16, then one of 8; thread 1's first output is 512),
-    against the PyTorch model; a NaN at batch 1 is still refused."""
+    kernels.SPLIT_OUTPUTS_BELOW examples (batch 1 included), on two threads: the threads take chunks of
+    32 outputs (shared_product.c; 1000 outputs: the last chunk is one panel of 8), against the PyTorch
+    model; from SPLIT_OUTPUTS_BELOW examples the split by examples; a NaN at batch 1 is still refused."""
     from condnet.engine import kernels
     from test_engine_bf16 import rounded
 

@@ -54,11 +54,12 @@ class Engine:
     Engine(network, threads=1, weights="fp32"): network is a `Checkpoint` (see `Engine.from_run`) or a
     PyTorch CondNet; threads: the cores of a batch's larger products and, for a dense net, of its layers
     of kernels.PARALLEL_MIN_WEIGHTS weights or more at batch 1 too (each thread reads its share of the
-    weights; other nets' batch 1 runs on one core); weights "bf16" reads the layers' weights in bfloat16
-    (half the bytes, about 3 significant digits; the scores' weights, biases and all sums stay float32),
-    "int8" in int8 with one scale per output row (a quarter of the bytes), each layer's input quantized
-    per example to integers of 13-15 bits for 3072-784 inputs (layout.int8_rows,
-    kernels._blocks_one_int8; batches run one example at a time), "fp32" exactly.
+    weights, on shared_product.c's helper threads; other nets' batch 1 runs on one core); weights "bf16"
+    reads the layers' weights in bfloat16 (half the bytes, about 3 significant digits; the scores'
+    weights, biases and all sums stay float32), "int8" in int8 with one scale per output row (a quarter
+    of the bytes), each layer's input quantized per example to integers of 13-15 bits for 3072-784
+    inputs (layout.int8_rows, kernels._blocks_one_int8; batches run one example at a time), "fp32"
+    exactly.
     forward(x: (batch, input_dim) array, mode, masks=None, seed=None) -> (logits, masks)
     - mode "threshold" (the default): block on iff sigma > 0.5 (sigma is summed in another order than
       PyTorch's, so a block whose sigma is within float rounding of 0.5 may be decided the other way);
@@ -206,7 +207,7 @@ class Engine:
         weights, meta = self._weights, self._meta
         if kernels.batch_kernel_pending():  # a minute without a word looked like a hang (issue 23)
             logging.getLogger("condnet").warning(
-                "condnet: compiling the engine's batch kernel for this CPU (about 80 s, once: numba "
+                "condnet: compiling the engine's batch kernel for this CPU (about a minute, once: numba "
                 "caches it)"
             )
         status, logits = kernels.forward_batch(x, weights, meta, noise, decided, code, self.threads)

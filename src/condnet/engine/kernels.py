@@ -179,8 +179,6 @@ largest_magnitude = types.ExternalFunction(
     "condnet_largest_magnitude", types.float32(types.intp, types.int64)
 )
 
-PANEL = 16  # outputs per panel of microkernel.c (its last panel may be 8 wide; layout.to_panels)
-
 # microkernel.c's product, called by name (condnet.engine.native has loaded it): acc[accrows[r]] +=
 # x[xrows[r], col0 : col0 + k] @ panels[col0 : col0 + k] for r < m. Arguments: x, ldx, xrows, accrows, m,
 # col0, k, panels, n_in, width, acc, ldacc, bf16; arrays as addresses (array.ctypes.data), leading
@@ -190,12 +188,22 @@ gathered_product = types.ExternalFunction(
     types.void(types.intp, types.int64, types.intp, types.intp, types.int64, types.int64, types.int64,
                types.intp, types.int64, types.int64, types.intp, types.int64, types.int64),
 )  # fmt: skip
+# shared_product.c: the same product on `threads` threads, each taking chunks of the outputs (the last
+# argument: threads; 1 is gathered_product itself)
+shared_product = types.ExternalFunction(
+    "condnet_shared_product",
+    types.void(types.intp, types.int64, types.intp, types.intp, types.int64, types.int64, types.int64,
+               types.intp, types.int64, types.int64, types.intp, types.int64, types.int64, types.int64),
+)  # fmt: skip
 
 
 @njit(inline="always", fastmath=True, error_model="numpy")
-def _output_block(x, in_mask, panels, bf16, bias, out_mask, activation, out, j, rows, xrows, accrows, acc):
+def _output_block(
+    x, in_mask, panels, bf16, bias, out_mask, activation, out, j, rows, xrows, accrows, acc, threads=1
+):
     """Compute output block j for the examples whose block j is on (rows, xrows, accrows, acc: scratch);
-    returns how many of them have a non-finite sum (see `block_layer`).
+    returns how many of them have a non-finite sum (see `block_layer`). threads > 1: each product is
+    shared between that many threads by its outputs (shared_product.c).
 
     For each active input block i, the group's examples with block i on are one call of the
     micro-kernel, which adds their product with tile (j, i) to their rows of acc. (Tried and dropped:
@@ -224,9 +232,12 @@ def _output_block(x, in_mask, panels, bf16, bias, out_mask, activation, out, j, 
         if m > 0:
             rows_at, sums_at = xrows.ctypes.data, accrows.ctypes.data
             col0 = i * bs_in
-            gathered_product(
-                x_at, ldx, rows_at, sums_at, m, col0, bs_in, panels_at, n_in, width, acc_at, width, bf16_code
-            )
+            if threads > 1:
+                shared_product(x_at, ldx, rows_at, sums_at, m, col0, bs_in, panels_at, n_in, width, acc_at,
+                               width, bf16_code, threads)  # fmt: skip
+            else:
+                gathered_product(x_at, ldx, rows_at, sums_at, m, col0, bs_in, panels_at, n_in, width, acc_at,
+                                 width, bf16_code)  # fmt: skip
     c0 = j * bs_out
     bits = acc[:n, 0].view(np.uint32)  # integer tests: fastmath may assume floats finite
     non_finite = 0
@@ -248,7 +259,7 @@ def _scratch(batch, width):
 
 
 @njit(fastmath=True, error_model="numpy", cache=True)
-def block_layer(x, in_mask, panels, bias, out_mask, activation, out, bf16=False):
+def block_layer(x, in_mask, panels, bias, out_mask, activation, out, bf16=False, threads=1):
     """out[b, block j] = f(sum over active input blocks i of x[b, block i] @ W[block j, block i]^T + bias)
     where out_mask[b, j]; out must be zero-filled by the caller (inactive blocks stay exactly 0).
     Returns how many (example, output block) sums are NaN or infinite. The micro-kernel keeps IEEE
@@ -260,13 +271,14 @@ def block_layer(x, in_mask, panels, bias, out_mask, activation, out, bf16=False)
     x: (batch, n_in) float32 with contiguous rows; in_mask: (batch, n_in_blocks) uint8; panels: the
     layer's weights as `layout.to_panels` lays them out, (n_out_blocks, panel width * n_in);
     bias: (n_out,); out_mask: (batch, n_out_blocks) uint8; out: (batch, n_out); bf16: the panels' memory
-    holds bfloat16 weights (the view's float32 columns are then pairs of them).
+    holds bfloat16 weights (the view's float32 columns are then pairs of them); threads: see
+    `_output_block`.
     """
     rows, xrows, accrows, acc = _scratch(x.shape[0], panel_width(out.shape[1] // panels.shape[0]))
     non_finite = 0
     for j in range(panels.shape[0]):
         non_finite += _output_block(
-            x, in_mask, panels, bf16, bias, out_mask, activation, out, j, rows, xrows, accrows, acc
+            x, in_mask, panels, bf16, bias, out_mask, activation, out, j, rows, xrows, accrows, acc, threads
         )
     return non_finite
 
@@ -274,9 +286,9 @@ def block_layer(x, in_mask, panels, bias, out_mask, activation, out, bf16=False)
 @njit(fastmath=True, error_model="numpy", parallel=True, cache=True)
 def block_layer_parallel(x, in_mask, panels, bias, out_mask, activation, out, threads, bf16=False):
     """block_layer on `threads` threads. With many output blocks, each thread takes its share of them
-    (each group of examples stays whole, so its tiles are read once); with one (a policy or a dense
-    layer) and fewer than SPLIT_OUTPUTS_BELOW examples, each thread takes its share of the outputs, so
-    reads only its share of the weights; otherwise each thread takes a slice of consecutive examples.
+    (each group of examples stays whole, so its tiles are read once); with few (a policy or a dense
+    layer is a single block), each thread takes a slice of consecutive examples (when few examples read
+    a dense layer, `_product` shares its outputs between threads instead).
     """
     batch, n_out_blocks = x.shape[0], panels.shape[0]
     width = panel_width(out.shape[1] // n_out_blocks)
@@ -287,27 +299,12 @@ def block_layer_parallel(x, in_mask, panels, bias, out_mask, activation, out, th
             non_finite += _output_block(
                 x, in_mask, panels, bf16, bias, out_mask, activation, out, j, rows, xrows, accrows, acc
             )
-        return non_finite
-    # one loop for both shares: each prange loop is compiled as a function of its own (a second one took
-    # the batch kernel's first compile from 46 to 58 s)
-    by_outputs = _shares_outputs(n_out_blocks, batch) and width >= PANEL * threads
-    n_in, n_out, per_column = x.shape[1], out.shape[1], 2 if bf16 else 1  # weights per float32 column
-    share = ((width + PANEL - 1) // PANEL + threads - 1) // threads * PANEL  # whole panels (the last: 8)
-    for t in prange(threads):
-        if not by_outputs:  # a slice of consecutive examples
+    else:
+        for t in prange(threads):
             lo, hi = t * batch // threads, (t + 1) * batch // threads
             non_finite += block_layer(
                 x[lo:hi], in_mask[lo:hi], panels, bias, out_mask[lo:hi], activation, out[lo:hi], bf16
             )
-        elif t * share < width:  # outputs lo..hi as a layer of their own (its panels: a run of the buffer)
-            lo, hi = t * share, min((t + 1) * share, width)
-            end, first, size = min(hi, n_out), lo * n_in // per_column, (hi - lo) * n_in // per_column
-            part = np.zeros((batch, end - lo), np.float32)
-            mine = panels[0, first : first + size].reshape((1, size))  # lo and hi are even
-            non_finite += block_layer(x, in_mask, mine, bias[lo:end], out_mask, activation, part, bf16)
-            for b in range(batch):
-                for c in range(end - lo):
-                    out[b, lo + c] = part[b, c]
     return non_finite
 
 
@@ -790,15 +787,14 @@ def _idle_rows_non_finite(x, on):
 # at batch 50: 83 us on two threads, 70 on one).
 PARALLEL_MIN_WORK = 3_000_000
 # or, for a dense layer (one block) read by a few examples, from this many weights: its time is then
-# the weights' bytes over the bandwidth, and each thread reads its share of them (block_layer_parallel)
-PARALLEL_MIN_WEIGHTS = 1_500_000
-SPLIT_OUTPUTS_BELOW = 8  # examples: from this many, dense layers split the examples between threads
-
-
-@njit(inline="always")
-def _shares_outputs(n_out_blocks, batch):
-    """Whether threads share a layer's outputs (block_layer_parallel): one block, few examples."""
-    return n_out_blocks == 1 and batch < SPLIT_OUTPUTS_BELOW
+# the weights' bytes over the bandwidth, and each thread reads its share of them (shared_product.c,
+# which never waits for a sleeping thread: at batch 1, 784 x 784 took 37 us on two threads, 42 on one;
+# 1024 x 512, 2 MB, no gain from the L2 cache of one core; RESULTS 10.17)
+PARALLEL_MIN_WEIGHTS = 600_000
+# examples: from this many, a dense layer's product splits the examples between threads (OpenMP) instead:
+# from 16 examples the split by outputs gained less than OpenMP's threads do when they spin between calls
+# (libgomp's default; RESULTS 10.17)
+SPLIT_OUTPUTS_BELOW = 16
 
 
 @njit(inline="always")
@@ -817,11 +813,13 @@ def _active_work(in_mask, out_mask, n_in, n_out):
 
 @njit(inline="always")
 def _product(x, in_mask, panels, bias, out_mask, activation, out, threads, bf16):
-    weights = x.shape[1] * out.shape[1]
+    shares = panels.shape[0] == 1 and x.shape[0] < SPLIT_OUTPUTS_BELOW  # a dense layer, few examples
     if threads > 1 and (
         _active_work(in_mask, out_mask, x.shape[1], out.shape[1]) >= PARALLEL_MIN_WORK
-        or (_shares_outputs(panels.shape[0], x.shape[0]) and weights >= PARALLEL_MIN_WEIGHTS)
+        or (shares and x.shape[1] * out.shape[1] >= PARALLEL_MIN_WEIGHTS)
     ):
+        if shares:
+            return block_layer(x, in_mask, panels, bias, out_mask, activation, out, bf16, threads)
         return block_layer_parallel(x, in_mask, panels, bias, out_mask, activation, out, threads, bf16)
     return block_layer(x, in_mask, panels, bias, out_mask, activation, out, bf16)
 
@@ -913,7 +911,7 @@ def _on_disk(kernel) -> bool:
 
 
 def batch_kernel_pending() -> bool:
-    """Whether the first batch will compile forward_batch for this CPU (about 80 s, once): this process
+    """Whether the first batch will compile forward_batch for this CPU (about a minute, once): this process
     has not compiled it and numba's disk cache does not hold it. (forward_one is compiled at import.)"""
     # asked at every batch call: `overloads` is an attribute (`signatures` builds a list), and the disk
     # is looked at only until the kernel is compiled

@@ -15,6 +15,7 @@ def to_tiles(weight: np.ndarray, bs_in: int, bs_out: int) -> np.ndarray:
     return np.ascontiguousarray(tiles, dtype=np.float32)
 
 
+PANEL = 16  # outputs per panel of microkernel.c (its last panel may be 8 wide)
 # Every array of the flat buffer starts on a cache line (64 bytes, 16 float32): a 16-wide panel row is
 # then one line, where an unaligned one is split across two on every load.
 ALIGN = 16
@@ -23,15 +24,14 @@ ALIGN = 16
 def to_panels(weight: np.ndarray, bs_out: int) -> np.ndarray:
     """W (n_out, n_in) -> (n_out_blocks, kernels.panel_width(bs_out) * n_in), the layout of microkernel.c: per
     output block, its rows of W transposed (inputs x outputs), padded with zero outputs to the panel
-    width and cut into panels of kernels.PANEL outputs, each (n_in, PANEL) contiguous: the kernel reads
+    width and cut into panels of PANEL outputs, each panel (n_in, PANEL) contiguous: the kernel reads
     any run of inputs of a panel (one input block, or all of them) as one stream."""
     n_out, n_in = weight.shape
     width = kernels.panel_width(bs_out)
     padded = np.zeros((n_out // bs_out, width, n_in), np.float32)
     padded[:, :bs_out] = weight.reshape(n_out // bs_out, bs_out, n_in)
     panels = [
-        padded[:, p : p + kernels.PANEL].transpose(0, 2, 1).reshape(len(padded), -1)
-        for p in range(0, width, kernels.PANEL)
+        padded[:, p : p + PANEL].transpose(0, 2, 1).reshape(len(padded), -1) for p in range(0, width, PANEL)
     ]
     return np.ascontiguousarray(np.concatenate(panels, axis=1))
 
