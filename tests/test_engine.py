@@ -464,3 +464,32 @@ def test_a_large_dense_layer_shares_its_outputs_between_threads(weights):
     x[0, 1500] = np.nan
     with pytest.raises(ValueError, match="NaN, infinite"):
         engine.forward(x[:1])
+
+
+@pytest.mark.parametrize("weights", ["fp32", "bf16"])
+def test_a_gated_batch_shares_its_output_blocks_between_threads(weights):
+    """A gated layer of many output blocks with kernels.PARALLEL_MIN_WORK multiply-adds or more, on two
+    threads: the threads take whole output blocks (shared_product.c's block products, the rows finished
+    by the caller), against the PyTorch model given the same masks (some examples with no block on, a
+    block on for no example); a NaN input is still refused. (Three threads: test_shared_product.py.)"""
+    from condnet.engine import kernels
+    from test_engine_bf16 import rounded
+
+    model = make_model(1024, [(16, 64), (12, 48)], 7)
+    reference = rounded(model) if weights == "bf16" else model
+    rng = np.random.default_rng(0)
+    batch = 96
+    x = rng.standard_normal((batch, 1024)).astype(np.float32)
+    masks = [(rng.random((batch, k)) < 0.5).astype(np.float32) for k in (16, 12)]
+    masks[0][:3] = 0  # examples with no block on
+    masks[1][:, 5] = 0  # a block no example has on
+    assert batch * 1024 * 16 * 64 * masks[0].mean() >= kernels.PARALLEL_MIN_WORK
+    engine = Engine(model, threads=2, weights=weights)
+    logits, used = engine.forward(x, "threshold", masks=masks)
+    with torch.no_grad():
+        expected = reference(torch.from_numpy(x), masks=[torch.from_numpy(m) for m in masks]).logits
+    assert_matches(logits, expected)
+    assert all(np.array_equal(u, m) for u, m in zip(used, masks, strict=True))
+    x[40, 7] = np.nan
+    with pytest.raises(ValueError, match="NaN, infinite"):
+        engine.forward(x, "threshold", masks=masks)

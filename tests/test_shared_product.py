@@ -136,3 +136,47 @@ def test_a_forked_child_starts_helpers_of_its_own():
         os.waitpid(pid, 0)
         pytest.fail("the forked child's shared product did not finish in 60 s")
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def block_products():
+    function = library().condnet_block_products
+    function.argtypes = (
+        [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p]
+        + [ctypes.c_int64] * 6
+        + [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64]
+    )
+    function.restype = None
+    return function
+
+
+@pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_block_products_match_numpy(threads, bf16):
+    """A gated layer's sums by output block against numpy: masks as rows of a wider array (the engine's
+    views), an example with no input block on, an output block on for no example."""
+    rng = np.random.default_rng(threads)
+    batch, n_in_blocks, bs_in, n_out_blocks, bs_out = 20, 6, 16, 5, 24
+    n_in = n_in_blocks * bs_in
+    weight = rng.standard_normal((n_out_blocks * bs_out, n_in), dtype=np.float32)
+    panels = to_panels(weight, bs_out)
+    if bf16:
+        panels = to_bf16(panels).reshape(n_out_blocks, -1)
+        weight = torch.from_numpy(weight).to(torch.bfloat16).float().numpy()
+    x = rng.standard_normal((batch, n_in), dtype=np.float32)
+    in_wide = (rng.random((batch, 8)) < 0.6).astype(np.uint8)
+    out_wide = (rng.random((batch, 7)) < 0.5).astype(np.uint8)
+    in_wide[2, :] = 0
+    out_wide[:, 3] = 0
+    in_mask, out_mask = in_wide[:, :n_in_blocks], out_wide[:, :n_out_blocks]
+    width = panel_width(bs_out)
+    acc = np.full((n_out_blocks, batch, width), np.nan, np.float32)
+    scratch = np.empty((threads, 3, batch), np.int64)
+    block_products()(x.ctypes.data, n_in, in_mask.ctypes.data, in_wide.strides[0], out_mask.ctypes.data,
+                     out_wide.strides[0], batch, n_in_blocks, n_in, n_out_blocks, width, panels.ctypes.data,
+                     panels.strides[0], acc.ctypes.data, int(bf16), scratch.ctypes.data, threads)  # fmt: skip
+    gate = np.repeat(in_mask, bs_in, axis=1).astype(np.float64)  # inputs of inactive blocks count 0
+    for j in range(n_out_blocks):
+        rows = np.flatnonzero(out_mask[:, j])
+        block = weight[j * bs_out : (j + 1) * bs_out].astype(np.float64)
+        expected = (x[rows] * gate[rows]) @ block.T
+        np.testing.assert_allclose(acc[j, : len(rows), :bs_out], expected, rtol=1e-5, atol=1e-4)

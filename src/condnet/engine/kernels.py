@@ -195,6 +195,17 @@ shared_product = types.ExternalFunction(
     types.void(types.intp, types.int64, types.intp, types.intp, types.int64, types.int64, types.int64,
                types.intp, types.int64, types.int64, types.intp, types.int64, types.int64, types.int64),
 )  # fmt: skip
+# and a gated layer's products on `threads` threads, each taking whole output blocks: for each block j,
+# acc[j, :n] = the sums (before bias) of the n examples whose block j is on, in order. Arguments: x, ldx,
+# in_mask, its row stride, out_mask, its row stride, batch, n_in_blocks, n_in, n_out_blocks, width,
+# panels, bytes per output block, acc (n_out_blocks, batch, width), bf16, scratch (threads x 3 x batch
+# int64), threads.
+block_products = types.ExternalFunction(
+    "condnet_block_products",
+    types.void(types.intp, types.int64, types.intp, types.int64, types.intp, types.int64, types.int64,
+               types.int64, types.int64, types.int64, types.int64, types.intp, types.int64, types.intp,
+               types.int64, types.intp, types.int64),
+)  # fmt: skip
 
 
 @njit(inline="always", fastmath=True, error_model="numpy")
@@ -238,6 +249,13 @@ def _output_block(
             else:
                 gathered_product(x_at, ldx, rows_at, sums_at, m, col0, bs_in, panels_at, n_in, width, acc_at,
                                  width, bf16_code)  # fmt: skip
+    return _finish_output_block(acc, rows, n, j, bs_out, bias, activation, out)
+
+
+@njit(inline="always", fastmath=True, error_model="numpy")
+def _finish_output_block(acc, rows, n, j, bs_out, bias, activation, out):
+    """out[rows[e], block j] = f(acc[e] + bias of block j) for e < n (blocks of bs_out); returns how many
+    of the n sums are NaN or infinite."""
     c0 = j * bs_out
     bits = acc[:n, 0].view(np.uint32)  # integer tests: fastmath may assume floats finite
     non_finite = 0
@@ -285,26 +303,36 @@ def block_layer(x, in_mask, panels, bias, out_mask, activation, out, bf16=False,
 
 @njit(fastmath=True, error_model="numpy", parallel=True, cache=True)
 def block_layer_parallel(x, in_mask, panels, bias, out_mask, activation, out, threads, bf16=False):
-    """block_layer on `threads` threads. With many output blocks, each thread takes its share of them
-    (each group of examples stays whole, so its tiles are read once); with few (a policy or a dense
+    """block_layer on `threads` threads. With many output blocks, the threads take whole output blocks
+    (each group of examples stays whole, so its tiles are read once) on shared_product.c's helpers,
+    which are never waited for to wake, then this thread finishes the rows; with few (a policy or a dense
     layer is a single block), each thread takes a slice of consecutive examples (when few examples read
     a dense layer, `_product` shares its outputs between threads instead).
     """
     batch, n_out_blocks = x.shape[0], panels.shape[0]
-    width = panel_width(out.shape[1] // n_out_blocks)
+    width, bs_out = panel_width(out.shape[1] // n_out_blocks), out.shape[1] // n_out_blocks
     non_finite = 0
     if n_out_blocks >= 4 * threads:
-        for j in prange(n_out_blocks):
-            rows, xrows, accrows, acc = _scratch(batch, width)
-            non_finite += _output_block(
-                x, in_mask, panels, bf16, bias, out_mask, activation, out, j, rows, xrows, accrows, acc
-            )
-    else:
-        for t in prange(threads):
-            lo, hi = t * batch // threads, (t + 1) * batch // threads
-            non_finite += block_layer(
-                x[lo:hi], in_mask[lo:hi], panels, bias, out_mask[lo:hi], activation, out[lo:hi], bf16
-            )
+        sums = np.empty((n_out_blocks, batch, width), np.float32)
+        scratch = np.empty((threads, 3, batch), np.int64)
+        block_products(x.ctypes.data, x.strides[0] // 4, in_mask.ctypes.data, in_mask.strides[0],
+                       out_mask.ctypes.data, out_mask.strides[0], batch, in_mask.shape[1], x.shape[1],
+                       n_out_blocks, width, panels.ctypes.data, panels.strides[0], sums.ctypes.data,
+                       np.int64(1 if bf16 else 0), scratch.ctypes.data, threads)  # fmt: skip
+        rows = scratch[0, 0]
+        for j in range(n_out_blocks):
+            n = 0
+            for b in range(batch):
+                if out_mask[b, j]:
+                    rows[n] = b
+                    n += 1
+            non_finite += _finish_output_block(sums[j], rows, n, j, bs_out, bias, activation, out)
+        return non_finite
+    for t in prange(threads):
+        lo, hi = t * batch // threads, (t + 1) * batch // threads
+        non_finite += block_layer(
+            x[lo:hi], in_mask[lo:hi], panels, bias, out_mask[lo:hi], activation, out[lo:hi], bf16
+        )
     return non_finite
 
 
