@@ -305,9 +305,9 @@ def block_layer(x, in_mask, panels, bias, out_mask, activation, out, bf16=False,
 def block_layer_parallel(x, in_mask, panels, bias, out_mask, activation, out, threads, bf16=False):
     """block_layer on `threads` threads. With many output blocks, the threads take whole output blocks
     (each group of examples stays whole, so its tiles are read once) on shared_product.c's helpers,
-    which are never waited for to wake, then this thread finishes the rows; with few (a policy or a dense
-    layer is a single block), each thread takes a slice of consecutive examples (when few examples read
-    a dense layer, `_product` shares its outputs between threads instead).
+    whose wake-up the caller never waits for, then this thread finishes the rows; with few (a policy or
+    a dense layer is a single block), each thread takes a slice of consecutive examples (when few
+    examples read a dense layer, `_product` shares its outputs between threads instead).
     """
     batch, n_out_blocks = x.shape[0], panels.shape[0]
     width, bs_out = panel_width(out.shape[1] // n_out_blocks), out.shape[1] // n_out_blocks
@@ -817,7 +817,7 @@ PARALLEL_MIN_WORK = 3_000_000
 # or, for a dense layer (one block) read by a few examples, from this many weights: its time is then
 # the weights' bytes over the bandwidth, and each thread reads its share of them (shared_product.c,
 # which never waits for a sleeping thread: at batch 1, 784 x 784 took 37 us on two threads, 42 on one;
-# 1024 x 512, 2 MB, no gain from the L2 cache of one core; RESULTS 10.17)
+# 1024 x 512, 2 MB, which one core's L2 holds, no gain; RESULTS 10.17)
 PARALLEL_MIN_WEIGHTS = 600_000
 # examples: from this many, a dense layer's product splits the examples between threads (OpenMP) instead:
 # from 16 examples the split by outputs gained less than OpenMP's threads do when they spin between calls
