@@ -1,7 +1,8 @@
-"""The micro-kernel's product shared between threads by its outputs (engine/shared_product.c) against
-numpy: any width (a last chunk of 8, 24 or 16 outputs; too narrow to share), float32 and bfloat16
-weights, sums added to what is there; helpers that take part; callers on several threads at once (one
-job at a time: the others compute alone); a forked child that starts helpers of its own."""
+"""The micro-kernel's products shared between threads (engine/shared_product.c) against numpy: one
+product by chunks of its outputs (any width: a last chunk of 8, 24 or 16 outputs; too narrow to share),
+a gated layer's products by output blocks, float32 and bfloat16 weights, sums added to what is there;
+helpers that take part; callers on several threads at once (one job at a time: the others compute
+alone); a forked child that starts helpers of its own."""
 
 from __future__ import annotations
 
