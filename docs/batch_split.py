@@ -2,7 +2,9 @@
 issue 22's batch-50 target is about) spends its time: the whole forward, and each of its block products
 alone on the masks that forward drew (the policies' scores, the layers, the output), in one process,
 interleaved medians, one thread; the first layer also with bfloat16 panels. What the whole forward
-takes beyond its products is the decisions, the allocations and the gate scaling.
+takes beyond its products is mostly the products' own cost on fresh draws: each product here reads one
+fixed set of masks, whose blocks stay in L2, where the whole forward draws new masks at every call
+(RESULTS 10.17); then the decisions, the allocations, the gate scaling and the Python wrapper.
 
     .venv/bin/python docs/batch_split.py [BATCH]    (default 50)
 """
