@@ -7,7 +7,11 @@ setup(
     ext_modules=[
         Extension(
             "condnet.engine._microkernel",
-            sources=[f"src/condnet/engine/{name}.c" for name in ("microkernel", "int8_dots", "shared_product")],
+            sources=[
+                "src/condnet/engine/microkernel.c",
+                "src/condnet/engine/int8_dots.c",
+                "src/condnet/engine/shared_product.c",
+            ],
             # -O3 for the unrolled register blocks; -Wno-psabi: the vector types never cross a call;
             # -pthread: shared_product.c's helper threads
             extra_compile_args=["-O3", "-Wno-psabi", "-pthread"],

@@ -18,6 +18,7 @@ import torch
 from condnet.engine import native
 from condnet.engine.kernels import panel_width
 from condnet.engine.layout import to_bf16, to_panels
+from test_microkernel import gathered_product
 
 
 def library():
@@ -25,13 +26,9 @@ def library():
 
 
 def shared_product():
+    """condnet_shared_product: condnet_gathered_product's arguments, then the threads."""
     function = library().condnet_shared_product
-    function.argtypes = (
-        [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p]
-        + [ctypes.c_int64] * 3
-        + [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64]
-        + [ctypes.c_int64]
-    )
+    function.argtypes = [*gathered_product().argtypes, ctypes.c_int64]
     function.restype = None
     return function
 

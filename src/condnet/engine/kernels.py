@@ -310,7 +310,8 @@ def block_layer_parallel(x, in_mask, panels, bias, out_mask, activation, out, th
     examples read a dense layer, `_product` shares its outputs between threads instead).
     """
     batch, n_out_blocks = x.shape[0], panels.shape[0]
-    width, bs_out = panel_width(out.shape[1] // n_out_blocks), out.shape[1] // n_out_blocks
+    bs_out = out.shape[1] // n_out_blocks
+    width = panel_width(bs_out)
     non_finite = 0
     if n_out_blocks >= 4 * threads:
         sums = np.empty((n_out_blocks, batch, width), np.float32)

@@ -155,7 +155,8 @@ static void product_chunk(const void *context, int64_t chunk, int64_t participan
     int64_t lo = chunk * p->chunk, width = p->width - lo < p->chunk ? p->width - lo : p->chunk;
     int64_t bytes_per_output = p->n_in * (p->bf16 ? 2 : 4); /* panels of outputs lo.. start here */
     condnet_gathered_product(p->x, p->ldx, p->xrows, p->accrows, p->m, p->col0, p->k,
-                             p->panels + lo * bytes_per_output, p->n_in, width, p->acc + lo, p->ldacc, p->bf16);
+                             p->panels + lo * bytes_per_output, p->n_in, width, p->acc + lo, p->ldacc,
+                             p->bf16);
 }
 
 void condnet_shared_product(const float *x, int64_t ldx, const int64_t *xrows, const int64_t *accrows,
@@ -181,7 +182,8 @@ typedef struct {
 
 static void block_chunk(const void *context, int64_t j, int64_t participant) {
     const blocks_job *p = context;
-    int64_t *rows = p->scratch + participant * 3 * p->batch, *xrows = rows + p->batch, *accrows = xrows + p->batch;
+    int64_t *rows = p->scratch + participant * 3 * p->batch; /* this participant's: rows, xrows, accrows */
+    int64_t *xrows = rows + p->batch, *accrows = xrows + p->batch;
     int64_t n = 0;
     for (int64_t b = 0; b < p->batch; b++)
         if (p->out_mask[b * p->ld_out + j]) rows[n++] = b;
@@ -193,7 +195,8 @@ static void block_chunk(const void *context, int64_t j, int64_t participant) {
             if (p->in_mask[rows[e] * p->ld_in + i]) xrows[m] = rows[e], accrows[m++] = e;
         if (m > 0)
             condnet_gathered_product(p->x, p->ldx, xrows, accrows, m, i * p->bs_in, p->bs_in,
-                                     p->panels + j * p->block_bytes, p->n_in, p->width, acc, p->width, p->bf16);
+                                     p->panels + j * p->block_bytes, p->n_in, p->width, acc, p->width,
+                                     p->bf16);
     }
 }
 
@@ -205,7 +208,8 @@ static void block_chunk(const void *context, int64_t j, int64_t participant) {
 void condnet_block_products(const float *x, int64_t ldx, const uint8_t *in_mask, int64_t ld_in,
                             const uint8_t *out_mask, int64_t ld_out, int64_t batch, int64_t n_in_blocks,
                             int64_t n_in, int64_t n_out_blocks, int64_t width, const void *panels,
-                            int64_t block_bytes, float *acc, int64_t bf16, int64_t *scratch, int64_t threads) {
+                            int64_t block_bytes, float *acc, int64_t bf16, int64_t *scratch,
+                            int64_t threads) {
     blocks_job p = {.x = x, .in_mask = in_mask, .out_mask = out_mask, .panels = panels, .acc = acc,
                     .scratch = scratch, .ldx = ldx, .ld_in = ld_in, .ld_out = ld_out, .batch = batch,
                     .n_in_blocks = n_in_blocks, .bs_in = n_in / n_in_blocks, .n_in = n_in, .width = width,
