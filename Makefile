@@ -13,7 +13,7 @@ setup: $(STAMP)
 # The extras bring Dask (`distributed`, with the `dask` command the cluster tests start) and the
 # PostgreSQL driver; the tests start their own scheduler, workers and database server.
 $(STAMP): pyproject.toml setup.py src/condnet/engine/microkernel.c src/condnet/engine/int8_dots.c \
-		src/condnet/engine/shared_product.c
+		src/condnet/engine/int8_product.c src/condnet/engine/shared_product.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[train,bench,search,dev]'

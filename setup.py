@@ -1,5 +1,6 @@
-"""The compiled part of the engine (src/condnet/engine/microkernel.c, int8_dots.c and shared_product.c);
-everything else is in pyproject.toml. The system C compiler builds it on install (`make setup` does)."""
+"""The compiled part of the engine (src/condnet/engine/microkernel.c, int8_dots.c, int8_product.c and
+shared_product.c); everything else is in pyproject.toml. The system C compiler builds it on install
+(`make setup` does)."""
 
 from setuptools import Extension, setup
 
@@ -10,6 +11,7 @@ setup(
             sources=[
                 "src/condnet/engine/microkernel.c",
                 "src/condnet/engine/int8_dots.c",
+                "src/condnet/engine/int8_product.c",
                 "src/condnet/engine/shared_product.c",
             ],
             # -O3 for the unrolled register blocks; -Wno-psabi: the vector types never cross a call;

@@ -1,7 +1,8 @@
 """Engine(weights="int8") against an independent numpy computation of the same scheme (each layer's rows
 of W rounded to int8 with one scale per row; each example's layer input rounded to integers of at most
 the bound its row sums allow; exact integer sums, scaled): the same logits to float32 rounding. The
-integer product (int8_dots.c) against numpy's int64 sums, at the bound's extremes."""
+integer products (int8_dots.c at batch 1, int8_product.c for batches, each of its versions this CPU
+runs) against numpy's int64 sums, at the bound's extremes."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from condnet.engine import Engine, native
+from condnet.engine import Engine, layout, native
 from condnet.engine.kernels import int8_input_bound
 from test_engine import make_model
 
@@ -39,6 +40,72 @@ def test_int8_dots_are_exact_integer_sums(n, rows):
     w = np.stack([np.full(n, 127), np.full(n, -127), np.tile([127, -127], n)[:n]])
     np.testing.assert_array_equal(int8_dots(extreme, w), w.astype(np.int64) @ extreme)
     assert (w.astype(np.int64) @ extreme).max() <= 2**31 - 1
+
+
+def int8_paths() -> list[int]:
+    """The versions of int8_product.c this CPU runs (1 portable, 2 AVX2, 3 AVX-512 VNNI); switches back."""
+    function = ctypes.CDLL(str(native.library_path())).condnet_int8_path
+    function.argtypes, function.restype = [ctypes.c_int], ctypes.c_int
+    in_use = function(0)
+    available = [path for path in (1, 2, 3) if function(path) == path]
+    function(in_use)
+    return available
+
+
+def int8_product(path, x, xrows, accrows, col0, k, panels, width, acc) -> None:
+    """int8_product.c's product on version `path`: acc[accrows[r]] += x[xrows[r], col0 : col0 + k] @ the
+    panels' inputs col0 : col0 + k, in place."""
+    library = ctypes.CDLL(str(native.library_path()))
+    library.condnet_int8_path.argtypes, library.condnet_int8_path.restype = [ctypes.c_int], ctypes.c_int
+    function = library.condnet_int8_product
+    function.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
+                         ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+                         ctypes.c_void_p, ctypes.c_int64]  # fmt: skip
+    in_use = library.condnet_int8_path(0)
+    assert library.condnet_int8_path(path) == path
+    try:
+        function(x.ctypes.data, x.shape[1], xrows.ctypes.data, accrows.ctypes.data, len(xrows), col0, k,
+                 panels.ctypes.data, x.shape[1], width, acc.ctypes.data, acc.shape[1])  # fmt: skip
+    finally:
+        library.condnet_int8_path(in_use)
+
+
+@pytest.mark.parametrize("path", int8_paths())
+@pytest.mark.parametrize(("bs_in", "bs_out"), [(1, 8), (7, 16), (10, 24), (33, 40), (64, 64)])
+def test_the_int8_batch_product_is_exact_integer_sums(path, bs_in, bs_out):
+    """Every example count from 1 to 27 (the 12- and 6-example steps and every remainder), against numpy's
+    int64 product of the unpadded weights: the layout's pairs, padding and panels, and the product."""
+    n_in_blocks, even = 3, bs_in + bs_in % 2
+    rng = np.random.default_rng(bs_in * 100 + bs_out)
+    bound = int8_input_bound(n_in_blocks * bs_in)
+    q = rng.integers(-127, 128, (bs_out, n_in_blocks * bs_in)).astype(np.int8)
+    panels = layout.int8_panels(q, bs_in, bs_out)[0]
+    width = panels.size // (n_in_blocks * even)
+    x = rng.integers(-bound, bound + 1, (30, n_in_blocks * even)).astype(np.int16)  # pads too: weights 0
+    for m in range(1, 28):
+        block = m % n_in_blocks
+        xrows = rng.choice(30, m, replace=False).astype(np.int64)
+        accrows = rng.permutation(m).astype(np.int64) + 1  # row 0 of acc untouched
+        acc = rng.integers(-1000, 1000, (m + 1, width)).astype(np.int32)
+        expected = acc.astype(np.int64)
+        inputs = x[xrows][:, block * even : block * even + bs_in].astype(np.int64)
+        expected[accrows, :bs_out] += inputs @ q[:, block * bs_in : (block + 1) * bs_in].T.astype(np.int64)
+        int8_product(path, x, xrows, accrows, block * even, even, panels, width, acc)
+        np.testing.assert_array_equal(acc, expected)
+
+
+@pytest.mark.parametrize("path", int8_paths())
+def test_the_int8_batch_product_holds_the_largest_sums(path):
+    """The largest sums the input bound allows, both signs, 13 examples: no overflow."""
+    n, bound = 3072, int8_input_bound(3072)
+    q = np.stack([np.full(n, 127), np.full(n, -127), np.tile([127, -127], n // 2)] * 6).astype(np.int8)
+    x = np.stack([np.full(n, bound), np.full(n, -bound)] * 7).astype(np.int16)[:13]
+    acc = np.zeros((13, 24), np.int32)
+    rows = np.arange(13, dtype=np.int64)
+    int8_product(path, x, rows, rows, 0, n, layout.int8_panels(q, n, 18)[0], 24, acc)
+    expected = x.astype(np.int64) @ q.T.astype(np.int64)
+    np.testing.assert_array_equal(acc[:, :18], expected)
+    assert np.abs(expected).max() > 2**30
 
 
 def test_the_input_bound_keeps_row_sums_in_int32():  # hand-computed: floor((2^31 - 1) / (127 n))
@@ -90,7 +157,8 @@ def test_int8_matches_the_quantized_reference(batch):
 def test_int8_decides_as_the_model_does_to_its_rounding():
     """Threshold decisions read the int8 layers' outputs (the scores stay float32): on a model whose
     sigmas keep away from 0.5, the same masks as the float32 model's, and close logits, in both modes of
-    calling (a batch runs one example at a time: the same answers as batch-1 calls)."""
+    calling (a batch's integer sums are its examples' batch-1 sums: the same masks, the same logits to
+    float32 rounding, where the activations' vectorized arithmetic may differ in the last bit)."""
     model = make_model(40, [(4, 8), (3, 8)], 5)
     x = np.random.default_rng(0).random((100, 40), dtype=np.float32)
     engine = Engine(model, weights="int8")
@@ -104,7 +172,7 @@ def test_int8_decides_as_the_model_does_to_its_rounding():
         np.testing.assert_array_equal(mask[clear], layer.mask.numpy()[clear])
     np.testing.assert_allclose(logits[clear], out.logits.numpy()[clear], atol=0.05)
     one_by_one = [engine.forward(x[b : b + 1], "threshold") for b in range(len(x))]
-    np.testing.assert_array_equal(np.concatenate([o[0] for o in one_by_one]), logits)
+    np.testing.assert_allclose(np.concatenate([o[0] for o in one_by_one]), logits, rtol=1e-6, atol=1e-6)
     for index, mask in enumerate(masks):
         np.testing.assert_array_equal(np.concatenate([o[1][index] for o in one_by_one]), mask)
 

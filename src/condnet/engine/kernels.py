@@ -16,8 +16,9 @@ block that is always on.
   the masks.
 
 Weights are float32, or bfloat16 (meta column M_BF16; layout.to_bf16): both entry points widen them to
-float32 as they read them, and every sum is float32. Or int8 (M_INT8; layout.int8_rows), at batch 1
-only: each layer's input is quantized per example and the products are integer sums (int8_dots.c).
+float32 as they read them, and every sum is float32. Or int8 (M_INT8; layout.int8_rows): each layer's
+input is quantized per example and the products are integer sums (int8_dots.c at batch 1, int8_product.c
+for batches, on panels of input pairs: layout.int8_panels).
 
 Every fast kernel compiles with error_model="numpy": under numba's default ("python") a float division
 checks its divisor and raises ZeroDivisionError, a branch that stops LLVM from vectorizing the loop
@@ -179,6 +180,16 @@ largest_magnitude = types.ExternalFunction(
     "condnet_largest_magnitude", types.float32(types.intp, types.int64)
 )
 
+# int8_product.c's product for batches: acc[accrows[r]] += x[xrows[r], col0 : col0 + k] @ panels[col0 : col0
+# + k] in int32 for r < m (x int16, panels int8 as layout.int8_panels lays them out). Arguments: x, ldx,
+# xrows, accrows, m, col0, k, panels, n_in, width, acc, ldacc; arrays as addresses, leading dimensions in
+# elements; n_in, col0 and k even.
+int8_product = types.ExternalFunction(
+    "condnet_int8_product",
+    types.void(types.intp, types.int64, types.intp, types.intp, types.int64, types.int64, types.int64,
+               types.intp, types.int64, types.int64, types.intp, types.int64),
+)  # fmt: skip
+
 # microkernel.c's product, called by name (condnet.engine.native has loaded it): acc[accrows[r]] +=
 # x[xrows[r], col0 : col0 + k] @ panels[col0 : col0 + k] for r < m. Arguments: x, ldx, xrows, accrows, m,
 # col0, k, panels, n_in, width, acc, ldacc, bf16; arrays as addresses (array.ctypes.data), leading
@@ -208,6 +219,30 @@ block_products = types.ExternalFunction(
 )  # fmt: skip
 
 
+@njit(inline="always")
+def _group(out_mask, j, rows):
+    """rows[:n] = the examples whose output block j is on; returns n."""
+    n = 0
+    for b in range(out_mask.shape[0]):
+        if out_mask[b, j]:
+            rows[n] = b
+            n += 1
+    return n
+
+
+@njit(inline="always")
+def _subgroup(in_mask, i, rows, n, xrows, accrows):
+    """Of the group rows[:n], the examples whose input block i is on: xrows[:m] (their rows of the
+    input) and accrows[:m] (their places in the group); returns m."""
+    m = 0
+    for e in range(n):
+        if in_mask[rows[e], i]:
+            xrows[m] = rows[e]
+            accrows[m] = e
+            m += 1
+    return m
+
+
 @njit(inline="always", fastmath=True, error_model="numpy")
 def _output_block(
     x, in_mask, panels, bf16, bias, out_mask, activation, out, j, rows, xrows, accrows, acc, threads=1
@@ -221,25 +256,16 @@ def _output_block(
     one call over every input for the whole group when the tiles are small, since x is 0 in inactive
     blocks: on 3072-256-512-10's 16 x 16 tiles at batch 50 and density 0.18, the second layer took
     52 us that way, 38 us tile by tile.)"""
-    batch, n_in_blocks, n_in = x.shape[0], in_mask.shape[1], x.shape[1]
+    n_in_blocks, n_in = in_mask.shape[1], x.shape[1]
     bs_in, width, bs_out = n_in // n_in_blocks, acc.shape[1], out.shape[1] // panels.shape[0]
     bf16_code = np.int64(1 if bf16 else 0)
-    n = 0
-    for b in range(batch):
-        if out_mask[b, j]:
-            rows[n] = b
-            n += 1
+    n = _group(out_mask, j, rows)
     if n == 0:
         return 0
     acc[:n] = 0.0
     x_at, ldx, panels_at, acc_at = x.ctypes.data, x.strides[0] // 4, panels[j].ctypes.data, acc.ctypes.data
     for i in range(n_in_blocks):
-        m = 0  # examples of this group whose input block i is on
-        for e in range(n):
-            if in_mask[rows[e], i]:
-                xrows[m] = rows[e]
-                accrows[m] = e
-                m += 1
+        m = _subgroup(in_mask, i, rows, n, xrows, accrows)
         if m > 0:
             rows_at, sums_at = xrows.ctypes.data, accrows.ctypes.data
             col0 = i * bs_in
@@ -266,6 +292,70 @@ def _finish_output_block(acc, rows, n, j, bs_out, bias, activation, out):
         r = rows[e]
         for c in range(bs_out):
             out[r, c0 + c] = acc[e, c]
+    return non_finite
+
+
+@njit(inline="always")
+def int8_padded(n_in, bs_in):
+    """Inputs of an int8 layer's panels and quantized batch: each input block padded to an even size
+    (int8_product.c multiplies inputs in pairs)."""
+    return n_in // bs_in * (bs_in + bs_in % 2)
+
+
+@njit(inline="always", fastmath=True, error_model="numpy")
+def _quantize_rows(x, in_mask, quantized, scales):
+    """Each example's active input blocks as integers of at most int8_input_bound, one scale per example:
+    the batch-1 rule of `_blocks_one_int8`, row by row, into quantized (batch, int8_padded) int16 (pad
+    inputs and inactive blocks are left as they are: the pads' weights are 0, and the product skips
+    inactive blocks); scales[b] receives the example's scale."""
+    batch, n_in, n_in_blocks = x.shape[0], x.shape[1], in_mask.shape[1]
+    bs_in = n_in // n_in_blocks
+    even = bs_in + bs_in % 2
+    bound = np.float32(int8_input_bound(n_in))
+    for b in range(batch):
+        largest = np.float32(0.0)
+        for i in range(n_in_blocks):
+            if in_mask[b, i]:
+                largest = max(largest, largest_magnitude(x[b, i * bs_in :].ctypes.data, bs_in))
+        scales[b], inverse = int8_input_scales(largest, bound)
+        for i in range(n_in_blocks):
+            if in_mask[b, i]:
+                values, integers = x[b, i * bs_in :], quantized[b, i * even :]
+                for a in range(bs_in):
+                    integers[a] = np.int16(np.rint(values[a] * inverse))
+
+
+@njit(fastmath=True, error_model="numpy", cache=True)
+def block_layer_int8(x, in_mask, panels, row_scales, bias, out_mask, activation, out):
+    """block_layer for an int8 layer: each example's input quantized as at batch 1 (`_quantize_rows`), its
+    products exact int32 sums (int8_product.c), scaled per output by the example's scale times the row's
+    as `_blocks_one_int8` scales them, so that a batch gives each example's batch-1 outputs. panels: the
+    layer's `layout.int8_panels`, (n_out_blocks, panel width * int8_padded / 4) float32 slots holding
+    int8; row_scales: (n_out,) float32. Returns how many (example, output block) sums are NaN or infinite
+    (a non-finite input makes its example's scale so)."""
+    batch, n_in, n_in_blocks, n_out_blocks = x.shape[0], x.shape[1], in_mask.shape[1], panels.shape[0]
+    bs_in, bs_out = n_in // n_in_blocks, out.shape[1] // n_out_blocks
+    even, width = bs_in + bs_in % 2, panel_width(bs_out)
+    quantized = np.empty((batch, int8_padded(n_in, bs_in)), np.int16)
+    scales = np.empty(batch, np.float32)
+    _quantize_rows(x, in_mask, quantized, scales)
+    rows, xrows, accrows, acc = _scratch(batch, width)
+    sums = np.empty((batch, width), np.int32)
+    x_at, ldx, sums_at = quantized.ctypes.data, quantized.shape[1], sums.ctypes.data
+    non_finite = 0
+    for j in range(n_out_blocks):
+        n = _group(out_mask, j, rows)
+        if n == 0:
+            continue
+        sums[:n] = 0
+        for i in range(n_in_blocks):
+            m = _subgroup(in_mask, i, rows, n, xrows, accrows)
+            if m > 0:
+                int8_product(x_at, ldx, xrows.ctypes.data, accrows.ctypes.data, m, i * even, even,
+                             panels[j].ctypes.data, quantized.shape[1], width, sums_at, width)  # fmt: skip
+        for e in range(n):
+            int8_scaled(sums[e], scales[rows[e]], row_scales[j * bs_out : (j + 1) * bs_out], acc[e, :bs_out])
+        non_finite += _finish_output_block(acc, rows, n, j, bs_out, bias, activation, out)
     return non_finite
 
 
@@ -322,11 +412,7 @@ def block_layer_parallel(x, in_mask, panels, bias, out_mask, activation, out, th
                        np.int64(1 if bf16 else 0), scratch.ctypes.data, threads)  # fmt: skip
         rows = scratch[0, 0]
         for j in range(n_out_blocks):
-            n = 0
-            for b in range(batch):
-                if out_mask[b, j]:
-                    rows[n] = b
-                    n += 1
+            n = _group(out_mask, j, rows)
             non_finite += _finish_output_block(sums[j], rows, n, j, bs_out, bias, activation, out)
         return non_finite
     for t in prange(threads):
@@ -374,8 +460,8 @@ M_BF16 = 21  # 1: the layer's tiles and panels are bfloat16, two to a float32 sl
 # a computed view's length (pooled or projected; 0: none) and, in row 0 only, a projection's weights
 # (rows of the input's length: batch 1), their panels (batches) and its bias
 M_VIEW_SIZE, M_VIEW_WEIGHTS, M_VIEW_PANELS, M_VIEW_BIAS = 22, 23, 24, 25
-# 1: the layer's tiles are int8, four to a float32 slot, row o of W scaled by M_SCALES[o] (layout.int8_rows);
-# the layer has no panels
+# 1: the layer's tiles and panels are int8, four to a float32 slot, row o of W scaled by M_SCALES[o]
+# (layout.int8_rows; its panels as layout.int8_panels lays them out)
 M_INT8, M_SCALES = 26, 27
 META_COLUMNS = 28
 VIEW_LAYER, VIEW_INPUT, VIEW_POOL, VIEW_PROJ = 0, 1, 2, 3
@@ -655,6 +741,25 @@ def int8_input_bound(n_in):
     return min(32767, (2**31 - 1) // (127 * n_in))
 
 
+# Not fastmath, not inlined: numba's inlining would lower them with the caller's flags, and under fastmath
+# LLVM may turn a division into a multiplication by the reciprocal in one caller and not in another: the
+# batch kernel then gave its examples other int8 outputs than batch 1 (1 ulp in a scale, which moved
+# a rounding of the next layer's input: 1e-5 in the logits).
+@njit(error_model="numpy")
+def int8_input_scales(largest, bound):
+    """(scale, inverse) of an int8 layer's input whose largest |value| is `largest`: x ~= scale * q with
+    q = rint(x * inverse), |q| <= bound. An input of zeros has scale 0 (every product 0); an overflowed
+    (infinite) one gives infinite or NaN outputs, as float32 does."""
+    return largest / bound, (bound / largest if largest > 0 else np.float32(0.0))
+
+
+@njit(error_model="numpy")
+def int8_scaled(sums, scale, row_scales, out):
+    """out[c] = sums[c] (int32) * (scale * row_scales[c]) over a block (see int8_input_scales)."""
+    for c in range(out.shape[0]):
+        out[c] = np.float32(sums[c]) * (scale * row_scales[c])
+
+
 @njit(inline="always", fastmath=True, error_model="numpy")
 def _blocks_one_int8(tiles, scales, h, in_mask, all_in, on, hidden, scaled, gates, bias, activation, acc_all,
                      quantized, out):  # fmt: skip
@@ -667,11 +772,7 @@ def _blocks_one_int8(tiles, scales, h, in_mask, all_in, on, hidden, scaled, gate
     for i in range(n_in_blocks):
         if all_in or in_mask[i]:
             largest = max(largest, largest_magnitude(h[i * bs_in :].ctypes.data, bs_in))
-    bound = np.float32(int8_input_bound(n_in_blocks * bs_in))
-    # an input of zeros has scale 0 (every product 0); an overflowed (infinite) one gives infinite or NaN
-    # outputs, as float32 does
-    scale = largest / bound
-    inverse = bound / largest if largest > 0 else np.float32(0.0)
+    scale, inverse = int8_input_scales(largest, np.float32(int8_input_bound(n_in_blocks * bs_in)))
     for i in range(n_in_blocks):
         if all_in or in_mask[i]:
             # a loop over slices from 0, whose indices LLVM knows are not negative (numba's wraparound of
@@ -689,9 +790,7 @@ def _blocks_one_int8(tiles, scales, h, in_mask, all_in, on, hidden, scaled, gate
             if all_in or in_mask[i]:
                 int8_dots(quantized[i * bs_in :].ctypes.data, tiles[j, i].ctypes.data, bs_in, bs_out, acc_at)
         block = out[j * bs_out : (j + 1) * bs_out]
-        row_scales = scales[j * bs_out : (j + 1) * bs_out]
-        for c in range(bs_out):
-            block[c] = np.float32(acc[c]) * (scale * row_scales[c])
+        int8_scaled(acc, scale, scales[j * bs_out : (j + 1) * bs_out], block)
         _finish_block(block, bias[j * bs_out : (j + 1) * bs_out], activation)
         if hidden and scaled:
             block *= gates[j]
@@ -860,10 +959,10 @@ def panel_width(bs_out):
 
 
 @njit(inline="always")
-def _panels(weights, start, n_out_blocks, n_in, bs_out, bf16):
-    """A (n_out_blocks, panel width * n_in) view of the flat buffer (layout.to_panels); bf16: half as many
-    float32 columns, each two bfloat16 weights."""
-    size = panel_width(bs_out) * n_in // (2 if bf16 else 1)  # one output block
+def _panels(weights, start, n_out_blocks, n_in, bs_out, per_slot=1):
+    """A (n_out_blocks, panel width * n_in / per_slot) view of the flat buffer (layout.to_panels): per_slot
+    weights in each float32 column (2: bfloat16; 4: int8, layout.int8_panels, n_in padded)."""
+    size = panel_width(bs_out) * n_in // per_slot  # one output block
     return weights[start : start + n_out_blocks * size].reshape((n_out_blocks, size))
 
 
@@ -888,7 +987,7 @@ def forward_batch(x, weights, meta, noise, masks, mode, threads):
         for b in range(batch):
             _pool_view(x[b], view_row, view_values[b])
     elif view_row[M_VIEW] == VIEW_PROJ:  # a product with one output block, always on
-        projection = _panels(weights, view_row[M_VIEW_PANELS], 1, x.shape[1], view_row[M_VIEW_SIZE], False)
+        projection = _panels(weights, view_row[M_VIEW_PANELS], 1, x.shape[1], view_row[M_VIEW_SIZE])
         bias = weights[view_row[M_VIEW_BIAS] : view_row[M_VIEW_BIAS] + view_row[M_VIEW_SIZE]]
         _product(x, all_on, projection, bias, all_on, IDENTITY, view_values, threads, False)
     h, in_mask = x, all_on
@@ -907,7 +1006,7 @@ def forward_batch(x, weights, meta, noise, masks, mode, threads):
             view = row[M_VIEW]
             src = h if view == VIEW_LAYER else (x if view == VIEW_INPUT else view_values)
             src_mask = in_mask if view == VIEW_LAYER else all_on
-            z = _panels(weights, row[M_Z_PANELS], 1, row[M_Z_BLOCKS] * row[M_Z_BS], n_scores, False)
+            z = _panels(weights, row[M_Z_PANELS], 1, row[M_Z_BLOCKS] * row[M_Z_BS], n_scores)
             d = weights[row[M_D] : row[M_D] + n_scores]
             _product(src, src_mask, z, d, all_on, IDENTITY, scores, threads, False)
         # which blocks are on, and the gate values that scale them (the batch-1 rule, example by example)
@@ -917,9 +1016,17 @@ def forward_batch(x, weights, meta, noise, masks, mode, threads):
             decide_examples(code, row[M_ARG], scores, rate, p_min, p_max, mode, noise[layer], on, gates)
         out = np.zeros((batch, n_out_blocks * bs_out), np.float32) if hidden else logits
         bf16 = row[M_BF16] == 1
-        panels = _panels(weights, row[M_PANELS], n_out_blocks, n_in_blocks * bs_in, bs_out, bf16)
         bias = weights[row[M_BIAS] : row[M_BIAS] + n_out_blocks * bs_out]
-        non_finite = _product(h, in_mask, panels, bias, on, row[M_ACTIVATION], out, threads, bf16)
+        if row[M_INT8] == 1:  # one thread: the products of a batch are a quarter of float32's bytes
+            n_in = int8_padded(n_in_blocks * bs_in, bs_in)
+            panels = _panels(weights, row[M_PANELS], n_out_blocks, n_in, bs_out, 4)
+            row_scales = weights[row[M_SCALES] : row[M_SCALES] + n_out_blocks * bs_out]
+            non_finite = block_layer_int8(h, in_mask, panels, row_scales, bias, on, row[M_ACTIVATION], out)
+        else:
+            panels = _panels(
+                weights, row[M_PANELS], n_out_blocks, n_in_blocks * bs_in, bs_out, 2 if bf16 else 1
+            )
+            non_finite = _product(h, in_mask, panels, bias, on, row[M_ACTIVATION], out, threads, bf16)
         if layer == 0 and (non_finite > 0 or _idle_rows_non_finite(x, on)):
             return NON_FINITE_INPUT, logits
         if scaled:

@@ -67,6 +67,26 @@ def packed_int8(values: np.ndarray) -> np.ndarray:
     return np.concatenate([flat, np.zeros(-flat.size % 4, np.int8)]).view(np.float32)
 
 
+def int8_panels(q: np.ndarray, bs_in: int, bs_out: int) -> np.ndarray:
+    """q (n_out, n_in) int8 -> (n_out_blocks, kernels.panel_width(bs_out) * n_in_even) int8, the layout of
+    int8_product.c: each input block padded with zero weights to an even size (n_in_even =
+    kernels.int8_padded(n_in, bs_in) inputs), then per output block its rows padded with zero outputs to
+    the panel width and cut into panels of PANEL outputs (the last one 8 wide when the width is 8 mod 16),
+    each panel n_in_even / 2 rows of its outputs' weights of two consecutive inputs, side by side."""
+    n_out, n_in = q.shape
+    n_in_blocks, width = n_in // bs_in, kernels.panel_width(bs_out)
+    even = bs_in + bs_in % 2
+    padded = np.zeros((n_out // bs_out, width, n_in_blocks, even), np.int8)
+    padded[:, :bs_out, :, :bs_in] = q.reshape(n_out // bs_out, bs_out, n_in_blocks, bs_in)
+    padded = padded.reshape(n_out // bs_out, width, n_in_blocks * even // 2, 2)
+    # (blocks, outputs, pairs, 2) -> per panel (blocks, pairs, outputs, 2): a pair's row is contiguous
+    panels = [
+        padded[:, p : p + PANEL].transpose(0, 2, 1, 3).reshape(len(padded), -1)
+        for p in range(0, width, PANEL)
+    ]
+    return np.ascontiguousarray(np.concatenate(panels, axis=1))
+
+
 def policy_tiles(z: np.ndarray, bs_in: int) -> np.ndarray:
     """Z (rows, n_in) -> (n_in_blocks, rows, bs_in): the score weights cut by input block."""
     k, n_in = z.shape
@@ -79,9 +99,9 @@ def pack(layers, p_min: float, p_max: float, weights: str = "fp32") -> tuple[np.
     and decisions that `kernels.forward_one` and `kernels.forward_batch` read (columns: kernels.M_*).
     Each weight is stored twice: as tiles for batch 1 (dot products over contiguous rows: a GEMV that
     streams W's rows) and as panels for batches (the micro-kernel). weights "bf16": the layers' tiles
-    and panels in bfloat16 (`to_bf16`: half the bytes); "int8": the tiles in int8 with one scale per
-    output row (`int8_rows`: a quarter of the bytes) and no panels (forward_batch does not read int8;
-    the engine takes int8 batches one example at a time). The scores' weights, biases and rates stay
+    and panels in bfloat16 (`to_bf16`: half the bytes); "int8": the tiles and panels in int8 with one
+    scale per output row (`int8_rows`: a quarter of the bytes; the panels as `int8_panels` lays them out
+    for int8_product.c). The scores' weights, biases and rates stay
     float32, so routing decisions move only as much as the layers' outputs they read."""
     parts, meta, offset = [np.float32([p_min, p_max])], [], 2
 
@@ -104,6 +124,7 @@ def pack(layers, p_min: float, p_max: float, weights: str = "fp32") -> tuple[np.
         if weights == "int8":
             q, scales = int8_rows(layer.weight)
             row[kernels.M_TILES] = put(packed_int8(to_tiles(q, bs_in, bs_out)))
+            row[kernels.M_PANELS] = put(packed_int8(int8_panels(q, bs_in, bs_out)))
             row[kernels.M_SCALES] = put(scales)
         else:
             reduced = to_bf16 if weights == "bf16" else np.asarray
