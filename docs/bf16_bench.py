@@ -6,7 +6,7 @@ quantization; a gated run's dense twin is not the model), and one batch's time, 
 process (interleaved medians, one thread): the engine fp32 and reduced, the dense twin in ONNX Runtime
 fp32 and int8.
 A synthetic model (random weights, policies at a fixed density, random inputs: speed only) is given as
-ARCH:BLOCK_SIZE:DENSITY, for instance 3072,640,640,10:64:0.18.
+ARCH:BLOCK_SIZE:DENSITY, for instance 3072,640,640,10:64:0.18, or a dense one as ARCH:dense.
 Run on an otherwise idle machine.
 Usage: python docs/bf16_bench.py [--weights bf16|int8] RUN_DIR|ARCH:BLOCK:DENSITY ..."""
 
@@ -86,10 +86,13 @@ print(
 print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for spec in args:
     if ":" in spec:  # synthetic: speed only
-        arch, block, density = spec.split(":")
+        arch, *gating = spec.split(":")
         arch = [int(a) for a in arch.split(",")]
-        hidden = len(arch) - 2
-        model = synthetic_model(arch, [int(block)] * hidden, [float(density)] * hidden)
+        if gating == ["dense"]:
+            model = synthetic_model(arch, [], [], kind="nn")
+        else:
+            hidden = len(arch) - 2
+            model = synthetic_model(arch, [int(gating[0])] * hidden, [float(gating[1])] * hidden)
         x = np.random.default_rng(0).random((1024, arch[0]), dtype=np.float32)
         measure(spec, model, x, None, reduced)
     else:

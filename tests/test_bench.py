@@ -110,11 +110,12 @@ def test_ideal_time_is_the_larger_of_reading_and_computing():
 
 
 def test_measured_bandwidth_and_peak_are_plausible():
-    from condnet.bench.roofline import peak_gmacs
+    from condnet.bench.roofline import int8_peak_gmacs, peak_gmacs
     from condnet.engine.timing import read_bandwidth_at
 
     assert 1 < read_bandwidth_at(2**20, repeats=3) < 1000  # GB/s
     assert 1 < peak_gmacs(128, repeats=3) < 10_000  # GMAC/s
+    assert 1 < int8_peak_gmacs(128, repeats=3) < 40_000
 
 
 def test_bench_times_the_bf16_engine_and_counts_its_bytes(capsys):

@@ -480,7 +480,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--weights", choices=["fp32", "bf16", "int8"], default="fp32",
         help="the engine's layer weights: fp32 (exact), bf16 (half the bytes) or int8 (a quarter, with "
-        "quantized layer inputs; batches one example at a time); the baselines stay fp32",
+        "quantized layer inputs; its roofline's peak is ONNX Runtime's int8 product's); the baselines "
+        "stay fp32",
     )  # fmt: skip
     p.add_argument("--json", action="store_true", help='print {"records": [...]} instead of a table')
     p.set_defaults(func=cmd_bench)

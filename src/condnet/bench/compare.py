@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from condnet.bench.onnx_twin import ort_session
-from condnet.bench.roofline import ideal_ms, peak_gmacs
+from condnet.bench.roofline import ideal_ms, int8_peak_gmacs, peak_gmacs
 from condnet.config import Config, ModelConfig, validate
 from condnet.engine.engine import Engine
 from condnet.engine.timing import interleaved_medians, read_bandwidth_at
@@ -110,7 +110,8 @@ def bench(
     checkpoint = model.to_checkpoint()
     full = dense_macs(model.input_dim, model.cfg.widths, model.n_classes)
     footprint = 4 * sum(p.numel() for p in model.parameters())  # fp32 weights (the batch-1 tiles' size)
-    bandwidth, peak = read_bandwidth_at(footprint), peak_gmacs()
+    bandwidth = read_bandwidth_at(footprint)
+    peak = int8_peak_gmacs() if engine.weights == "int8" else peak_gmacs()
     records = []
     for n_threads in threads:
         engine.set_threads(n_threads)

@@ -53,6 +53,12 @@ def dense_onnx(checkpoint: Checkpoint) -> bytes:
 def int8_onnx(checkpoint: Checkpoint) -> bytes:
     """The dense twin with its weights quantized to int8 by ONNX Runtime's dynamic quantization (per
     tensor; activations quantized on the fly): the reduced-precision dense baseline."""
+    return quantized_onnx(dense_onnx(checkpoint))
+
+
+def quantized_onnx(graph: bytes) -> bytes:
+    """A serialized float32 ONNX model with its MatMul and Gemm weights quantized to int8 by ONNX
+    Runtime's dynamic quantization."""
     import tempfile
     from pathlib import Path
 
@@ -60,7 +66,7 @@ def int8_onnx(checkpoint: Checkpoint) -> bytes:
 
     with tempfile.TemporaryDirectory() as tmp:
         source, target = Path(tmp, "fp32.onnx"), Path(tmp, "int8.onnx")
-        source.write_bytes(dense_onnx(checkpoint))
+        source.write_bytes(graph)
         logging.disable(logging.WARNING)  # its advice to pre-process the graph, on the root logger
         try:
             quantize_dynamic(source, target, weight_type=QuantType.QInt8)

@@ -2,8 +2,9 @@
 bytes of weights it must read and the multiply-adds it must do, each over what one core was measured to
 sustain. The bandwidth is measured at the model's own footprint (`engine.timing.read_bandwidth_at`):
 repeated calls keep its weights in whichever cache holds them (on a 32 MiB L3, a 10 MB model streams at
-L3 speed, not memory's). The peak is a tuned matrix product's (PyTorch's, one thread), not the
-engine's, so the fraction shows what the engine leaves on the table."""
+L3 speed, not memory's). The peak is a tuned matrix product's (PyTorch's, one thread; for int8 weights
+ONNX Runtime's int8 product), not the engine's, so the fraction shows what the engine leaves on the
+table."""
 
 from __future__ import annotations
 
@@ -20,15 +21,49 @@ def peak_gmacs(size: int = 1024, repeats: int = 7) -> float:
     torch.set_num_threads(1)
     try:
         a, b = torch.rand(size, size), torch.rand(size, size)
-        torch.mm(a, b)
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            torch.mm(a, b)
-            times.append(time.perf_counter() - start)
+        return size**3 / _median_seconds(lambda: torch.mm(a, b), repeats) / 1e9
     finally:
         torch.set_num_threads(threads)
-    return size**3 / statistics.median(times) / 1e9
+
+
+def _median_seconds(call, repeats: int) -> float:
+    """The median time of `call()` over `repeats` calls, after one untimed call."""
+    call()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def int8_peak_gmacs(size: int = 1024, repeats: int = 7) -> float:
+    """peak_gmacs for int8 weights: ONNX Runtime's dynamically quantized matrix product (int8 weights,
+    8-bit activations quantized on the fly; VNNI or AMX where the CPU has them), one thread, size x size
+    x size. The engine's int8 multiplies 16-bit inputs, fewer multiply-adds per instruction, so on large
+    products this is a peak of the baseline's scheme that the engine's cannot reach."""
+    import numpy as np
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from condnet.bench.onnx_twin import OPSET, quantized_onnx
+
+    weight = np.random.default_rng(0).random((size, size), np.float32) - np.float32(0.5)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "peak",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [size, size])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [size, size])],
+        [numpy_helper.from_array(weight, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = min(model.ir_version, 8)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    session = ort.InferenceSession(quantized_onnx(model.SerializeToString()), options)
+    x = {"x": np.random.default_rng(1).random((size, size), np.float32)}
+    return size**3 / _median_seconds(lambda: session.run(None, x), repeats) / 1e9
 
 
 def ideal_ms(weight_bytes: float, macs: float, bandwidth_gbps: float, peak: float, threads: int = 1):
