@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from condnet.engine import Engine, layout, native
+from condnet.engine import Engine, kernels, layout, native
 from condnet.engine.kernels import int8_input_bound
 from test_engine import make_model
 
@@ -44,30 +44,26 @@ def test_int8_dots_are_exact_integer_sums(n, rows):
 
 def int8_paths() -> list[int]:
     """The versions of int8_product.c this CPU runs (1 portable, 2 AVX2, 3 AVX-512 VNNI); switches back."""
-    function = ctypes.CDLL(str(native.library_path())).condnet_int8_path
-    function.argtypes, function.restype = [ctypes.c_int], ctypes.c_int
-    in_use = function(0)
-    available = [path for path in (1, 2, 3) if function(path) == path]
-    function(in_use)
+    in_use = native.int8_path()
+    available = [path for path in (1, 2, 3) if native.int8_path(path) == path]
+    native.int8_path(in_use)
     return available
 
 
 def int8_product(path, x, xrows, accrows, col0, k, panels, width, acc) -> None:
     """int8_product.c's product on version `path`: acc[accrows[r]] += x[xrows[r], col0 : col0 + k] @ the
     panels' inputs col0 : col0 + k, in place."""
-    library = ctypes.CDLL(str(native.library_path()))
-    library.condnet_int8_path.argtypes, library.condnet_int8_path.restype = [ctypes.c_int], ctypes.c_int
-    function = library.condnet_int8_product
+    function = ctypes.CDLL(str(native.library_path())).condnet_int8_product
     function.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
                          ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
                          ctypes.c_void_p, ctypes.c_int64]  # fmt: skip
-    in_use = library.condnet_int8_path(0)
-    assert library.condnet_int8_path(path) == path
+    in_use = native.int8_path()
+    assert native.int8_path(path) == path
     try:
         function(x.ctypes.data, x.shape[1], xrows.ctypes.data, accrows.ctypes.data, len(xrows), col0, k,
                  panels.ctypes.data, x.shape[1], width, acc.ctypes.data, acc.shape[1])  # fmt: skip
     finally:
-        library.condnet_int8_path(in_use)
+        native.int8_path(in_use)
 
 
 @pytest.mark.parametrize("path", int8_paths())
@@ -152,6 +148,24 @@ def test_int8_matches_the_quantized_reference(batch):
     # and the rounding is real: the float32 engine differs by more than float32 noise, and by little
     exact, _ = Engine(model).forward(x, masks=masks)
     assert 1e-4 < np.abs(exact - logits).max() < 0.05 * np.abs(exact).max()
+
+
+def test_int8_batches_on_two_threads_match_the_quantized_reference():
+    """Two threads take slices of the batch where a layer has PARALLEL_MIN_WORK multiply-adds: each
+    example's answer is the reference's, and the same bits as on one thread."""
+    model = make_model(512, [(8, 32), (4, 16)], 5)
+    rng = np.random.default_rng(0)
+    x = rng.random((45, 512), dtype=np.float32) * 2 - 1
+    masks = [(rng.random((45, k)) < 0.7).astype(np.float32) for k in (8, 4)]
+    for mask in masks:
+        mask[:, 0] = 1
+    assert 45 * 512 * masks[0].sum(axis=1).mean() * 32 >= kernels.PARALLEL_MIN_WORK  # layer 0 splits
+    two, used = Engine(model, threads=2, weights="int8").forward(x, masks=masks)
+    expected = quantized_forward(model, x, masks)
+    np.testing.assert_allclose(two, expected, rtol=1e-5, atol=1e-5 * max(1.0, np.abs(expected).max()))
+    np.testing.assert_array_equal(two, Engine(model, weights="int8").forward(x, masks=masks)[0])
+    for mask, given in zip(used, masks, strict=True):
+        np.testing.assert_array_equal(mask, given)
 
 
 def test_int8_decides_as_the_model_does_to_its_rounding():

@@ -58,8 +58,8 @@ class Engine:
     reads the layers' weights in bfloat16 (half the bytes, about 3 significant digits; the scores'
     weights, biases and all sums stay float32), "int8" in int8 with one scale per output row (a quarter
     of the bytes), each layer's input quantized per example to integers of 13-15 bits for 3072-784
-    inputs (layout.int8_rows, kernels._blocks_one_int8; batches in int8_product.c, on one thread),
-    "fp32" exactly.
+    inputs (layout.int8_rows, kernels._blocks_one_int8; batches in int8_product.c, on several threads
+    by slices of examples), "fp32" exactly.
     forward(x: (batch, input_dim) array, mode, masks=None, seed=None) -> (logits, masks)
     - mode "threshold" (the default): block on iff sigma > 0.5 (sigma is summed in another order than
       PyTorch's, so a block whose sigma is within float rounding of 0.5 may be decided the other way);
@@ -134,7 +134,7 @@ class Engine:
         self.threads = threads
         numba.set_num_threads(threads)
         # a dense net's batch 1 on the batch kernel, whose large dense layers share their outputs between
-        # threads (RESULTS 10.16); int8's batch kernel runs on one thread
+        # threads (RESULTS 10.16); int8's batch kernel splits a batch by examples, not a dense layer's outputs
         self._one_by_batch = threads > 1 and self._splits and self.weights != "int8"
         if self._at_config_blocks is not None:
             self._at_config_blocks.set_threads(threads)

@@ -359,6 +359,19 @@ def block_layer_int8(x, in_mask, panels, row_scales, bias, out_mask, activation,
     return non_finite
 
 
+@njit(fastmath=True, error_model="numpy", parallel=True, cache=True)
+def block_layer_int8_parallel(x, in_mask, panels, row_scales, bias, out_mask, activation, out, threads):
+    """block_layer_int8 on `threads` threads, each taking a slice of consecutive examples (each reads the
+    layer's active panels: a quarter of float32's bytes)."""
+    batch, non_finite = x.shape[0], 0
+    for t in prange(threads):
+        lo, hi = t * batch // threads, (t + 1) * batch // threads
+        non_finite += block_layer_int8(
+            x[lo:hi], in_mask[lo:hi], panels, row_scales, bias, out_mask[lo:hi], activation, out[lo:hi]
+        )
+    return non_finite
+
+
 @njit(inline="always")
 def _scratch(batch, width):
     """rows, xrows, accrows and acc of `_output_block`."""
@@ -1017,11 +1030,17 @@ def forward_batch(x, weights, meta, noise, masks, mode, threads):
         out = np.zeros((batch, n_out_blocks * bs_out), np.float32) if hidden else logits
         bf16 = row[M_BF16] == 1
         bias = weights[row[M_BIAS] : row[M_BIAS] + n_out_blocks * bs_out]
-        if row[M_INT8] == 1:  # one thread: the products of a batch are a quarter of float32's bytes
+        if row[M_INT8] == 1:
             n_in = int8_padded(n_in_blocks * bs_in, bs_in)
             panels = _panels(weights, row[M_PANELS], n_out_blocks, n_in, bs_out, 4)
             row_scales = weights[row[M_SCALES] : row[M_SCALES] + n_out_blocks * bs_out]
-            non_finite = block_layer_int8(h, in_mask, panels, row_scales, bias, on, row[M_ACTIVATION], out)
+            activation = row[M_ACTIVATION]
+            if threads > 1 and _active_work(in_mask, on, h.shape[1], out.shape[1]) >= PARALLEL_MIN_WORK:
+                non_finite = block_layer_int8_parallel(
+                    h, in_mask, panels, row_scales, bias, on, activation, out, threads
+                )
+            else:
+                non_finite = block_layer_int8(h, in_mask, panels, row_scales, bias, on, activation, out)
         else:
             panels = _panels(
                 weights, row[M_PANELS], n_out_blocks, n_in_blocks * bs_in, bs_out, 2 if bf16 else 1

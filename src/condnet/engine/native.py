@@ -34,3 +34,11 @@ def vector_width(width: int = 0) -> int:
     function = ctypes.CDLL(str(library_path())).condnet_vector_width
     function.argtypes, function.restype = [ctypes.c_int], ctypes.c_int
     return function(width)
+
+
+def int8_path(choice: int = 0) -> int:
+    """The int8 batch product's version in use (int8_product.c): 3 AVX-512 VNNI, 2 AVX2, 1 portable.
+    `choice` 1-3 switches to it for this process where the CPU has it; 0 only reads it."""
+    function = ctypes.CDLL(str(library_path())).condnet_int8_path
+    function.argtypes, function.restype = [ctypes.c_int], ctypes.c_int
+    return function(choice)
