@@ -936,6 +936,12 @@ PARALLEL_MIN_WEIGHTS = 600_000
 # from 16 examples the split by outputs gained less than OpenMP's threads do when they spin between calls
 # (libgomp's default; RESULTS 10.17)
 SPLIT_OUTPUTS_BELOW = 16
+# An int8 layer splits its examples between threads (an OpenMP region) from this many multiply-adds:
+# its products run about twice as fast as float32's, and on the Xeon VM of RESULTS 10.18 waking a
+# sleeping OpenMP thread took ~100 us: at 5-31 M multiply-adds two threads were slower than one (gated
+# 3072-640-640-10 at 18 %, batch 16: 0.38 ms against 0.18; dense, batch 16: 0.42 against 0.37), from
+# 90 M faster (dense, batch 50: 0.80 against 1.13; gated, batch 256: 1.68 against 2.04).
+INT8_PARALLEL_MIN_WORK = 48_000_000
 
 
 @njit(inline="always")
@@ -1035,7 +1041,7 @@ def forward_batch(x, weights, meta, noise, masks, mode, threads):
             panels = _panels(weights, row[M_PANELS], n_out_blocks, n_in, bs_out, 4)
             row_scales = weights[row[M_SCALES] : row[M_SCALES] + n_out_blocks * bs_out]
             activation = row[M_ACTIVATION]
-            if threads > 1 and _active_work(in_mask, on, h.shape[1], out.shape[1]) >= PARALLEL_MIN_WORK:
+            if threads > 1 and _active_work(in_mask, on, h.shape[1], out.shape[1]) >= INT8_PARALLEL_MIN_WORK:
                 non_finite = block_layer_int8_parallel(
                     h, in_mask, panels, row_scales, bias, on, activation, out, threads
                 )
