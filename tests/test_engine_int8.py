@@ -15,6 +15,7 @@ import torch
 from condnet.engine import Engine, kernels, layout, native
 from condnet.engine.kernels import int8_input_bound
 from test_engine import make_model
+from test_router import topk_model, tree_model
 
 
 def int8_dots(x: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -189,6 +190,21 @@ def test_int8_decides_as_the_model_does_to_its_rounding():
     np.testing.assert_allclose(np.concatenate([o[0] for o in one_by_one]), logits, rtol=1e-6, atol=1e-6)
     for index, mask in enumerate(masks):
         np.testing.assert_array_equal(np.concatenate([o[1][index] for o in one_by_one]), mask)
+
+
+@pytest.mark.parametrize("router", ["topk", "switch", "tree"])
+def test_int8_batches_of_scaled_routers_give_their_batch_1_answers(router):
+    """Routers whose gate values scale the blocks (top-k, switch, tree): a batch through the int8 batch
+    kernel decides and scales as batch-1 calls do."""
+    model = tree_model() if router == "tree" else topk_model(router=router)
+    x = np.random.default_rng(1).random((20, 10), dtype=np.float32) * 2 - 1
+    engine = Engine(model, weights="int8")
+    logits, masks = engine.forward(x, "threshold")
+    one_by_one = [engine.forward(x[b : b + 1], "threshold") for b in range(len(x))]
+    np.testing.assert_allclose(np.concatenate([o[0] for o in one_by_one]), logits, rtol=1e-6, atol=1e-6)
+    for index, mask in enumerate(masks):
+        np.testing.assert_array_equal(np.concatenate([o[1][index] for o in one_by_one]), mask)
+    assert 0 < np.concatenate(masks, axis=1).mean() < 1  # gated: some blocks off
 
 
 def test_an_int8_input_of_zeros_gives_the_bias_path():
