@@ -109,6 +109,25 @@ def test_ideal_time_is_the_larger_of_reading_and_computing():
         assert ms == pytest.approx(expected_ms) and found == bound
 
 
+def test_bench_times_every_runtime_with_subnormals_flushed(monkeypatch):
+    """While the runtimes are timed a subnormal product is 0 (FTZ/DAZ); afterwards it is not."""
+    from condnet.bench import compare
+
+    tiny = np.float32(1e-38)  # normal; half of it is subnormal
+    seen, timed = [], compare.interleaved_medians
+
+    def probe(runners, repeats):
+        seen.append(tiny * np.float32(0.5))
+        return timed(runners, repeats)
+
+    monkeypatch.setattr(compare, "interleaved_medians", probe)
+    model = synthetic_model([12, 8, 3], [4], [0.5])
+    inputs = np.random.default_rng(0).random((8, 12), dtype=np.float32)
+    compare.bench(model, inputs, [1, 4], [1], repeats=1)
+    assert len(seen) == 2 and all(value == 0 for value in seen)
+    assert tiny * np.float32(0.5) > 0
+
+
 def test_measured_bandwidth_and_peak_are_plausible():
     from condnet.bench.roofline import int8_peak_gmacs, peak_gmacs
     from condnet.engine.timing import read_bandwidth_at

@@ -260,7 +260,7 @@ def cmd_bench(args) -> None:
         "per batch, and at what GB/s; "
         "roofline: the least time, from those weights over the bandwidth measured at the model's footprint "
         "or the multiply-adds over a tuned product's peak (one core each; linear in threads), and the "
-        "fraction of it the engine reaches\n"
+        "fraction of it the engine reaches; subnormals flushed to zero (FTZ/DAZ) for every runtime\n"
     )
     columns = "batch threads PyTorch ORT engine vs_PyTorch vs_ORT ideal efficiency_vs_ORT weights GB/s"
     columns = f"{columns} roofline of_roofline active"

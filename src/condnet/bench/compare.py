@@ -8,6 +8,7 @@ evaluates them (policies included) and draws masks at that rate; or a synthetic 
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,6 +91,20 @@ def dense_forward(model: CondNet):
     return run
 
 
+@contextmanager
+def subnormals_flushed():
+    """Subnormal floats read and written as zero (the CPU's FTZ and DAZ modes, torch.set_flush_denormal)
+    on this thread, then off again; ONNX Runtime's sessions need their own option (ort_session's
+    flush_subnormals). What a deployment does to every runtime: a gated net's dense twin holds the tiny
+    weights of blocks its router never picks, and their subnormal products made ONNX Runtime 15x slower
+    on one trained run (RESULTS 10.18)."""
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+
+
 def bench(
     model: CondNet,
     inputs: np.ndarray,
@@ -102,8 +117,14 @@ def bench(
     weights: str = "fp32",
 ) -> list[BenchRecord]:
     """Time dense PyTorch, dense ONNX Runtime and the engine on the same weights and inputs, for every
-    (batch, threads). `engine`: the model's engine when the caller has one; else one with `weights`
-    (fp32; bf16 or int8: the layers' weights in bfloat16 or int8, counted as 2 or 1 bytes in weights_mb)."""
+    (batch, threads), with subnormals flushed for all three (`subnormals_flushed`). `engine`: the model's
+    engine when the caller has one; else one with `weights` (fp32; bf16 or int8: the layers' weights in
+    bfloat16 or int8, counted as 2 or 1 bytes in weights_mb)."""
+    with subnormals_flushed():
+        return _bench(model, inputs, batches, threads, mode, repeats, seed, engine, weights)
+
+
+def _bench(model, inputs, batches, threads, mode, repeats, seed, engine, weights) -> list[BenchRecord]:
     engine = engine or Engine(model, weights=weights)
     layer_bytes = {"fp32": 4, "bf16": 2, "int8": 1}[engine.weights]
     dense = dense_forward(model)
@@ -116,7 +137,7 @@ def bench(
     for n_threads in threads:
         engine.set_threads(n_threads)
         torch.set_num_threads(n_threads)
-        ort = ort_session(checkpoint, n_threads)
+        ort = ort_session(checkpoint, n_threads, flush_subnormals=True)
         for batch in batches:
             calls = max(1, CALLS_PER_SAMPLE // batch)
             chunks = [inputs[(c * batch) % len(inputs) :][:batch] for c in range(calls)]

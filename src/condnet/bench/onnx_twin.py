@@ -75,9 +75,11 @@ def quantized_onnx(graph: bytes) -> bytes:
         return target.read_bytes()
 
 
-def ort_session(checkpoint: Checkpoint, threads: int = 1, int8: bool = False):
+def ort_session(checkpoint: Checkpoint, threads: int = 1, int8: bool = False, flush_subnormals: bool = False):
     """An ONNX Runtime session of the dense twin (int8: its dynamically quantized version); call it as
-    `session.run(None, {"x": x})[0]`."""
+    `session.run(None, {"x": x})[0]`. flush_subnormals: ONNX Runtime's set_denormal_as_zero, on its
+    threads and the calling thread's (creating a session without it turns them off on the calling
+    thread)."""
     import onnxruntime as ort  # missing: the CLI names the extra to install (condnet[bench])
 
     options = ort.SessionOptions()
@@ -91,5 +93,7 @@ def ort_session(checkpoint: Checkpoint, threads: int = 1, int8: bool = False):
         # same cores, the spinning took the cores from them (2 threads, 784-256-10 at batch 50: engine
         # 11.7 ms instead of ~0.2). A session that shares its cores has to turn it off.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if flush_subnormals:
+        options.add_session_config_entry("session.set_denormal_as_zero", "1")
     graph = int8_onnx(checkpoint) if int8 else dense_onnx(checkpoint)
     return ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
