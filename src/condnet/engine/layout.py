@@ -101,8 +101,8 @@ def pack(layers, p_min: float, p_max: float, weights: str = "fp32") -> tuple[np.
     streams W's rows) and as panels for batches (the micro-kernel). weights "bf16": the layers' tiles
     and panels in bfloat16 (`to_bf16`: half the bytes); "int8": the tiles and panels in int8 with one
     scale per output row (`int8_rows`: a quarter of the bytes; the panels as `int8_panels` lays them out
-    for int8_product.c). The scores' weights, biases and rates stay
-    float32, so routing decisions move only as much as the layers' outputs they read."""
+    for int8_product.c). The scores' weights, biases and rates stay float32, so routing decisions move
+    only as much as the layers' outputs they read."""
     parts, meta, offset = [np.float32([p_min, p_max])], [], 2
 
     def put(array) -> int:
