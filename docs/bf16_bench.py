@@ -4,7 +4,7 @@ the reduced weights, the fraction of gate decisions (example x block, every gate
 reduced weights flip, for a dense run the test error of its twin in ONNX Runtime int8 (its dynamic
 quantization; a gated run's dense twin is not the model), and one batch's time, side by side in one
 process (interleaved medians, one thread): the engine fp32 and reduced, the dense twin in ONNX Runtime
-fp32 and int8.
+fp32 and int8; every runtime with subnormals flushed, as `condnet bench` times them (since RESULTS 10.19).
 A synthetic model (random weights, policies at a fixed density, random inputs: speed only) is given as
 ARCH:BLOCK_SIZE:DENSITY, for instance 3072,640,640,10:64:0.18, or a dense one as ARCH:dense.
 Run on an otherwise idle machine.
@@ -17,7 +17,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `condnet bench`: idle 
 
 import numpy as np  # noqa: E402
 
-from condnet.bench.compare import synthetic_model  # noqa: E402
+from condnet.bench.compare import subnormals_flushed, synthetic_model  # noqa: E402
 from condnet.bench.onnx_twin import ort_session  # noqa: E402
 from condnet.engine import Engine  # noqa: E402
 from condnet.engine.timing import interleaved_medians, machine  # noqa: E402
@@ -48,7 +48,8 @@ def measure(label: str, model, x, y, reduced: str) -> None:
     fp32, lean = Engine(model), Engine(model, weights=reduced)
     errors, flipped, int8_error, mode = ["n/a", "n/a"], "n/a", "n/a", "sample"
     checkpoint = model.to_checkpoint()
-    ort32, ort8 = ort_session(checkpoint), ort_session(checkpoint, int8=True)
+    ort32 = ort_session(checkpoint, flush_subnormals=True)
+    ort8 = ort_session(checkpoint, int8=True, flush_subnormals=True)
     if y is not None:
         (logits32, masks32), (logits16, masks16) = decisions(fp32, x), decisions(lean, x)
         errors = [f"{100 * (logits.argmax(1) != y).mean():.2f}" for logits in (logits32, logits16)]
@@ -84,17 +85,18 @@ print(
     f"{reduced} / ORT int8 |"
 )
 print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-for spec in args:
-    if ":" in spec:  # synthetic: speed only
-        arch, *gating = spec.split(":")
-        arch = [int(a) for a in arch.split(",")]
-        if gating == ["dense"]:
-            model = synthetic_model(arch, [], [], kind="nn")
+with subnormals_flushed():
+    for spec in args:
+        if ":" in spec:  # synthetic: speed only
+            arch, *gating = spec.split(":")
+            arch = [int(a) for a in arch.split(",")]
+            if gating == ["dense"]:
+                model = synthetic_model(arch, [], [], kind="nn")
+            else:
+                hidden = len(arch) - 2
+                model = synthetic_model(arch, [int(gating[0])] * hidden, [float(gating[1])] * hidden)
+            x = np.random.default_rng(0).random((1024, arch[0]), dtype=np.float32)
+            measure(spec, model, x, None, reduced)
         else:
-            hidden = len(arch) - 2
-            model = synthetic_model(arch, [int(gating[0])] * hidden, [float(gating[1])] * hidden)
-        x = np.random.default_rng(0).random((1024, arch[0]), dtype=np.float32)
-        measure(spec, model, x, None, reduced)
-    else:
-        _, model, splits = load_run(spec)
-        measure(spec, model, splits.x_test.numpy(), splits.y_test.numpy(), reduced)
+            _, model, splits = load_run(spec)
+            measure(spec, model, splits.x_test.numpy(), splits.y_test.numpy(), reduced)

@@ -1,10 +1,11 @@
 """Would int8 with 8-bit layer inputs (what ONNX Runtime's int8 multiplies: `vpdpbusd`, 64 multiply-adds
-per instruction, against the 32 of the engine's 16-bit inputs) cost accuracy? A numpy estimate, not the
-engine: each layer's rows of W rounded to int8 with one scale per row (the engine's `weights="int8"`),
-each example's input to the layer rounded to integers of at most a bound (the engine's: 13-15 bits; the
-question's: 127), exact integer sums, scaled. A gated run's masks are the float32 engine's threshold
-decisions, held fixed (so no decision flips; and a router's gate values, which scale its blocks, are not
-applied: compare the three columns with each other, not with the run's own test error).
+per instruction, against the 32 of 16-bit inputs) cost accuracy? A numpy estimate, not the engine: each
+layer's rows of W rounded to int8 with one scale per row (the engine's `weights="int8"`), each example's
+input to the layer rounded to integers of at most a bound (the engine's until RESULTS 10.19: 13-15 bits;
+the question's: 127, the engine's since), exact integer sums, scaled. A gated run's masks are the float32
+engine's threshold decisions, held fixed (so no decision flips; and a router's gate values, which scale
+its blocks, are not applied: compare the three columns with each other, not with the run's own test
+error).
 
     .venv/bin/python docs/int8_inputs_estimate.py RUN_DIR ...
 """
@@ -14,7 +15,6 @@ import sys
 import numpy as np
 
 from condnet.engine import Engine
-from condnet.engine.kernels import int8_input_bound
 from condnet.experiment import load_run
 
 
@@ -52,6 +52,7 @@ for run in sys.argv[1:]:
     masks = None
     if model.cfg.is_gated:
         masks = [m.astype(np.float32) for m in Engine(model).forward(x, "threshold")[1]]
+    sixteen_bits = lambda n: min(32767, (2**31 - 1) // (127 * n))  # noqa: E731  (the scheme before 10.19)
     errors = [100 * (forward(model, x, masks, bound).argmax(1) != y).mean()
-              for bound in (None, int8_input_bound, lambda n: 127)]  # fmt: skip
+              for bound in (None, sixteen_bits, lambda n: 127)]  # fmt: skip
     print(f"| {run} | " + " | ".join(f"{e:.2f}" for e in errors) + " |")

@@ -1,8 +1,8 @@
 """The micro-kernel's AVX-512 product against its 8-wide one (the AVX2 + FMA code path), and the int8
-batch product's AVX-512 VNNI version against its AVX2 one, in one process on one machine
-(`condnet.engine.native.vector_width` and `native.int8_path` switch them; the numba code around them
-stays the same): one batch's time through `Engine.forward`, interleaved medians, one thread. Needs a CPU
-with AVX-512 (and VNNI for the int8 columns). Usage: python docs/vector_widths.py ARCH BLOCK_SIZE
+batch product's AVX-512 VNNI version (8-bit quads) against its AVX2 one (16-bit pairs), in one process on
+one machine (`condnet.engine.native.vector_width` and `native.int8_path` switch them; the numba code
+around them stays the same): one batch's time through `Engine.forward`, interleaved medians, one thread.
+Needs a CPU with AVX-512 (and VNNI for the int8 columns). Usage: python docs/vector_widths.py ARCH BLOCK_SIZE
 DENSITY, e.g. 3072,640,640,10 64 0.18 (density 1.0: the dense net, one block per layer)."""
 
 import sys

@@ -1,8 +1,8 @@
 """Engine(weights="int8") against an independent numpy computation of the same scheme (each layer's rows
 of W rounded to int8 with one scale per row; each example's layer input rounded to integers of at most
-the bound its row sums allow; exact integer sums, scaled): the same logits to float32 rounding. The
-integer products (int8_dots.c at batch 1, int8_product.c for batches, each of its versions this CPU
-runs) against numpy's int64 sums, at the bound's extremes."""
+127 (8 bits); exact integer sums, scaled): the same logits to float32 rounding. The integer
+products (int8_dots.c at batch 1, int8_product.c's pairs and quads for batches, each version this CPU
+runs) against numpy's int64 sums, at the extremes."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def int8_dots(x: np.ndarray, w: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("n", [1, 7, 33, 784, 3072])
 @pytest.mark.parametrize("rows", [1, 3, 4, 9])
 def test_int8_dots_are_exact_integer_sums(n, rows):
-    bound = int8_input_bound(n)
+    bound = int16_bound(n)
     rng = np.random.default_rng(n * 10 + rows)
     x = rng.integers(-bound, bound + 1, n)
     w = rng.integers(-127, 128, (rows, n))
@@ -51,10 +51,17 @@ def int8_paths() -> list[int]:
     return available
 
 
-def int8_product(path, x, xrows, accrows, col0, k, panels, width, acc) -> None:
+def int16_bound(n: int) -> int:
+    """The largest 16-bit input whose row sums with int8 weights fit int32: what the pairs product holds."""
+    return min(32767, (2**31 - 1) // (127 * n))
+
+
+def int8_product(path, x, xrows, accrows, col0, k, panels, width, acc, function="pairs") -> None:
     """int8_product.c's product on version `path`: acc[accrows[r]] += x[xrows[r], col0 : col0 + k] @ the
-    panels' inputs col0 : col0 + k, in place."""
-    function = ctypes.CDLL(str(native.library_path())).condnet_int8_product
+    panels' inputs col0 : col0 + k, in place (function "quads": the quads product, which adds 128 x the
+    inputs' sum)."""
+    library = ctypes.CDLL(str(native.library_path()))
+    function = library.condnet_int8_quads_product if function == "quads" else library.condnet_int8_product
     function.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
                          ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
                          ctypes.c_void_p, ctypes.c_int64]  # fmt: skip
@@ -67,48 +74,70 @@ def int8_product(path, x, xrows, accrows, col0, k, panels, width, acc) -> None:
         native.int8_path(in_use)
 
 
+def products_reference(function, x, q, acc, xrows, accrows, block, bs_in, padded):
+    """acc with the product added as numpy's int64 sums of the unpadded weights (and, for the quads, the
+    128 x input sum they add)."""
+    expected = acc.astype(np.int64)
+    inputs = x[xrows][:, block * padded : block * padded + bs_in].astype(np.int64)
+    added = inputs @ q[:, block * bs_in : (block + 1) * bs_in].T.astype(np.int64)
+    if function == "quads":
+        added += 128 * inputs.sum(axis=1, keepdims=True)
+    expected[accrows, : len(q)] += added
+    return expected
+
+
+@pytest.mark.parametrize("function", ["pairs", "quads"])
 @pytest.mark.parametrize("path", int8_paths())
-@pytest.mark.parametrize(("bs_in", "bs_out"), [(1, 8), (7, 16), (10, 24), (33, 40), (64, 64)])
-def test_the_int8_batch_product_is_exact_integer_sums(path, bs_in, bs_out):
-    """Every example count from 1 to 27 (the 12- and 6-example steps and every remainder), against numpy's
-    int64 product of the unpadded weights: the layout's pairs, padding and panels, and the product."""
-    n_in_blocks, even = 3, bs_in + bs_in % 2
+@pytest.mark.parametrize(("bs_in", "bs_out"), [(1, 8), (6, 16), (7, 16), (10, 24), (33, 40), (64, 64)])
+def test_the_int8_batch_products_are_exact_integer_sums(function, path, bs_in, bs_out):
+    """Both products (pairs: every version; quads: VNNI where path 3 is, else portable) for every example
+    count from 1 to 27 (the 12- and 6-example steps and every remainder), against numpy's int64 products:
+    the layouts' pairs or quads, padding and (quads) unsigned weights, and the products."""
+    quads = function == "quads"
+    n_in_blocks, multiple = 3, 4 if quads else 2
+    padded = -(-bs_in // multiple) * multiple
     rng = np.random.default_rng(bs_in * 100 + bs_out)
-    bound = int8_input_bound(n_in_blocks * bs_in)
     q = rng.integers(-127, 128, (bs_out, n_in_blocks * bs_in)).astype(np.int8)
-    panels = layout.int8_panels(q, bs_in, bs_out)[0]
-    width = panels.size // (n_in_blocks * even)
-    x = rng.integers(-bound, bound + 1, (30, n_in_blocks * even)).astype(np.int16)  # pads too: weights 0
+    panels = (layout.int8_quads if quads else layout.int8_panels)(q, bs_in, bs_out)[0]
+    width = panels.size // (n_in_blocks * padded)
+    bound = 127 if quads else int16_bound(n_in_blocks * bs_in)
+    x = rng.integers(-bound, bound + 1, (30, n_in_blocks, padded)).astype(np.int8 if quads else np.int16)
+    if quads:
+        x[:, :, bs_in:] = 0  # as the engine quantizes (the pairs' pads are random: their weights are 0)
+    x = x.reshape(30, -1)
     for m in range(1, 28):
         block = m % n_in_blocks
         xrows = rng.choice(30, m, replace=False).astype(np.int64)
         accrows = rng.permutation(m).astype(np.int64) + 1  # row 0 of acc untouched
         acc = rng.integers(-1000, 1000, (m + 1, width)).astype(np.int32)
-        expected = acc.astype(np.int64)
-        inputs = x[xrows][:, block * even : block * even + bs_in].astype(np.int64)
-        expected[accrows, :bs_out] += inputs @ q[:, block * bs_in : (block + 1) * bs_in].T.astype(np.int64)
-        int8_product(path, x, xrows, accrows, block * even, even, panels, width, acc)
-        np.testing.assert_array_equal(acc, expected)
+        expected = products_reference(function, x, q, acc, xrows, accrows, block, bs_in, padded)
+        int8_product(path, x, xrows, accrows, block * padded, padded, panels, width, acc, function)
+        np.testing.assert_array_equal(acc[:, :bs_out], expected[:, :bs_out])
 
 
+@pytest.mark.parametrize("function", ["pairs", "quads"])
 @pytest.mark.parametrize("path", int8_paths())
-def test_the_int8_batch_product_holds_the_largest_sums(path):
-    """The largest sums the input bound allows, both signs, 13 examples: no overflow."""
-    n, bound = 3072, int8_input_bound(3072)
+def test_the_int8_batch_products_hold_the_largest_sums(function, path):
+    """The largest sums their inputs allow (pairs: 16-bit, quads: 8-bit), both signs, 13 examples."""
+    n = 3072
+    bound = 127 if function == "quads" else int16_bound(n)
     q = np.stack([np.full(n, 127), np.full(n, -127), np.tile([127, -127], n // 2)] * 6).astype(np.int8)
-    x = np.stack([np.full(n, bound), np.full(n, -bound)] * 7).astype(np.int16)[:13]
-    acc = np.zeros((13, 24), np.int32)
-    rows = np.arange(13, dtype=np.int64)
-    int8_product(path, x, rows, rows, 0, n, layout.int8_panels(q, n, 18)[0], 24, acc)
-    expected = x.astype(np.int64) @ q.T.astype(np.int64)
-    np.testing.assert_array_equal(acc[:, :18], expected)
-    assert np.abs(expected).max() > 2**30
+    x = np.stack([np.full(n, bound), np.full(n, -bound)] * 7)[:13]
+    x = x.astype(np.int8 if function == "quads" else np.int16)
+    panels = (layout.int8_quads if function == "quads" else layout.int8_panels)(q, n, 18)[0]
+    acc, rows = np.zeros((13, 24), np.int32), np.arange(13, dtype=np.int64)
+    int8_product(path, x, rows, rows, 0, n, panels, 24, acc, function)
+    expected = products_reference(function, x, q, np.zeros((13, 24), np.int32), rows, rows, 0, n, n)
+    np.testing.assert_array_equal(acc[:, :18], expected[:, :18])
+    if function == "pairs":
+        assert np.abs(expected).max() > 2**30
 
 
-def test_the_input_bound_keeps_row_sums_in_int32():  # hand-computed: floor((2^31 - 1) / (127 n))
-    assert int8_input_bound(1) == 32767
-    assert int8_input_bound(784) == 21568
-    assert int8_input_bound(3072) == 5504
+def test_the_input_bound_keeps_row_sums_in_int32():  # hand-computed: min(127, floor((2^31 - 1) / (255 n)))
+    assert int8_input_bound(1) == 127
+    assert int8_input_bound(3072) == 127
+    assert int8_input_bound(66_000) == 127
+    assert int8_input_bound(70_000) == 120
 
 
 def quantized_forward(model, x: np.ndarray, masks: list[np.ndarray]) -> np.ndarray:
@@ -121,7 +150,7 @@ def quantized_forward(model, x: np.ndarray, masks: list[np.ndarray]) -> np.ndarr
         largest_w = np.abs(w).max(axis=1)
         row_scale = np.where(largest_w > 0, largest_w / np.float32(127), np.float32(1)).astype(np.float32)
         q = np.rint(w / row_scale[:, None]).astype(np.int64)
-        bound = np.float32(min(32767, (2**31 - 1) // (127 * w.shape[1])))
+        bound = np.float32(min(127, (2**31 - 1) // (255 * w.shape[1])))
         largest = np.abs(h).max(axis=1, keepdims=True)  # blocks switched off are 0: they change nothing
         inverse = np.where(largest > 0, bound / np.where(largest > 0, largest, 1), 0).astype(np.float32)
         hq = np.rint(h * inverse).astype(np.int64)

@@ -40,8 +40,9 @@ def _median_seconds(call, repeats: int) -> float:
 def int8_peak_gmacs(size: int = 1024, repeats: int = 7) -> float:
     """peak_gmacs for int8 weights: ONNX Runtime's dynamically quantized matrix product (int8 weights,
     8-bit activations quantized on the fly; VNNI or AMX where the CPU has them), one thread, size x size
-    x size. The engine's int8 multiplies 16-bit inputs, fewer multiply-adds per instruction, so on large
-    products this is a peak of the baseline's scheme that the engine's cannot reach."""
+    x size: AMX's tiles reach several times what the engine's int8 product (VNNI's vpdpbusd, or 16-bit
+    pairs without VNNI) can, so on large products this is the baseline's peak, not one the engine can
+    reach."""
     import numpy as np
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper

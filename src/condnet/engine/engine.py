@@ -57,9 +57,9 @@ class Engine:
     weights, on shared_product.c's helper threads; other nets' batch 1 runs on one core); weights "bf16"
     reads the layers' weights in bfloat16 (half the bytes, about 3 significant digits; the scores'
     weights, biases and all sums stay float32), "int8" in int8 with one scale per output row (a quarter
-    of the bytes), each layer's input quantized per example to integers of 13-15 bits for 3072-784
-    inputs (layout.int8_rows, kernels._blocks_one_int8; batches in int8_product.c, on several threads
-    by slices of examples), "fp32" exactly.
+    of the bytes), each layer's input quantized per example to 8-bit integers (layout.int8_rows,
+    kernels._blocks_one_int8; batches in int8_product.c, with AVX-512 VNNI's 8-bit products where the
+    CPU has them, on several threads by slices of examples), "fp32" exactly.
     forward(x: (batch, input_dim) array, mode, masks=None, seed=None) -> (logits, masks)
     - mode "threshold" (the default): block on iff sigma > 0.5 (sigma is summed in another order than
       PyTorch's, so a block whose sigma is within float rounding of 0.5 may be decided the other way);

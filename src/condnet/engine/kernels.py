@@ -17,8 +17,9 @@ block that is always on.
 
 Weights are float32, or bfloat16 (meta column M_BF16; layout.to_bf16): both entry points widen them to
 float32 as they read them, and every sum is float32. Or int8 (M_INT8; layout.int8_rows): each layer's
-input is quantized per example and the products are integer sums (int8_dots.c at batch 1, int8_product.c
-for batches, on panels of input pairs: layout.int8_panels).
+input is quantized per example to 8 bits and the products are integer sums (int8_dots.c at batch 1,
+int8_product.c for batches: on quads of inputs with AVX-512 VNNI, layout.int8_quads, else on pairs,
+layout.int8_panels).
 
 Every fast kernel compiles with error_model="numpy": under numba's default ("python") a float division
 checks its divisor and raises ZeroDivisionError, a branch that stops LLVM from vectorizing the loop
@@ -190,6 +191,18 @@ int8_product = types.ExternalFunction(
                types.intp, types.int64, types.int64, types.intp, types.int64),
 )  # fmt: skip
 
+# and its quads product (AVX-512 VNNI's vpdpbusd: 8-bit inputs, panels as layout.int8_quads lays them out):
+# the same arguments, x int8, panels uint8 (w + 128), n_in, col0 and k multiples of 4; it adds 128 x the
+# sum of each example's inputs, which the caller takes off
+int8_quads_product = types.ExternalFunction(
+    "condnet_int8_quads_product",
+    types.void(types.intp, types.int64, types.intp, types.intp, types.int64, types.int64, types.int64,
+               types.intp, types.int64, types.int64, types.intp, types.int64),
+)  # fmt: skip
+# the int8 product's version in use (3: AVX-512 VNNI, whose batches read the quads; native.int8_path)
+int8_path = types.ExternalFunction("condnet_int8_path", types.int32(types.int32))
+VNNI = 3
+
 # microkernel.c's product, called by name (condnet.engine.native has loaded it): acc[accrows[r]] +=
 # x[xrows[r], col0 : col0 + k] @ panels[col0 : col0 + k] for r < m. Arguments: x, ldx, xrows, accrows, m,
 # col0, k, panels, n_in, width, acc, ldacc, bf16; arrays as addresses (array.ctypes.data), leading
@@ -296,21 +309,22 @@ def _finish_output_block(acc, rows, n, j, bs_out, bias, activation, out):
 
 
 @njit(inline="always")
-def int8_padded(n_in, bs_in):
-    """Inputs of an int8 layer's panels and quantized batch: each input block padded to an even size
-    (int8_product.c multiplies inputs in pairs)."""
-    return n_in // bs_in * (bs_in + bs_in % 2)
+def int8_padded(n_in, bs_in, multiple=2):
+    """Inputs of an int8 layer's panels and quantized batch: each input block padded to a multiple of 2
+    (int8_product.c's pairs) or 4 (its quads)."""
+    return n_in // bs_in * (-(-bs_in // multiple) * multiple)
 
 
 @njit(inline="always", fastmath=True, error_model="numpy")
-def _quantize_rows(x, in_mask, quantized, scales):
+def _quantize_rows(x, in_mask, quantized, scales, offsets, summed):
     """Each example's active input blocks as integers of at most int8_input_bound, one scale per example:
-    the batch-1 rule of `_blocks_one_int8`, row by row, into quantized (batch, int8_padded) int16 (pad
-    inputs and inactive blocks are left as they are: the pads' weights are 0, and the product skips
-    inactive blocks); scales[b] receives the example's scale."""
+    the batch-1 rule of `_blocks_one_int8`, row by row, into quantized (batch, int8_padded) int16 or int8,
+    each block's pad set to 0 (inactive blocks are left as they are: the product skips them); scales[b]
+    receives the example's scale and, if summed, offsets[b] 128 x the sum of its integers (what the quads
+    product adds)."""
     batch, n_in, n_in_blocks = x.shape[0], x.shape[1], in_mask.shape[1]
     bs_in = n_in // n_in_blocks
-    even = bs_in + bs_in % 2
+    padded = quantized.shape[1] // n_in_blocks
     bound = np.float32(int8_input_bound(n_in))
     for b in range(batch):
         largest = np.float32(0.0)
@@ -318,30 +332,50 @@ def _quantize_rows(x, in_mask, quantized, scales):
             if in_mask[b, i]:
                 largest = max(largest, largest_magnitude(x[b, i * bs_in :].ctypes.data, bs_in))
         scales[b], inverse = int8_input_scales(largest, bound)
+        # the integers' sum in float32 is exact (below 127 x 66,000 < 2^24, in any order) and vectorizes
+        total = np.float32(0.0)
         for i in range(n_in_blocks):
             if in_mask[b, i]:
-                values, integers = x[b, i * bs_in :], quantized[b, i * even :]
-                for a in range(bs_in):
-                    integers[a] = np.int16(np.rint(values[a] * inverse))
+                values, integers = x[b, i * bs_in :], quantized[b, i * padded : (i + 1) * padded]
+                if summed:
+                    for a in range(bs_in):
+                        rounded = np.rint(values[a] * inverse)
+                        integers[a] = np.int32(rounded)
+                        total += rounded
+                else:
+                    for a in range(bs_in):
+                        integers[a] = np.int32(np.rint(values[a] * inverse))
+                for a in range(bs_in, padded):
+                    integers[a] = 0
+        offsets[b] = 128 * np.int64(total)
 
 
 @njit(fastmath=True, error_model="numpy", cache=True)
-def block_layer_int8(x, in_mask, panels, row_scales, bias, out_mask, activation, out):
+def block_layer_int8(x, in_mask, panels, quads, row_scales, bias, out_mask, activation, out):
     """block_layer for an int8 layer: each example's input quantized as at batch 1 (`_quantize_rows`), its
-    products exact int32 sums (int8_product.c), scaled per output by the example's scale times the row's
-    as `_blocks_one_int8` scales them, so that a batch gives each example's batch-1 outputs. panels: the
-    layer's `layout.int8_panels`, (n_out_blocks, panel width * int8_padded / 4) float32 slots holding
-    int8; row_scales: (n_out,) float32. Returns how many (example, output block) sums are NaN or infinite
-    (a non-finite input makes its example's scale so)."""
+    products exact int32 sums (int8_product.c: on quads of 8-bit inputs where the CPU has AVX-512 VNNI,
+    else on pairs of 16-bit ones), scaled per output by the example's scale times the row's as
+    `_blocks_one_int8` scales them, so that a batch gives each example's batch-1 outputs. panels, quads:
+    the layer's `layout.int8_panels` and `layout.int8_quads`, (n_out_blocks, panel width * padded inputs
+    / 4) float32 slots holding bytes; row_scales: (n_out,) float32. Returns how many (example, output
+    block) sums are NaN or infinite (a non-finite input makes its example's scale so)."""
     batch, n_in, n_in_blocks, n_out_blocks = x.shape[0], x.shape[1], in_mask.shape[1], panels.shape[0]
     bs_in, bs_out = n_in // n_in_blocks, out.shape[1] // n_out_blocks
-    even, width = bs_in + bs_in % 2, panel_width(bs_out)
-    quantized = np.empty((batch, int8_padded(n_in, bs_in)), np.int16)
-    scales = np.empty(batch, np.float32)
-    _quantize_rows(x, in_mask, quantized, scales)
+    width = panel_width(bs_out)
+    on_quads = int8_path(0) == VNNI
+    multiple = 4 if on_quads else 2
+    ldx = int8_padded(n_in, bs_in, multiple)
+    step = ldx // n_in_blocks
+    pairs_x = np.empty((batch if not on_quads else 0, ldx), np.int16)
+    quads_x = np.empty((batch if on_quads else 0, ldx), np.int8)
+    scales, offsets = np.empty(batch, np.float32), np.zeros(batch, np.int64)
+    if on_quads:
+        _quantize_rows(x, in_mask, quads_x, scales, offsets, True)
+    else:  # the pairs product adds nothing: offsets 0
+        _quantize_rows(x, in_mask, pairs_x, scales, offsets, False)
     rows, xrows, accrows, acc = _scratch(batch, width)
     sums = np.empty((batch, width), np.int32)
-    x_at, ldx, sums_at = quantized.ctypes.data, quantized.shape[1], sums.ctypes.data
+    sums_at = sums.ctypes.data
     non_finite = 0
     for j in range(n_out_blocks):
         n = _group(out_mask, j, rows)
@@ -351,23 +385,33 @@ def block_layer_int8(x, in_mask, panels, row_scales, bias, out_mask, activation,
         for i in range(n_in_blocks):
             m = _subgroup(in_mask, i, rows, n, xrows, accrows)
             if m > 0:
-                int8_product(x_at, ldx, xrows.ctypes.data, accrows.ctypes.data, m, i * even, even,
-                             panels[j].ctypes.data, quantized.shape[1], width, sums_at, width)  # fmt: skip
+                # the inputs' addresses taken here, where the arrays are used: numba frees an array after
+                # its last use, and an address taken before the loop pointed at freed memory (tested)
+                rows_at, places_at = xrows.ctypes.data, accrows.ctypes.data
+                if on_quads:
+                    int8_quads_product(quads_x.ctypes.data, ldx, rows_at, places_at, m, i * step, step,
+                                       quads[j].ctypes.data, ldx, width, sums_at, width)  # fmt: skip
+                else:
+                    int8_product(pairs_x.ctypes.data, ldx, rows_at, places_at, m, i * step, step,
+                                 panels[j].ctypes.data, ldx, width, sums_at, width)  # fmt: skip
         for e in range(n):
-            int8_scaled(sums[e], scales[rows[e]], row_scales[j * bs_out : (j + 1) * bs_out], acc[e, :bs_out])
+            int8_scaled(sums[e], offsets[rows[e]], scales[rows[e]], row_scales[j * bs_out : (j + 1) * bs_out],
+                        acc[e, :bs_out])  # fmt: skip
         non_finite += _finish_output_block(acc, rows, n, j, bs_out, bias, activation, out)
     return non_finite
 
 
 @njit(fastmath=True, error_model="numpy", parallel=True, cache=True)
-def block_layer_int8_parallel(x, in_mask, panels, row_scales, bias, out_mask, activation, out, threads):
+def block_layer_int8_parallel(
+    x, in_mask, panels, quads, row_scales, bias, out_mask, activation, out, threads
+):
     """block_layer_int8 on `threads` threads, each taking a slice of consecutive examples (each reads the
     layer's active panels: a quarter of float32's bytes)."""
     batch, non_finite = x.shape[0], 0
     for t in prange(threads):
         lo, hi = t * batch // threads, (t + 1) * batch // threads
         non_finite += block_layer_int8(
-            x[lo:hi], in_mask[lo:hi], panels, row_scales, bias, out_mask[lo:hi], activation, out[lo:hi]
+            x[lo:hi], in_mask[lo:hi], panels, quads, row_scales, bias, out_mask[lo:hi], activation, out[lo:hi]
         )
     return non_finite
 
@@ -474,9 +518,9 @@ M_BF16 = 21  # 1: the layer's tiles and panels are bfloat16, two to a float32 sl
 # (rows of the input's length: batch 1), their panels (batches) and its bias
 M_VIEW_SIZE, M_VIEW_WEIGHTS, M_VIEW_PANELS, M_VIEW_BIAS = 22, 23, 24, 25
 # 1: the layer's tiles and panels are int8, four to a float32 slot, row o of W scaled by M_SCALES[o]
-# (layout.int8_rows; its panels as layout.int8_panels lays them out)
-M_INT8, M_SCALES = 26, 27
-META_COLUMNS = 28
+# (layout.int8_rows; its panels as layout.int8_panels lays them out, and again as layout.int8_quads)
+M_INT8, M_SCALES, M_QUADS = 26, 27, 28
+META_COLUMNS = 29
 VIEW_LAYER, VIEW_INPUT, VIEW_POOL, VIEW_PROJ = 0, 1, 2, 3
 VIEWS = {"layer": VIEW_LAYER, "input": VIEW_INPUT, "pool": VIEW_POOL, "proj": VIEW_PROJ}
 NONE = -1  # no score weights (M_Z, M_D, M_Z_PANELS), no fixed rate (M_RATE), no panels or no scales
@@ -749,9 +793,10 @@ def _blocks_one(tiles, h, in_mask, all_in, on, hidden, scaled, gates, bias, acti
 
 @njit(inline="always")
 def int8_input_bound(n_in):
-    """The largest |value| of an int8 layer's quantized input: 32767 (int16), or less where a row's sum
-    of n_in products of it and a weight (|weight| <= 127) could overflow int32."""
-    return min(32767, (2**31 - 1) // (127 * n_in))
+    """The largest |value| of an int8 layer's quantized input: 127 (8 bits, what VNNI's vpdpbusd
+    multiplies), or less where a row's sum of n_in products of it and a weight shifted by 128 (the quads
+    product's, at most 255) could overflow int32 (from 66,000 inputs)."""
+    return min(127, (2**31 - 1) // (255 * n_in))
 
 
 # Not fastmath, not inlined: numba's inlining would lower them with the caller's flags, and under fastmath
@@ -767,10 +812,11 @@ def int8_input_scales(largest, bound):
 
 
 @njit(error_model="numpy")
-def int8_scaled(sums, scale, row_scales, out):
-    """out[c] = sums[c] (int32) * (scale * row_scales[c]) over a block (see int8_input_scales)."""
+def int8_scaled(sums, offset, scale, row_scales, out):
+    """out[c] = (sums[c] - offset) * (scale * row_scales[c]) over a block, sums int32 (see
+    int8_input_scales; offset: what the quads product added)."""
     for c in range(out.shape[0]):
-        out[c] = np.float32(sums[c]) * (scale * row_scales[c])
+        out[c] = np.float32(sums[c] - offset) * (scale * row_scales[c])
 
 
 @njit(inline="always", fastmath=True, error_model="numpy")
@@ -803,7 +849,7 @@ def _blocks_one_int8(tiles, scales, h, in_mask, all_in, on, hidden, scaled, gate
             if all_in or in_mask[i]:
                 int8_dots(quantized[i * bs_in :].ctypes.data, tiles[j, i].ctypes.data, bs_in, bs_out, acc_at)
         block = out[j * bs_out : (j + 1) * bs_out]
-        int8_scaled(acc, scale, scales[j * bs_out : (j + 1) * bs_out], block)
+        int8_scaled(acc, 0, scale, scales[j * bs_out : (j + 1) * bs_out], block)
         _finish_block(block, bias[j * bs_out : (j + 1) * bs_out], activation)
         if hidden and scaled:
             block *= gates[j]
@@ -1037,16 +1083,19 @@ def forward_batch(x, weights, meta, noise, masks, mode, threads):
         bf16 = row[M_BF16] == 1
         bias = weights[row[M_BIAS] : row[M_BIAS] + n_out_blocks * bs_out]
         if row[M_INT8] == 1:
-            n_in = int8_padded(n_in_blocks * bs_in, bs_in)
-            panels = _panels(weights, row[M_PANELS], n_out_blocks, n_in, bs_out, 4)
+            n_in = n_in_blocks * bs_in
+            panels = _panels(weights, row[M_PANELS], n_out_blocks, int8_padded(n_in, bs_in), bs_out, 4)
+            quads = _panels(weights, row[M_QUADS], n_out_blocks, int8_padded(n_in, bs_in, 4), bs_out, 4)
             row_scales = weights[row[M_SCALES] : row[M_SCALES] + n_out_blocks * bs_out]
             activation = row[M_ACTIVATION]
             if threads > 1 and _active_work(in_mask, on, h.shape[1], out.shape[1]) >= INT8_PARALLEL_MIN_WORK:
                 non_finite = block_layer_int8_parallel(
-                    h, in_mask, panels, row_scales, bias, on, activation, out, threads
+                    h, in_mask, panels, quads, row_scales, bias, on, activation, out, threads
                 )
             else:
-                non_finite = block_layer_int8(h, in_mask, panels, row_scales, bias, on, activation, out)
+                non_finite = block_layer_int8(
+                    h, in_mask, panels, quads, row_scales, bias, on, activation, out
+                )
         else:
             panels = _panels(
                 weights, row[M_PANELS], n_out_blocks, n_in_blocks * bs_in, bs_out, 2 if bf16 else 1

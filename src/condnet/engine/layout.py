@@ -87,6 +87,24 @@ def int8_panels(q: np.ndarray, bs_in: int, bs_out: int) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate(panels, axis=1))
 
 
+def int8_quads(q: np.ndarray, bs_in: int, bs_out: int) -> np.ndarray:
+    """q (n_out, n_in) int8 -> (n_out_blocks, kernels.panel_width(bs_out) * n_in_4) uint8, the layout of
+    int8_product.c's quads product (AVX-512 VNNI's vpdpbusd): as `int8_panels` with 4 consecutive inputs
+    per row instead of 2 (each input block padded with zero weights to a multiple of 4: n_in_4 =
+    kernels.int8_quad_padded(n_in, bs_in)), every weight stored as w + 128 (unsigned)."""
+    n_out, n_in = q.shape
+    n_in_blocks, width = n_in // bs_in, kernels.panel_width(bs_out)
+    four = -(-bs_in // 4) * 4
+    padded = np.zeros((n_out // bs_out, width, n_in_blocks, four), np.int16)
+    padded[:, :bs_out, :, :bs_in] = q.reshape(n_out // bs_out, bs_out, n_in_blocks, bs_in)
+    padded = (padded + 128).astype(np.uint8).reshape(n_out // bs_out, width, n_in_blocks * four // 4, 4)
+    panels = [
+        padded[:, p : p + PANEL].transpose(0, 2, 1, 3).reshape(len(padded), -1)
+        for p in range(0, width, PANEL)
+    ]
+    return np.ascontiguousarray(np.concatenate(panels, axis=1))
+
+
 def policy_tiles(z: np.ndarray, bs_in: int) -> np.ndarray:
     """Z (rows, n_in) -> (n_in_blocks, rows, bs_in): the score weights cut by input block."""
     k, n_in = z.shape
@@ -100,9 +118,10 @@ def pack(layers, p_min: float, p_max: float, weights: str = "fp32") -> tuple[np.
     Each weight is stored twice: as tiles for batch 1 (dot products over contiguous rows: a GEMV that
     streams W's rows) and as panels for batches (the micro-kernel). weights "bf16": the layers' tiles
     and panels in bfloat16 (`to_bf16`: half the bytes); "int8": the tiles and panels in int8 with one
-    scale per output row (`int8_rows`: a quarter of the bytes; the panels as `int8_panels` lays them out
-    for int8_product.c). The scores' weights, biases and rates stay float32, so routing decisions move
-    only as much as the layers' outputs they read."""
+    scale per output row (`int8_rows`: a quarter of the bytes; the panels twice, as `int8_panels` and
+    `int8_quads` lay them out for int8_product.c's two products: a batch reads one of them). The scores'
+    weights, biases and rates stay float32, so routing decisions move only as much as the layers'
+    outputs they read."""
     parts, meta, offset = [np.float32([p_min, p_max])], [], 2
 
     def put(array) -> int:
@@ -125,6 +144,7 @@ def pack(layers, p_min: float, p_max: float, weights: str = "fp32") -> tuple[np.
             q, scales = int8_rows(layer.weight)
             row[kernels.M_TILES] = put(packed_int8(to_tiles(q, bs_in, bs_out)))
             row[kernels.M_PANELS] = put(packed_int8(int8_panels(q, bs_in, bs_out)))
+            row[kernels.M_QUADS] = put(packed_int8(int8_quads(q, bs_in, bs_out).view(np.int8)))
             row[kernels.M_SCALES] = put(scales)
         else:
             reduced = to_bf16 if weights == "bf16" else np.asarray
