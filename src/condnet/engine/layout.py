@@ -91,7 +91,7 @@ def int8_quads(q: np.ndarray, bs_in: int, bs_out: int) -> np.ndarray:
     """q (n_out, n_in) int8 -> (n_out_blocks, kernels.panel_width(bs_out) * n_in_4) uint8, the layout of
     int8_product.c's quads product (AVX-512 VNNI's vpdpbusd): as `int8_panels` with 4 consecutive inputs
     per row instead of 2 (each input block padded with zero weights to a multiple of 4: n_in_4 =
-    kernels.int8_quad_padded(n_in, bs_in)), every weight stored as w + 128 (unsigned)."""
+    kernels.int8_padded(n_in, bs_in, 4)), every weight stored as w + 128 (unsigned)."""
     n_out, n_in = q.shape
     n_in_blocks, width = n_in // bs_in, kernels.panel_width(bs_out)
     four = -(-bs_in // 4) * 4
