@@ -8,8 +8,7 @@ table."""
 
 from __future__ import annotations
 
-import statistics
-import time
+from condnet.engine.timing import interleaved_medians
 
 
 def peak_gmacs(size: int = 1024, repeats: int = 7) -> float:
@@ -21,20 +20,9 @@ def peak_gmacs(size: int = 1024, repeats: int = 7) -> float:
     torch.set_num_threads(1)
     try:
         a, b = torch.rand(size, size), torch.rand(size, size)
-        return size**3 / _median_seconds(lambda: torch.mm(a, b), repeats) / 1e9
+        return size**3 / interleaved_medians({"mm": lambda: torch.mm(a, b)}, repeats, warmup=1)["mm"] / 1e9
     finally:
         torch.set_num_threads(threads)
-
-
-def _median_seconds(call, repeats: int) -> float:
-    """The median time of `call()` over `repeats` calls, after one untimed call."""
-    call()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def int8_peak_gmacs(size: int = 1024, repeats: int = 7) -> float:
@@ -64,7 +52,8 @@ def int8_peak_gmacs(size: int = 1024, repeats: int = 7) -> float:
     options.log_severity_level = 3
     session = ort.InferenceSession(quantized_onnx(model.SerializeToString()), options)
     x = {"x": np.random.default_rng(1).random((size, size), np.float32)}
-    return size**3 / _median_seconds(lambda: session.run(None, x), repeats) / 1e9
+    seconds = interleaved_medians({"int8": lambda: session.run(None, x)}, repeats, warmup=1)["int8"]
+    return size**3 / seconds / 1e9
 
 
 def ideal_ms(weight_bytes: float, macs: float, bandwidth_gbps: float, peak: float, threads: int = 1):

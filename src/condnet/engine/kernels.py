@@ -983,7 +983,8 @@ PARALLEL_MIN_WEIGHTS = 600_000
 # (libgomp's default; RESULTS 10.17)
 SPLIT_OUTPUTS_BELOW = 16
 # An int8 layer splits its examples between threads (an OpenMP region) from this many multiply-adds:
-# its products run about twice as fast as float32's, and on the Xeon VM of RESULTS 10.18 waking a
+# its products run about twice as fast as float32's (the 16-bit product of RESULTS 10.18, which this was
+# measured with; not re-measured with 10.19's quads, faster still), and on that Xeon VM waking a
 # sleeping OpenMP thread took ~100 us: at 5-31 M multiply-adds two threads were slower than one (gated
 # 3072-640-640-10 at 18 %, batch 16: 0.38 ms against 0.18; dense, batch 16: 0.42 against 0.37), from
 # 90 M faster (dense, batch 50: 0.80 against 1.13; gated, batch 256: 1.68 against 2.04).

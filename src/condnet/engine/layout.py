@@ -69,22 +69,11 @@ def packed_int8(values: np.ndarray) -> np.ndarray:
 
 def int8_panels(q: np.ndarray, bs_in: int, bs_out: int) -> np.ndarray:
     """q (n_out, n_in) int8 -> (n_out_blocks, kernels.panel_width(bs_out) * n_in_even) int8, the layout of
-    int8_product.c: each input block padded with zero weights to an even size (n_in_even =
+    int8_product.c's pairs product: each input block padded with zero weights to an even size (n_in_even =
     kernels.int8_padded(n_in, bs_in) inputs), then per output block its rows padded with zero outputs to
     the panel width and cut into panels of PANEL outputs (the last one 8 wide when the width is 8 mod 16),
     each panel n_in_even / 2 rows of its outputs' weights of two consecutive inputs, side by side."""
-    n_out, n_in = q.shape
-    n_in_blocks, width = n_in // bs_in, kernels.panel_width(bs_out)
-    even = bs_in + bs_in % 2
-    padded = np.zeros((n_out // bs_out, width, n_in_blocks, even), np.int8)
-    padded[:, :bs_out, :, :bs_in] = q.reshape(n_out // bs_out, bs_out, n_in_blocks, bs_in)
-    padded = padded.reshape(n_out // bs_out, width, n_in_blocks * even // 2, 2)
-    # (blocks, outputs, pairs, 2) -> per panel (blocks, pairs, outputs, 2): a pair's row is contiguous
-    panels = [
-        padded[:, p : p + PANEL].transpose(0, 2, 1, 3).reshape(len(padded), -1)
-        for p in range(0, width, PANEL)
-    ]
-    return np.ascontiguousarray(np.concatenate(panels, axis=1))
+    return _grouped_panels(q.astype(np.int16), bs_in, bs_out, 2).astype(np.int8)
 
 
 def int8_quads(q: np.ndarray, bs_in: int, bs_out: int) -> np.ndarray:
@@ -92,12 +81,19 @@ def int8_quads(q: np.ndarray, bs_in: int, bs_out: int) -> np.ndarray:
     int8_product.c's quads product (AVX-512 VNNI's vpdpbusd): as `int8_panels` with 4 consecutive inputs
     per row instead of 2 (each input block padded with zero weights to a multiple of 4: n_in_4 =
     kernels.int8_padded(n_in, bs_in, 4)), every weight stored as w + 128 (unsigned)."""
+    return (_grouped_panels(q.astype(np.int16), bs_in, bs_out, 4) + 128).astype(np.uint8)
+
+
+def _grouped_panels(q: np.ndarray, bs_in: int, bs_out: int, group: int) -> np.ndarray:
+    """int8_panels' layout with `group` consecutive inputs per output in a row (2 or 4), in q's dtype."""
     n_out, n_in = q.shape
     n_in_blocks, width = n_in // bs_in, kernels.panel_width(bs_out)
-    four = -(-bs_in // 4) * 4
-    padded = np.zeros((n_out // bs_out, width, n_in_blocks, four), np.int16)
+    padded_bs = -(-bs_in // group) * group
+    padded = np.zeros((n_out // bs_out, width, n_in_blocks, padded_bs), q.dtype)
     padded[:, :bs_out, :, :bs_in] = q.reshape(n_out // bs_out, bs_out, n_in_blocks, bs_in)
-    padded = (padded + 128).astype(np.uint8).reshape(n_out // bs_out, width, n_in_blocks * four // 4, 4)
+    padded = padded.reshape(n_out // bs_out, width, n_in_blocks * padded_bs // group, group)
+    # (blocks, outputs, groups, group) -> per panel (blocks, groups, outputs, group): a group's row is
+    # contiguous
     panels = [
         padded[:, p : p + PANEL].transpose(0, 2, 1, 3).reshape(len(padded), -1)
         for p in range(0, width, PANEL)
