@@ -24,11 +24,11 @@ def layer_arrays(engine: Engine, layer: int, n_in: int):
     weights, row = engine._weights, engine._meta[layer]
     bf16 = row[K.M_BF16] == 1
     n_out_blocks, bs_out = row[K.M_OUT_BLOCKS], row[K.M_BS_OUT]
-    panels = K._panels(weights, row[K.M_PANELS], n_out_blocks, n_in, bs_out, bf16)
+    panels = K._panels(weights, row[K.M_PANELS], n_out_blocks, n_in, bs_out, 2 if bf16 else 1)
     bias = weights[row[K.M_BIAS] : row[K.M_BIAS] + n_out_blocks * bs_out]
     if row[K.M_SCORES] == 0:
         return panels, bias, None, None
-    z = K._panels(weights, row[K.M_Z_PANELS], 1, n_in, row[K.M_SCORES], False)
+    z = K._panels(weights, row[K.M_Z_PANELS], 1, n_in, row[K.M_SCORES])
     return panels, bias, z, weights[row[K.M_D] : row[K.M_D] + row[K.M_SCORES]]
 
 
