@@ -493,3 +493,22 @@ def test_a_gated_batch_shares_its_output_blocks_between_threads(weights):
     x[40, 7] = np.nan
     with pytest.raises(ValueError, match="NaN, infinite"):
         engine.forward(x, "threshold", masks=masks)
+
+
+@pytest.mark.parametrize("batch", [2, 8])
+@pytest.mark.parametrize("layers", [[(4, 4), (4, 3)], [(4, 4), (3, 4)]])  # as many blocks per layer, or not
+def test_a_batchs_masks_are_its_own(batch, layers):
+    """The masks a batch returns are its own: another call, or writing into one layer's mask, changes no
+    other mask (each is (batch, blocks), C-contiguous)."""
+    model = make_model(10, layers, 3)
+    engine = Engine(model)
+    x = np.random.default_rng(3).random((batch, 10), dtype=np.float32)
+    _, first = engine.forward(x, "sample", seed=0)
+    kept = [m.copy() for m in first]
+    engine.forward(x, "sample", seed=1)
+    first[0][:] = 7
+    assert np.array_equal(first[1], kept[1])
+    _, again = engine.forward(x, "sample", seed=0)
+    assert all(np.array_equal(a, k) for a, k in zip(again, kept, strict=True))
+    assert [m.shape for m in again] == [(batch, k) for k, _ in layers]
+    assert all(m.flags.c_contiguous for m in again)
