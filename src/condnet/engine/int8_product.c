@@ -17,17 +17,20 @@
  * weights, kernels.py the inputs with zeros. The batch-1 product (int8_dots.c) reads the same weights
  * as rows of tiles instead.
  *
- * Versions picked at load: AVX-512 VNNI (quads; a 16-wide panel is one register, 12 examples per
- * step), AVX2 (pairs; 6 examples x 16 outputs), portable C (both). `condnet_int8_path` reads or
+ * Versions picked at load: AMX (quads: a quad row of a 16-wide panel is a row of an AMX weight tile;
+ * groups of 8 or more examples, up to 16 at a time, by tdpbsud; the rest of a group's inputs, narrow
+ * panels and smaller groups by VNNI), AVX-512 VNNI (quads; a 16-wide panel is one register, 12 examples
+ * per step), AVX2 (pairs; 6 examples x 16 outputs), portable C (both). `condnet_int8_path` reads or
  * switches the choice, so that tests run every version the CPU has. Intrinsics under target attributes
  * rather than target_clones: GCC's generic vectors have no byte or pairwise multiply-add.
  */
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define PANEL 16
 
-enum { PORTABLE = 1, AVX2 = 2, VNNI = 3 };
+enum { PORTABLE = 1, AVX2 = 2, VNNI = 3, AMX = 4 };
 static int path = 0; /* 0: not decided yet */
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
@@ -229,6 +232,123 @@ ON_VNNI static void quads_vnni(const int8_t *x, int64_t ldx, const int64_t *xrow
         r += rest;
     }
 }
+
+/* AMX: tiles of 16 rows of 64 bytes. A weight tile (B) is 16 quad rows of a 16-wide panel (64 inputs x
+ * 16 outputs, as layout.int8_quads stores them); an input tile (A) 16 examples' 64 signed input bytes,
+ * gathered into a buffer of this thread (a tile loads rows at one stride); tdpbsud adds signed x unsigned
+ * products of 4 into 16 x 16 int32 sums: 16,384 multiply-adds an instruction, the same integers as
+ * vpdpbusd's. Up to 4 panels (C tiles 0-3) share each input tile. */
+#if (defined(__clang__) && __clang_major__ >= 12) || (!defined(__clang__) && __GNUC__ >= 11)
+#define HAVE_AMX 1 /* compilers from these know AMX's intrinsics */
+#include <sys/syscall.h>
+#include <unistd.h>
+#define ON_AMX __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")))
+#define AMX_ROWS 16
+#define AMX_MIN_ROWS 8 /* with fewer examples VNNI was as fast or faster (4: 1.18x AMX's time; RESULTS 10.21) */
+#define AMX_PANELS 4
+
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} tile_config;
+
+static __thread int8_t *gathered = NULL; /* the input tiles' rows of this thread, grown as needed */
+static __thread size_t gathered_size = 0;
+
+static int8_t *gather_buffer(size_t size) {
+    if (size > gathered_size) {
+        free(gathered);
+        gathered = aligned_alloc(64, (size + 63) / 64 * 64);
+        gathered_size = gathered ? size : 0;
+    }
+    return gathered;
+}
+
+ON_AMX static void quads_amx(const int8_t *x, int64_t ldx, const int64_t *xrows, const int64_t *accrows,
+                             int64_t m, int64_t col0, int64_t k, const uint8_t *panels, int64_t n_in,
+                             int64_t full_panels, int32_t *acc, int64_t ldacc) {
+    int64_t groups = (m + AMX_ROWS - 1) / AMX_ROWS;
+    int8_t *a = gather_buffer((size_t)(groups * AMX_ROWS * k));
+    if (a == NULL) { /* no memory for the gathered inputs: the VNNI product needs none */
+        for (int64_t o = 0; o < full_panels * PANEL; o += PANEL)
+            quads_vnni(x, ldx, xrows, accrows, m, col0, k, panels + o * n_in + col0 * PANEL, PANEL, acc + o,
+                       ldacc);
+        return;
+    }
+    for (int64_t r = 0; r < groups * AMX_ROWS; r++) { /* rows past m are zeros: their sums are not read */
+        if (r < m) memcpy(a + r * k, x + xrows[r] * ldx + col0, (size_t)k);
+        else memset(a + r * k, 0, (size_t)k);
+    }
+    tile_config config;
+    memset(&config, 0, sizeof config);
+    config.palette = 1;
+    for (int t = 0; t < 6; t++) { /* tiles 0-3: sums; 4: inputs (A); 5: weights (B) */
+        config.colsb[t] = 64;
+        config.rows[t] = AMX_ROWS;
+    }
+    _tile_loadconfig(&config);
+    int32_t sums[AMX_PANELS][AMX_ROWS][PANEL];
+    for (int64_t first = 0; first < full_panels; first += AMX_PANELS) {
+        int n = full_panels - first < AMX_PANELS ? (int)(full_panels - first) : AMX_PANELS;
+        const uint8_t *b = panels + first * PANEL * n_in + col0 * PANEL; /* panel j: b + j * PANEL * n_in */
+        int64_t stride = PANEL * n_in;
+        for (int64_t g = 0; g < groups; g++) {
+            const int8_t *rows = a + g * AMX_ROWS * k;
+            _tile_zero(0);
+            _tile_zero(1);
+            _tile_zero(2);
+            _tile_zero(3);
+            for (int64_t i = 0; i < k; i += 64) { /* a quad row is 64 bytes: input i's row at i * 16 */
+                _tile_loadd(4, rows + i, k);
+                _tile_loadd(5, b + i * PANEL, 64);
+                _tile_dpbsud(0, 4, 5);
+                if (n > 1) {
+                    _tile_loadd(5, b + stride + i * PANEL, 64);
+                    _tile_dpbsud(1, 4, 5);
+                }
+                if (n > 2) {
+                    _tile_loadd(5, b + 2 * stride + i * PANEL, 64);
+                    _tile_dpbsud(2, 4, 5);
+                }
+                if (n > 3) {
+                    _tile_loadd(5, b + 3 * stride + i * PANEL, 64);
+                    _tile_dpbsud(3, 4, 5);
+                }
+            }
+            _tile_stored(0, sums[0], 64);
+            _tile_stored(1, sums[1], 64);
+            _tile_stored(2, sums[2], 64);
+            _tile_stored(3, sums[3], 64);
+            int64_t in_group = m - g * AMX_ROWS < AMX_ROWS ? m - g * AMX_ROWS : AMX_ROWS;
+            for (int j = 0; j < n; j++) {
+                for (int64_t r = 0; r < in_group; r++) {
+                    int32_t *out = acc + accrows[g * AMX_ROWS + r] * ldacc + (first + j) * PANEL;
+                    __m512i total = _mm512_add_epi32(LOAD512(out), LOAD512(sums[j][r]));
+                    STORE512(out, total);
+                }
+            }
+        }
+    }
+    _tile_release();
+}
+
+/* Whether this process may use AMX: the CPU has its tiles and int8 products (CPUID leaf 7: EDX bits 24
+ * and 25) and Linux lets it use their state (arch_prctl ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA; Linux
+ * 5.16 and later). The permission holds for the whole process and its forked children. */
+#include <cpuid.h>
+static int amx_usable(void) {
+    unsigned eax, ebx, ecx, edx;
+    if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) || !((edx >> 24) & 1) || !((edx >> 25) & 1)) return 0;
+#ifdef SYS_arch_prctl
+    return syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XFEATURE_XTILEDATA */) == 0;
+#else
+    return 0;
+#endif
+}
+#else
+static int amx_usable(void) { return 0; }
+#endif
 #endif
 
 static int cpu_path(void) {
@@ -236,16 +356,17 @@ static int cpu_path(void) {
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
         __builtin_cpu_supports("avx512vnni"))
-        return VNNI;
+        return amx_usable() ? AMX : VNNI;
     if (__builtin_cpu_supports("avx2")) return AVX2;
 #endif
     return PORTABLE;
 }
 
-/* The version in use: 3 AVX-512 VNNI, 2 AVX2, 1 portable. `choice` 1-3 switches to that version for this
- * process where the CPU has it (tests and benchmarks run each on one machine); 0 only reads it. */
+/* The version in use: 4 AMX, 3 AVX-512 VNNI, 2 AVX2, 1 portable. `choice` 1-4 switches to that version
+ * for this process where the CPU has it (tests and benchmarks run each on one machine); 0 only reads it. */
 int condnet_int8_path(int choice) {
-    int best = cpu_path();
+    static int best = 0; /* asked once: AMX's permission is a system call */
+    if (best == 0) best = cpu_path();
     if (choice >= PORTABLE && choice <= best) path = choice;
     else if (path == 0) path = best;
     return path;
@@ -288,16 +409,31 @@ static void quads_portable(const int8_t *x, int64_t ldx, const int64_t *xrows, c
  * + k]) for r < m, in int32: x signed bytes (inputs of at most 127 in magnitude), B one output block laid
  * out by layout.int8_quads (panels of 16 outputs, the last one 8 wide; rows of each output's 4 weights of
  * 4 consecutive inputs, stored as w + 128); n_in, col0 and k multiples of 4. The caller takes the 128 x
- * sum of each example's inputs off once. AVX-512 VNNI where the version in use is 3, else portable. */
+ * sum of each example's inputs off once. AMX where the version in use is 4 (the 16-wide panels' first
+ * multiple of 64 inputs, in groups of AMX_MIN_ROWS or more), AVX-512 VNNI where it is 3 or 4 (the rest),
+ * else portable. */
 void condnet_int8_quads_product(const int8_t *x, int64_t ldx, const int64_t *xrows, const int64_t *accrows,
                                 int64_t m, int64_t col0, int64_t k, const uint8_t *panels, int64_t n_in,
                                 int64_t width, int32_t *acc, int64_t ldacc) {
     int version = path ? path : condnet_int8_path(0);
+#ifdef HAVE_AMX
+    int64_t full_panels = width / PANEL, on_tiles = k / 64 * 64;
+    if (version == AMX && m >= AMX_MIN_ROWS && on_tiles > 0 && full_panels > 0) {
+        quads_amx(x, ldx, xrows, accrows, m, col0, on_tiles, panels, n_in, full_panels, acc, ldacc);
+        for (int64_t o = 0; o < full_panels * PANEL && on_tiles < k; o += PANEL) /* inputs past the tiles */
+            quads_vnni(x, ldx, xrows, accrows, m, col0 + on_tiles, k - on_tiles,
+                       panels + o * n_in + (col0 + on_tiles) * PANEL, PANEL, acc + o, ldacc);
+        if (full_panels * PANEL < width) /* a last panel 8 wide */
+            quads_vnni(x, ldx, xrows, accrows, m, col0, k, panels + full_panels * PANEL * n_in + col0 * 8, 8,
+                       acc + full_panels * PANEL, ldacc);
+        return;
+    }
+#endif
     for (int64_t o = 0; o < width; o += PANEL) {
         int pw = width - o >= PANEL ? PANEL : 8;
         const uint8_t *panel = panels + o * n_in + col0 * pw;
 #ifdef HAVE_VECTORS
-        if (version == VNNI) {
+        if (version >= VNNI) {
             quads_vnni(x, ldx, xrows, accrows, m, col0, k, panel, pw, acc + o, ldacc);
             continue;
         }

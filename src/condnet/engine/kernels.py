@@ -199,7 +199,7 @@ int8_quads_product = types.ExternalFunction(
     types.void(types.intp, types.int64, types.intp, types.intp, types.int64, types.int64, types.int64,
                types.intp, types.int64, types.int64, types.intp, types.int64),
 )  # fmt: skip
-# the int8 product's version in use (3: AVX-512 VNNI, whose batches read the quads; native.int8_path)
+# the int8 product's version in use (3: AVX-512 VNNI, 4: AMX: batches then read the quads; native.int8_path)
 int8_path = types.ExternalFunction("condnet_int8_path", types.int32(types.int32))
 VNNI = 3
 
@@ -362,7 +362,7 @@ def block_layer_int8(x, in_mask, panels, quads, row_scales, bias, out_mask, acti
     batch, n_in, n_in_blocks, n_out_blocks = x.shape[0], x.shape[1], in_mask.shape[1], panels.shape[0]
     bs_in, bs_out = n_in // n_in_blocks, out.shape[1] // n_out_blocks
     width = panel_width(bs_out)
-    on_quads = int8_path(0) == VNNI
+    on_quads = int8_path(0) >= VNNI
     multiple = 4 if on_quads else 2
     ldx = int8_padded(n_in, bs_in, multiple)
     step = ldx // n_in_blocks
