@@ -8,8 +8,10 @@ import pathlib
 import sys
 
 before_dir, after_dir = (pathlib.Path(arg) for arg in sys.argv[1:3])
-print("| model | batch | threads | before: engine / ORT | after: engine / ORT | after / before | "
-      "efficiency vs ORT before -> after | after: of roofline |")
+print(
+    "| model | batch | threads | before: engine / ORT | after: engine / ORT | after / before | "
+    "efficiency vs ORT before -> after | after: of roofline |"
+)
 print("|---|---|---|---|---|---|---|---|")
 for path in sorted(after_dir.glob("*.json")):
     if not (before_dir / path.name).is_file():
@@ -22,5 +24,7 @@ for path in sorted(after_dir.glob("*.json")):
         before, after = o["engine_ms"] / o["ort_ms"], r["engine_ms"] / r["ort_ms"]
         roofline = f"{r['of_roofline']:.2f} ({r['bound']})" if "of_roofline" in r else "-"
         efficiency = f"{o['efficiency_vs_ort']:.2f} -> {r['efficiency_vs_ort']:.2f}"
-        print(f"| {path.stem} | {r['batch']} | {r['threads']} | {before:.2f} | {after:.2f} | "
-              f"{after / before:.2f} | {efficiency} | {roofline} |")
+        print(
+            f"| {path.stem} | {r['batch']} | {r['threads']} | {before:.2f} | {after:.2f} | "
+            f"{after / before:.2f} | {efficiency} | {roofline} |"
+        )
