@@ -262,3 +262,18 @@ def test_int8_refuses_non_finite_inputs_and_takes_large_ones():
                 engine.forward(x)
     logits, _ = engine.forward(np.full((2, 6), 1e30, np.float32))  # large but finite: quantized like any
     assert np.isfinite(logits).all()
+
+
+def test_rows_of_subnormal_weights_quantize_to_zero_without_a_warning():
+    """A row whose largest |weight| is subnormal (weight decay on blocks a router never picks: runs/mnist_best
+    holds 22,578 such weights) has a scale that underflows to 0 in float32: it divided by zero (numpy's
+    RuntimeWarnings, NaN cast to int8). It is stored as a zero row (scale 1), as an all-zero row is; the
+    others as before (hand-computed: 127 and -64 at scale 1/127 x 2)."""
+    import warnings
+
+    weight = np.array([[1e-44, -3e-45, 0.0], [2.0, -1.0, 0.0], [0.0, 0.0, 0.0]], np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        q, scales = layout.int8_rows(weight)
+    np.testing.assert_array_equal(q, [[0, 0, 0], [127, -64, 0], [0, 0, 0]])
+    np.testing.assert_array_equal(scales, np.array([1.0, 2.0 / 127, 1.0], np.float32))

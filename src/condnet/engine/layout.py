@@ -52,10 +52,11 @@ INT8_MAX = 127
 
 def int8_rows(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """W (n_out, n_in) -> (q, scales): q int8 with W[o] ~= scales[o] * q[o], one scale per output row
-    (its largest |weight| maps to 127; rounded to nearest, ties to even); an all-zero row has scale 1."""
+    (its largest |weight| maps to 127; rounded to nearest, ties to even); an all-zero row has scale 1, and
+    so has a row so small that its scale underflows to 0 (subnormal weights: its q is then 0)."""
     weight = np.asarray(weight, np.float32)
-    largest = np.abs(weight).max(axis=1)
-    scales = np.where(largest > 0, largest / np.float32(INT8_MAX), np.float32(1.0)).astype(np.float32)
+    scales = np.abs(weight).max(axis=1) / np.float32(INT8_MAX)
+    scales[scales == 0] = 1.0
     q = np.clip(np.rint(weight / scales[:, None]), -INT8_MAX, INT8_MAX).astype(np.int8)
     return q, scales
 
