@@ -187,15 +187,18 @@ def test_int8_matches_the_quantized_reference(batch):
 
 
 def test_int8_batches_on_two_threads_match_the_quantized_reference():
-    """Two threads take slices of the batch where a layer has INT8_PARALLEL_MIN_WORK multiply-adds: each
-    example's answer is the reference's, and the same bits as on one thread."""
-    model = make_model(2048, [(8, 64), (4, 16)], 5)
+    """Two threads take slices of the batch where a layer has INT8_PARALLEL_MIN_WORK multiply-adds
+    (INT8_AMX_PARALLEL_MIN_WORK on AMX): each example's answer is the reference's, and the same bits as on
+    one thread."""
+    model = make_model(4096, [(8, 64), (4, 16)], 5)
     rng = np.random.default_rng(0)
-    x = rng.random((61, 2048), dtype=np.float32) * 2 - 1
+    x = rng.random((61, 4096), dtype=np.float32) * 2 - 1
     masks = [(rng.random((61, k)) < 0.9).astype(np.float32) for k in (8, 4)]
     for mask in masks:
         mask[:, 0] = 1
-    assert 61 * 2048 * masks[0].sum(axis=1).mean() * 64 >= kernels.INT8_PARALLEL_MIN_WORK  # layer 0 splits
+    amx = native.int8_path() == 4
+    threshold = kernels.INT8_AMX_PARALLEL_MIN_WORK if amx else kernels.INT8_PARALLEL_MIN_WORK
+    assert 61 * 4096 * masks[0].sum(axis=1).mean() * 64 >= threshold  # layer 0 splits
     two, used = Engine(model, threads=2, weights="int8").forward(x, masks=masks)
     expected = quantized_forward(model, x, masks)
     np.testing.assert_allclose(two, expected, rtol=1e-5, atol=1e-5 * max(1.0, np.abs(expected).max()))

@@ -201,7 +201,7 @@ int8_quads_product = types.ExternalFunction(
 )  # fmt: skip
 # the int8 product's version in use (3: AVX-512 VNNI, 4: AMX: batches then read the quads; native.int8_path)
 int8_path = types.ExternalFunction("condnet_int8_path", types.int32(types.int32))
-VNNI = 3
+VNNI, AMX = 3, 4
 
 # microkernel.c's product, called by name (condnet.engine.native has loaded it): acc[accrows[r]] +=
 # x[xrows[r], col0 : col0 + k] @ panels[col0 : col0 + k] for r < m. Arguments: x, ldx, xrows, accrows, m,
@@ -983,12 +983,20 @@ PARALLEL_MIN_WEIGHTS = 600_000
 # (libgomp's default; RESULTS 10.17)
 SPLIT_OUTPUTS_BELOW = 16
 # An int8 layer splits its examples between threads (an OpenMP region) from this many multiply-adds:
-# its products run about twice as fast as float32's (the 16-bit product of RESULTS 10.18, which this was
-# measured with; not re-measured with 10.19's quads, faster still), and on that Xeon VM waking a
-# sleeping OpenMP thread took ~100 us: at 5-31 M multiply-adds two threads were slower than one (gated
-# 3072-640-640-10 at 18 %, batch 16: 0.38 ms against 0.18; dense, batch 16: 0.42 against 0.37), from
-# 90 M faster (dense, batch 50: 0.80 against 1.13; gated, batch 256: 1.68 against 2.04).
+# its products run 2-4x as fast as float32's, and on that Xeon VM waking a sleeping OpenMP thread took
+# ~100-150 us. Measured with the 16-bit product (RESULTS 10.18): at 5-31 M multiply-adds two threads were
+# slower than one (gated 3072-640-640-10 at 18 %, batch 16: 0.38 ms against 0.18), from 90 M faster; with
+# VNNI's quads level at 40-60 M (one dense layer, RESULTS 10.21). On AMX's tiles, twice as fast again,
+# two threads were 1.3-1.5x slower than one at 50-67 M and level only at 80-105 M: hence its own threshold.
 INT8_PARALLEL_MIN_WORK = 48_000_000
+INT8_AMX_PARALLEL_MIN_WORK = 100_000_000
+
+
+@njit(inline="always")
+def int8_parallel_min_work():
+    """The multiply-adds from which an int8 layer splits its examples between threads, for the int8
+    product in use."""
+    return INT8_AMX_PARALLEL_MIN_WORK if int8_path(0) == AMX else INT8_PARALLEL_MIN_WORK
 
 
 @njit(inline="always")
@@ -1089,7 +1097,8 @@ def forward_batch(x, weights, meta, noise, masks, mode, threads):
             quads = _panels(weights, row[M_QUADS], n_out_blocks, int8_padded(n_in, bs_in, 4), bs_out, 4)
             row_scales = weights[row[M_SCALES] : row[M_SCALES] + n_out_blocks * bs_out]
             activation = row[M_ACTIVATION]
-            if threads > 1 and _active_work(in_mask, on, h.shape[1], out.shape[1]) >= INT8_PARALLEL_MIN_WORK:
+            work = _active_work(in_mask, on, h.shape[1], out.shape[1]) if threads > 1 else 0
+            if work >= int8_parallel_min_work():
                 non_finite = block_layer_int8_parallel(
                     h, in_mask, panels, quads, row_scales, bias, on, activation, out, threads
                 )
