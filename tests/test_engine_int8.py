@@ -280,3 +280,18 @@ def test_rows_of_subnormal_weights_quantize_to_zero_without_a_warning():
         q, scales = layout.int8_rows(weight)
     np.testing.assert_array_equal(q, [[0, 0, 0], [127, -64, 0], [0, 0, 0]])
     np.testing.assert_array_equal(scales, np.array([1.0, 2.0 / 127, 1.0], np.float32))
+
+
+def test_an_input_too_small_to_scale_quantizes_to_zeros():
+    """An int8 layer input whose largest |value| is below bound / FLT_MAX (3.7e-37 for 127) made the
+    inverse scale infinite (inputs x inf, then a float-to-int8 cast of inf: undefined). It rounds to zeros
+    now (scale and inverse 0, as an input of zeros); a normal small input keeps its scales (hand-computed:
+    127 / 1e-30 and 1e-30 / 127)."""
+    assert kernels.int8_input_scales(np.float32(1e-38), np.float32(127)) == (0.0, 0.0)
+    scale, inverse = kernels.int8_input_scales(np.float32(1e-30), np.float32(127))
+    assert scale == np.float32(1e-30) / np.float32(127) and inverse == np.float32(127) / np.float32(1e-30)
+    model = make_model(8, [(2, 4)], 3)
+    tiny = np.full((3, 8), 1e-38, np.float32)
+    engine = Engine(model, weights="int8")
+    np.testing.assert_array_equal(engine.forward(tiny)[0], engine.forward(np.zeros_like(tiny))[0])
+    np.testing.assert_array_equal(engine.forward(tiny[:1])[0], engine.forward(np.zeros_like(tiny[:1]))[0])

@@ -806,9 +806,13 @@ def int8_input_bound(n_in):
 @njit(error_model="numpy")
 def int8_input_scales(largest, bound):
     """(scale, inverse) of an int8 layer's input whose largest |value| is `largest`: x ~= scale * q with
-    q = rint(x * inverse), |q| <= bound. An input of zeros has scale 0 (every product 0); an overflowed
-    (infinite) one gives infinite or NaN outputs, as float32 does."""
-    return largest / bound, (bound / largest if largest > 0 else np.float32(0.0))
+    q = rint(x * inverse), |q| <= bound. An input of zeros has scale 0 (every product 0), and so has one
+    too small for a finite inverse (below bound / FLT_MAX: it rounds to zeros); an overflowed (infinite)
+    one gives infinite or NaN outputs, as float32 does."""
+    inverse = bound / largest if largest > 0 else np.float32(0.0)
+    if inverse == np.inf:
+        return np.float32(0.0), np.float32(0.0)
+    return largest / bound, inverse
 
 
 @njit(error_model="numpy")
