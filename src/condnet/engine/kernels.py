@@ -799,6 +799,9 @@ def int8_input_bound(n_in):
     return min(127, (2**31 - 1) // (255 * n_in))
 
 
+FLOAT32_MAX = np.float32(np.finfo(np.float32).max)
+
+
 # Not fastmath, not inlined: numba's inlining would lower them with the caller's flags, and under fastmath
 # LLVM may turn a division into a multiplication by the reciprocal in one caller and not in another: the
 # batch kernel then gave its examples other int8 outputs than batch 1 (1 ulp in a scale, which moved
@@ -809,10 +812,11 @@ def int8_input_scales(largest, bound):
     q = rint(x * inverse), |q| <= bound. An input of zeros has scale 0 (every product 0), and so has one
     too small for a finite inverse (below bound / FLT_MAX: it rounds to zeros); an overflowed (infinite)
     one gives infinite or NaN outputs, as float32 does."""
-    inverse = bound / largest if largest > 0 else np.float32(0.0)
-    if inverse == np.inf:
+    # compared before dividing: a test of the quotient for infinity is folded away when a fastmath caller
+    # compiles this function (its flags assume no infinities), as a fresh cache's first compile did
+    if largest > 0 and largest <= bound / FLOAT32_MAX:
         return np.float32(0.0), np.float32(0.0)
-    return largest / bound, inverse
+    return largest / bound, (bound / largest if largest > 0 else np.float32(0.0))
 
 
 @njit(error_model="numpy")
