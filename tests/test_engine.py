@@ -383,31 +383,62 @@ def test_unseeded_small_batch_draws_follow_the_policy(kind, batch):
     assert_matches(logits, given)
 
 
-def test_a_fresh_install_says_when_it_compiles(tmp_path):
-    """In a fresh install the import and the first batch compiled for minutes without a word (issue 23):
-    the import says so before it compiles the batch-1 kernel; making an engine says nothing more."""
+@pytest.fixture(scope="module")
+def fresh_install(tmp_path_factory):
+    """A process that imports the engine and makes one with nothing in numba's cache (a fresh install), and
+    prints, for the helpers the fastmath kernels must not compile with their flags, how many of their LLVM
+    instructions carry fastmath flags (inspection works for code compiled, not loaded from the cache)."""
     import os
     import subprocess
     import sys
 
     code = """
+import sys
 import numpy as np
 from condnet.checkpoint import Checkpoint, expected_shapes
 from condnet.config import Config, ModelConfig, validate
-from condnet.engine import Engine
+from condnet.engine import Engine, kernels
 print("imported", file=sys.stderr)
 m = validate(Config(model=ModelConfig(widths=[8], block_size=[4]))).model
 Engine(Checkpoint(6, 3, m, {k: np.zeros(s, np.float32) for k, s in expected_shapes(6, 3, m).items()}))
+for helper in (kernels.int8_input_scales, kernels.int8_scaled):
+    for ir in helper.inspect_llvm().values():
+        print(helper.__name__, sum(" fast " in line for line in ir.splitlines()))
 """
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}  # nothing cached: a fresh install
-    result = subprocess.run([sys.executable, "-c", "import sys" + code], env=env, capture_output=True,
-                            text=True, timeout=600)  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    said = [line for line in result.stderr.splitlines() if line.startswith("condnet:") or line == "imported"]
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path_factory.mktemp("numba"))}  # nothing cached
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_a_fresh_install_says_when_it_compiles(fresh_install):
+    """In a fresh install the import and the first batch compiled for minutes without a word (issue 23):
+    the import says so before it compiles the batch-1 kernel; making an engine says nothing more."""
+    assert fresh_install.returncode == 0, fresh_install.stderr
+    said = [
+        line
+        for line in fresh_install.stderr.splitlines()
+        if line.startswith("condnet:") or line == "imported"
+    ]
     assert said == [
         "condnet: compiling the engine's batch-1 kernels for this CPU (about 40 s, once: numba caches them)",
         "imported",
     ]
+
+
+def test_the_int8_helpers_compile_with_their_own_flags_once():
+    """int8_input_scales and int8_scaled must give batch 1 and batches the same scales (not fastmath). Left
+    to compile on first use, numba compiled them with the flags of the fastmath kernel that called them
+    first (numba #7168: 5 and 20 fastmath instructions in a fresh install), once per argument type (the
+    offset as a literal 0 and as int64: two compiled versions). Now: one version each, no fastmath, and no
+    caller can compile another."""
+    from condnet.engine import kernels
+
+    for helper in (kernels.int8_input_scales, kernels.int8_scaled):
+        assert len(helper.signatures) == 1 and not helper._can_compile, helper.__name__
+
+
+def test_a_fresh_install_compiles_the_int8_helpers_without_fastmath(fresh_install):
+    assert fresh_install.returncode == 0, fresh_install.stderr
+    assert fresh_install.stdout.split() == ["int8_input_scales", "0", "int8_scaled", "0"]
 
 
 def test_the_first_batch_says_it_compiles_and_batch_one_never_does(monkeypatch, caplog):

@@ -802,11 +802,12 @@ def int8_input_bound(n_in):
 FLOAT32_MAX = np.float32(np.finfo(np.float32).max)
 
 
-# Not fastmath, not inlined: numba's inlining would lower them with the caller's flags, and under fastmath
-# LLVM may turn a division into a multiplication by the reciprocal in one caller and not in another: the
-# batch kernel then gave its examples other int8 outputs than batch 1 (1 ulp in a scale, which moved
-# a rounding of the next layer's input: 1e-5 in the logits).
-@njit(error_model="numpy")
+# Not fastmath, not inlined, and compiled here with one signature each: under fastmath LLVM may turn a
+# division into a multiplication by the reciprocal in one caller and not in another (the batch kernel then
+# gave its examples other int8 outputs than batch 1: 1 ulp in a scale, which moved a rounding of the next
+# layer's input, 1e-5 in the logits). Inlined, they take the caller's flags; left to compile on first use,
+# they take the flags of whichever fastmath kernel compiles first (numba issue #7168).
+@njit("UniTuple(float32, 2)(float32, float32)", error_model="numpy", cache=True)
 def int8_input_scales(largest, bound):
     """(scale, inverse) of an int8 layer's input whose largest |value| is `largest`: x ~= scale * q with
     q = rint(x * inverse), |q| <= bound. An input of zeros has scale 0 (every product 0), and so has one
@@ -819,7 +820,7 @@ def int8_input_scales(largest, bound):
     return largest / bound, (bound / largest if largest > 0 else np.float32(0.0))
 
 
-@njit(error_model="numpy")
+@njit("void(int32[::1], int64, float32, float32[::1], float32[::1])", error_model="numpy", cache=True)
 def int8_scaled(sums, offset, scale, row_scales, out):
     """out[c] = (sums[c] - offset) * (scale * row_scales[c]) over a block, sums int32 (see
     int8_input_scales; offset: what the quads product added)."""
@@ -857,7 +858,7 @@ def _blocks_one_int8(tiles, scales, h, in_mask, all_in, on, hidden, scaled, gate
             if all_in or in_mask[i]:
                 int8_dots(quantized[i * bs_in :].ctypes.data, tiles[j, i].ctypes.data, bs_in, bs_out, acc_at)
         block = out[j * bs_out : (j + 1) * bs_out]
-        int8_scaled(acc, 0, scale, scales[j * bs_out : (j + 1) * bs_out], block)
+        int8_scaled(acc, np.int64(0), scale, scales[j * bs_out : (j + 1) * bs_out], block)
         _finish_block(block, bias[j * bs_out : (j + 1) * bs_out], activation)
         if hidden and scaled:
             block *= gates[j]
