@@ -383,6 +383,10 @@ def test_unseeded_small_batch_draws_follow_the_policy(kind, batch):
     assert_matches(logits, given)
 
 
+# helpers the fastmath kernels call that must not be fastmath (see kernels.py)
+NON_FASTMATH_HELPERS = ("int8_input_scales", "int8_scaled", "decide_example", "decide_examples")
+
+
 @pytest.fixture(scope="module")
 def fresh_install(tmp_path_factory):
     """A process that imports the engine and makes one with nothing in numba's cache (a fresh install), and
@@ -401,12 +405,18 @@ from condnet.engine import Engine, kernels
 print("imported", file=sys.stderr)
 m = validate(Config(model=ModelConfig(widths=[8], block_size=[4]))).model
 Engine(Checkpoint(6, 3, m, {k: np.zeros(s, np.float32) for k, s in expected_shapes(6, 3, m).items()}))
-for helper in (kernels.int8_input_scales, kernels.int8_scaled):
-    for ir in helper.inspect_llvm().values():
-        print(helper.__name__, sum(" fast " in line for line in ir.splitlines()))
+for name in sys.argv[1:]:
+    for ir in getattr(kernels, name).inspect_llvm().values():
+        print(name, sum(" fast " in line for line in ir.splitlines()))
 """
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path_factory.mktemp("numba"))}  # nothing cached
-    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-c", code, *NON_FASTMATH_HELPERS],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_a_fresh_install_says_when_it_compiles(fresh_install):
@@ -424,21 +434,23 @@ def test_a_fresh_install_says_when_it_compiles(fresh_install):
     ]
 
 
-def test_the_int8_helpers_compile_with_their_own_flags_once():
-    """int8_input_scales and int8_scaled must give batch 1 and batches the same scales (not fastmath). Left
-    to compile on first use, numba compiled them with the flags of the fastmath kernel that called them
-    first (numba #7168: 5 and 20 fastmath instructions in a fresh install), once per argument type (the
-    offset as a literal 0 and as int64: two compiled versions). Now: one version each, no fastmath, and no
-    caller can compile another."""
+def test_the_non_fastmath_helpers_compile_with_their_own_flags_once():
+    """The fastmath kernels call helpers that must not be fastmath: the int8 input scales and scaling
+    (batch 1 and batches must give the same scales) and the decisions (exp overflows to inf for very
+    negative scores). Left to compile on first use, numba compiled them with the flags of the fastmath
+    kernel that called them first (numba #7168: 5, 20, 113 and 113 fastmath instructions in a fresh
+    install), int8_scaled once per type of its offset (a literal 0 and int64). Now: one version each, and
+    no caller can compile another."""
     from condnet.engine import kernels
 
-    for helper in (kernels.int8_input_scales, kernels.int8_scaled):
-        assert len(helper.signatures) == 1 and not helper._can_compile, helper.__name__
+    for name in NON_FASTMATH_HELPERS:
+        helper = getattr(kernels, name)
+        assert len(helper.signatures) == 1 and not helper._can_compile, name
 
 
-def test_a_fresh_install_compiles_the_int8_helpers_without_fastmath(fresh_install):
+def test_a_fresh_install_compiles_the_non_fastmath_helpers_without_fastmath(fresh_install):
     assert fresh_install.returncode == 0, fresh_install.stderr
-    assert fresh_install.stdout.split() == ["int8_input_scales", "0", "int8_scaled", "0"]
+    assert fresh_install.stdout.split() == [word for name in NON_FASTMATH_HELPERS for word in (name, "0")]
 
 
 def test_the_first_batch_says_it_compiles_and_batch_one_never_does(monkeypatch, caplog):

@@ -664,16 +664,20 @@ def _decide(code, arg, scores, rate, p_min, p_max, mode, noise, on, gates):
 
 
 # The decisions are compiled apart from the fastmath kernels, which would inline them with their flags
-# (exp overflows to inf for very negative scores and must stay inf). A call of a compiled function with
-# array arguments costs about 150 ns (measured: 40 us a layer at batch 256), so the batch path makes one
-# call per layer, not one per example.
-@njit
+# (exp overflows to inf for very negative scores and must stay inf), and here, with one signature each:
+# left to compile on first use, they took the flags of the fastmath kernel that called them (numba issue
+# #7168; 113 fastmath instructions each in a fresh install). A call of a compiled function with array
+# arguments costs about 150 ns (measured: 40 us a layer at batch 256), so the batch path makes one call
+# per layer, not one per example.
+@njit("void(int64, int64, float32[::1], float32, float32, float32, int64, float32[::1], uint8[::1], "
+      "float32[::1])", cache=True)  # fmt: skip
 def decide_example(code, arg, scores, rate, p_min, p_max, mode, noise, on, gates):
     """`_decide` for one example (batch 1)."""
     _decide(code, arg, scores, rate, p_min, p_max, mode, noise, on, gates)
 
 
-@njit
+@njit("void(int64, int64, float32[:, ::1], float32, float32, float32, int64, float32[:, ::1], uint8[:, :], "
+      "float32[:, ::1])", cache=True)  # fmt: skip
 def decide_examples(code, arg, scores, rate, p_min, p_max, mode, noise, on, gates):
     """`_decide` for every example, row b of scores, on, gates; noise: (batch, >= n_blocks) draws, read in
     mode SAMPLE by the decisions that draw (it may be empty for the others)."""
