@@ -90,15 +90,16 @@ def products_reference(function, x, q, acc, xrows, accrows, block, bs_in, padded
 @pytest.mark.parametrize("function", ["pairs", "quads"])
 @pytest.mark.parametrize("path", int8_paths())
 @pytest.mark.parametrize(
-    ("bs_in", "bs_out"), [(1, 8), (6, 16), (7, 16), (10, 24), (33, 40), (64, 64), (130, 88), (256, 136)]
+    ("bs_in", "bs_out"),
+    [(1, 8), (6, 16), (7, 16), (10, 24), (33, 40), (64, 64), (124, 32), (130, 88), (256, 136)],
 )
 def test_the_int8_batch_products_are_exact_integer_sums(function, path, bs_in, bs_out):
     """Both products (pairs: every version; quads: AMX where path 4 is, VNNI where 3 or 4 is, else
     portable) for every example count from 1 to 27 (the 12- and 6-example VNNI steps and every remainder;
-    AMX's groups of 16, the examples below its minimum; inputs past its last 64 (130), more than the four
-    panels its inputs are shared by (88: five and a last panel 8 wide; 136: eight and one 8 wide)), against
-    numpy's int64 products: the layouts' pairs or quads, padding and (quads) unsigned weights, and the
-    products."""
+    AMX's groups of 16, the examples below its minimum; inputs past its last 64, on tiles of their own
+    width (130, padded to 132: 4 more; 124: 60, the widest such tile); more than the four panels its
+    inputs are shared by (88: five and a last panel 8 wide; 136: eight and one 8 wide)), against numpy's
+    int64 products: the layouts' pairs or quads, padding and (quads) unsigned weights, and the products."""
     quads = function == "quads"
     n_in_blocks, multiple = 3, 4 if quads else 2
     padded = -(-bs_in // multiple) * multiple

@@ -18,8 +18,8 @@
  * as rows of tiles instead.
  *
  * Versions picked at load: AMX (quads: a quad row of a 16-wide panel is a row of an AMX weight tile;
- * groups of 8 or more examples, up to 16 at a time, by tdpbsud; the rest of a group's inputs, narrow
- * panels and smaller groups by VNNI), AVX-512 VNNI (quads; a 16-wide panel is one register, 12 examples
+ * groups of 8 or more examples, up to 16 at a time, by tdpbsud; input blocks under 64, narrow panels
+ * and smaller groups by VNNI), AVX-512 VNNI (quads; a 16-wide panel is one register, 12 examples
  * per step), AVX2 (pairs; 6 examples x 16 outputs), portable C (both). `condnet_int8_path` reads or
  * switches the choice, so that tests run every version the CPU has. Intrinsics under target attributes
  * rather than target_clones: GCC's generic vectors have no byte or pairwise multiply-add.
@@ -237,7 +237,10 @@ ON_VNNI static void quads_vnni(const int8_t *x, int64_t ldx, const int64_t *xrow
  * 16 outputs, as layout.int8_quads stores them); an input tile (A) 16 examples' 64 signed input bytes,
  * gathered into a buffer of this thread (a tile loads rows at one stride); tdpbsud adds signed x unsigned
  * products of 4 into 16 x 16 int32 sums: 16,384 multiply-adds an instruction, the same integers as
- * vpdpbusd's. Up to 4 panels (C tiles 0-3) share each input tile. */
+ * vpdpbusd's. Up to 4 panels (C tiles 0-3) share each input tile. Inputs past the last multiple of 64
+ * (784 = 12 x 64 + 16) run on two more tiles of their own width (6: inputs, 7: weights), in the same pass:
+ * a separate VNNI pass over every example's sums for them cost more than the tiles' 48 missing inputs
+ * (RESULTS 10.22). */
 #if (defined(__clang__) && __clang_major__ >= 12) || (!defined(__clang__) && __GNUC__ >= 11)
 #define HAVE_AMX 1 /* compilers from these know AMX's intrinsics */
 #include <sys/syscall.h>
@@ -268,7 +271,7 @@ static int8_t *gather_buffer(size_t size) {
 ON_AMX static void quads_amx(const int8_t *x, int64_t ldx, const int64_t *xrows, const int64_t *accrows,
                              int64_t m, int64_t col0, int64_t k, const uint8_t *panels, int64_t n_in,
                              int64_t full_panels, int32_t *acc, int64_t ldacc) {
-    int64_t groups = (m + AMX_ROWS - 1) / AMX_ROWS;
+    int64_t groups = (m + AMX_ROWS - 1) / AMX_ROWS, on_tiles = k / 64 * 64, tail = k - on_tiles;
     int8_t *a = gather_buffer((size_t)(groups * AMX_ROWS * k));
     if (a == NULL) { /* no memory for the gathered inputs: the VNNI product needs none */
         for (int64_t o = 0; o < full_panels * PANEL; o += PANEL)
@@ -287,6 +290,12 @@ ON_AMX static void quads_amx(const int8_t *x, int64_t ldx, const int64_t *xrows,
         config.colsb[t] = 64;
         config.rows[t] = AMX_ROWS;
     }
+    if (tail > 0) { /* 6: the last inputs (A, tail bytes a row); 7: their weights (B, a quad row each) */
+        config.colsb[6] = (uint16_t)tail;
+        config.rows[6] = AMX_ROWS;
+        config.colsb[7] = 64;
+        config.rows[7] = (uint8_t)(tail / 4);
+    }
     _tile_loadconfig(&config);
     int32_t sums[AMX_PANELS][AMX_ROWS][PANEL];
     for (int64_t first = 0; first < full_panels; first += AMX_PANELS) {
@@ -299,7 +308,7 @@ ON_AMX static void quads_amx(const int8_t *x, int64_t ldx, const int64_t *xrows,
             _tile_zero(1);
             _tile_zero(2);
             _tile_zero(3);
-            for (int64_t i = 0; i < k; i += 64) { /* a quad row is 64 bytes: input i's row at i * 16 */
+            for (int64_t i = 0; i < on_tiles; i += 64) { /* a quad row is 64 bytes: input i's at i * 16 */
                 _tile_loadd(4, rows + i, k);
                 _tile_loadd(5, b + i * PANEL, 64);
                 _tile_dpbsud(0, 4, 5);
@@ -314,6 +323,23 @@ ON_AMX static void quads_amx(const int8_t *x, int64_t ldx, const int64_t *xrows,
                 if (n > 3) {
                     _tile_loadd(5, b + 3 * stride + i * PANEL, 64);
                     _tile_dpbsud(3, 4, 5);
+                }
+            }
+            if (tail > 0) {
+                _tile_loadd(6, rows + on_tiles, k);
+                _tile_loadd(7, b + on_tiles * PANEL, 64);
+                _tile_dpbsud(0, 6, 7);
+                if (n > 1) {
+                    _tile_loadd(7, b + stride + on_tiles * PANEL, 64);
+                    _tile_dpbsud(1, 6, 7);
+                }
+                if (n > 2) {
+                    _tile_loadd(7, b + 2 * stride + on_tiles * PANEL, 64);
+                    _tile_dpbsud(2, 6, 7);
+                }
+                if (n > 3) {
+                    _tile_loadd(7, b + 3 * stride + on_tiles * PANEL, 64);
+                    _tile_dpbsud(3, 6, 7);
                 }
             }
             _tile_stored(0, sums[0], 64);
@@ -409,20 +435,17 @@ static void quads_portable(const int8_t *x, int64_t ldx, const int64_t *xrows, c
  * + k]) for r < m, in int32: x signed bytes (inputs of at most 127 in magnitude), B one output block laid
  * out by layout.int8_quads (panels of 16 outputs, the last one 8 wide; rows of each output's 4 weights of
  * 4 consecutive inputs, stored as w + 128); n_in, col0 and k multiples of 4. The caller takes the 128 x
- * sum of each example's inputs off once. AMX where the version in use is 4 (the 16-wide panels' first
- * multiple of 64 inputs, in groups of AMX_MIN_ROWS or more), AVX-512 VNNI where it is 3 or 4 (the rest),
- * else portable. */
+ * sum of each example's inputs off once. AMX where the version in use is 4 (the 16-wide panels of 64
+ * inputs or more, in groups of AMX_MIN_ROWS or more), AVX-512 VNNI where it is 3 or 4 (the rest), else
+ * portable. */
 void condnet_int8_quads_product(const int8_t *x, int64_t ldx, const int64_t *xrows, const int64_t *accrows,
                                 int64_t m, int64_t col0, int64_t k, const uint8_t *panels, int64_t n_in,
                                 int64_t width, int32_t *acc, int64_t ldacc) {
     int version = path ? path : condnet_int8_path(0);
 #ifdef HAVE_AMX
-    int64_t full_panels = width / PANEL, on_tiles = k / 64 * 64;
-    if (version == AMX && m >= AMX_MIN_ROWS && on_tiles > 0 && full_panels > 0) {
-        quads_amx(x, ldx, xrows, accrows, m, col0, on_tiles, panels, n_in, full_panels, acc, ldacc);
-        for (int64_t o = 0; o < full_panels * PANEL && on_tiles < k; o += PANEL) /* inputs past the tiles */
-            quads_vnni(x, ldx, xrows, accrows, m, col0 + on_tiles, k - on_tiles,
-                       panels + o * n_in + (col0 + on_tiles) * PANEL, PANEL, acc + o, ldacc);
+    int64_t full_panels = width / PANEL;
+    if (version == AMX && m >= AMX_MIN_ROWS && k >= 64 && full_panels > 0) {
+        quads_amx(x, ldx, xrows, accrows, m, col0, k, panels, n_in, full_panels, acc, ldacc);
         if (full_panels * PANEL < width) /* a last panel 8 wide */
             quads_vnni(x, ldx, xrows, accrows, m, col0, k, panels + full_panels * PANEL * n_in + col0 * 8, 8,
                        acc + full_panels * PANEL, ldacc);
