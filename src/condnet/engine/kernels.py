@@ -98,8 +98,17 @@ def _finish_block(values, bias, activation):
 @njit(inline="always", fastmath=True, error_model="numpy")
 def _finish_rows(acc, n, bs, bias, activation):
     """acc[e, c] = f(acc[e, c] + bias[c]) for e < n, c < bs, in place: `_finish_block` over rows, as
-    index loops (one loop nest per activation, for the same reason)."""
-    if activation == TANH:
+    index loops (one loop nest per activation, for the same reason). acc: C-contiguous (rows, width >= bs).
+    Where its rows are bs wide, tanh runs over its first n rows as one flat loop: LLVM vectorizes a loop
+    of few iterations poorly, and rows of 16 took 2.9x the time (256 x 16; 50 x 64: 1.4x)."""
+    if activation == TANH and acc.shape[1] == bs:
+        for e in range(n):
+            for c in range(bs):
+                acc[e, c] += bias[c]
+        flat = acc.reshape(acc.size)[: n * bs]  # a view: reshape refuses a non-contiguous acc
+        for i in range(flat.shape[0]):
+            flat[i] = tanh(flat[i])
+    elif activation == TANH:
         for e in range(n):
             for c in range(bs):
                 acc[e, c] = tanh(acc[e, c] + bias[c])
