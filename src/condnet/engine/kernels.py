@@ -96,30 +96,22 @@ def _finish_block(values, bias, activation):
 
 
 @njit(inline="always", fastmath=True, error_model="numpy")
-def _finish_rows(acc, n, bs, bias, activation):
-    """acc[e, c] = f(acc[e, c] + bias[c]) for e < n, c < bs, in place: `_finish_block` over rows, as
-    index loops (one loop nest per activation, for the same reason). acc: C-contiguous (rows, width >= bs).
-    Where its rows are bs wide, tanh runs over its first n rows as one flat loop: LLVM vectorizes a loop
-    of few iterations poorly, and rows of 16 took 2.9x the time (256 x 16; 50 x 64: 1.4x)."""
-    if activation == TANH and acc.shape[1] == bs:
+def _tanh_rows(acc, n, bs, bias):
+    """acc[e, c] = tanh(acc[e, c] + bias[c]) for e < n, c < bs, in place (acc: C-contiguous, rows of width
+    >= bs). Where the rows are bs wide, tanh runs over the n rows as one flat loop after the bias: LLVM
+    vectorizes a loop of few iterations poorly, and rows of 16 took 2.9x the time (256 x 16; 50 x 64:
+    1.4x)."""
+    if acc.shape[1] == bs:
         for e in range(n):
             for c in range(bs):
                 acc[e, c] += bias[c]
         flat = acc.reshape(acc.size)[: n * bs]  # a view: reshape refuses a non-contiguous acc
         for i in range(flat.shape[0]):
             flat[i] = tanh(flat[i])
-    elif activation == TANH:
-        for e in range(n):
-            for c in range(bs):
-                acc[e, c] = tanh(acc[e, c] + bias[c])
-    elif activation == RELU:
-        for e in range(n):
-            for c in range(bs):
-                acc[e, c] = max(acc[e, c] + bias[c], np.float32(0.0))
     else:
         for e in range(n):
             for c in range(bs):
-                acc[e, c] += bias[c]
+                acc[e, c] = tanh(acc[e, c] + bias[c])
 
 
 @intrinsic
@@ -309,11 +301,25 @@ def _finish_output_block(acc, rows, n, j, bs_out, bias, activation, out):
     non_finite = 0
     for e in range(n):
         non_finite += (bits[e] & 0x7F800000) == 0x7F800000
-    _finish_rows(acc, n, bs_out, bias[c0 : c0 + bs_out], activation)
-    for e in range(n):  # index loops: a slice per example cost more than its copy (~50 ns each)
-        r = rows[e]
-        for c in range(bs_out):
-            out[r, c0 + c] = acc[e, c]
+    bias = bias[c0 : c0 + bs_out]
+    # index loops: a slice per example cost more than its copy (~50 ns each); one loop nest per
+    # activation, so each vectorizes (see _finish_block); relu and identity in the copy itself
+    if activation == TANH:
+        _tanh_rows(acc, n, bs_out, bias)
+        for e in range(n):
+            r = rows[e]
+            for c in range(bs_out):
+                out[r, c0 + c] = acc[e, c]
+    elif activation == RELU:
+        for e in range(n):
+            r = rows[e]
+            for c in range(bs_out):
+                out[r, c0 + c] = max(acc[e, c] + bias[c], np.float32(0.0))
+    else:
+        for e in range(n):
+            r = rows[e]
+            for c in range(bs_out):
+                out[r, c0 + c] = acc[e, c] + bias[c]
     return non_finite
 
 
