@@ -495,6 +495,7 @@ def test_a_large_dense_layer_shares_its_outputs_between_threads(weights):
 
     model = make_model(1501, [(1, 1000), (1, 24)], 7, kind="nn", activation="relu")  # odd: bf16's halves
     assert 1501 * 1000 >= kernels.PARALLEL_MIN_WEIGHTS
+    assert (kernels.SPLIT_OUTPUTS_BELOW + 1) * 1501 * 1000 >= kernels.PARALLEL_SPLIT_MIN_WORK
     engine = Engine(model, threads=2, weights=weights)
     assert engine._one_by_batch and not Engine(model, threads=1)._one_by_batch
     reference = rounded(model) if weights == "bf16" else model
@@ -507,6 +508,27 @@ def test_a_large_dense_layer_shares_its_outputs_between_threads(weights):
     x[0, 1500] = np.nan
     with pytest.raises(ValueError, match="NaN, infinite"):
         engine.forward(x[:1])
+
+
+def test_two_threads_only_where_they_paid():
+    """Which float32 products take the second thread (hand-picked cases around the thresholds measured in
+    RESULTS 10.17 and 10.22): a dense layer splitting its examples (an OpenMP region, 70-80 us to wake its
+    sleeping thread) only from PARALLEL_SPLIT_MIN_WORK: 784-16-10's first layer at batch 256 (3.2 M
+    multiply-adds) took 140 us on two threads against 61 on one, and went to two (PARALLEL_MIN_WORK,
+    3 M); a gated layer of many output blocks still from 3 M; a dense layer read by few examples from its
+    weights."""
+    from condnet.engine.kernels import ONE_THREAD, PARALLEL, SHARED_OUTPUTS, product_threads
+
+    assert product_threads(1, 256, 784, 16, 256 * 784 * 16, 2) == ONE_THREAD
+    assert product_threads(1, 50, 784, 512, 50 * 784 * 512, 2) == ONE_THREAD  # 20 M
+    assert product_threads(1, 256, 784, 256, 256 * 784 * 256, 2) == PARALLEL  # 51 M
+    assert product_threads(2, 256, 784, 256, 256 * 784 * 256, 2) == PARALLEL  # two blocks: examples split
+    assert product_threads(16, 96, 1024, 1024, 96 * 1024 * 1024 // 4, 2) == PARALLEL  # 25 M by blocks
+    assert product_threads(16, 50, 1024, 1024, 3_000_000, 2) == PARALLEL
+    assert product_threads(16, 50, 1024, 1024, 2_999_999, 2) == ONE_THREAD
+    assert product_threads(1, 8, 1501, 1000, 8 * 1501 * 1000, 2) == SHARED_OUTPUTS
+    assert product_threads(1, 8, 300, 300, 8 * 300 * 300, 2) == ONE_THREAD  # 0.7 M, 90,000 weights
+    assert product_threads(1, 256, 784, 256, 256 * 784 * 256, 1) == ONE_THREAD
 
 
 @pytest.mark.parametrize("weights", ["fp32", "bf16"])

@@ -463,6 +463,12 @@ def block_layer(x, in_mask, panels, bias, out_mask, activation, out, bf16=False,
     return non_finite
 
 
+@njit(inline="always")
+def _by_blocks(n_out_blocks, threads):
+    """Whether block_layer_parallel's threads take whole output blocks (else slices of the examples)."""
+    return n_out_blocks >= 4 * threads
+
+
 @njit(fastmath=True, error_model="numpy", parallel=True, cache=True)
 def block_layer_parallel(x, in_mask, panels, bias, out_mask, activation, out, threads, bf16=False):
     """block_layer on `threads` threads. With many output blocks, the threads take whole output blocks
@@ -475,7 +481,7 @@ def block_layer_parallel(x, in_mask, panels, bias, out_mask, activation, out, th
     bs_out = out.shape[1] // n_out_blocks
     width = panel_width(bs_out)
     non_finite = 0
-    if n_out_blocks >= 4 * threads:
+    if _by_blocks(n_out_blocks, threads):
         sums = np.empty((n_out_blocks, batch, width), np.float32)
         scratch = np.empty((threads, 3, batch), np.int64)
         block_products(x.ctypes.data, x.strides[0] // 4, in_mask.ctypes.data, in_mask.strides[0],
@@ -1001,6 +1007,12 @@ def _idle_rows_non_finite(x, on):
 # which `condnet bench` sets), so smaller products ran slower on two threads than on one (784-64-10
 # at batch 50: 83 us on two threads, 70 on one).
 PARALLEL_MIN_WORK = 3_000_000
+# but a layer of few output blocks (a dense one, a policy's scores) splits its examples between threads in
+# an OpenMP region (block_layer_parallel), whose sleeping thread took 70-80 us to wake on the Xeon VM of
+# RESULTS 10.22: two threads were slower than one up to 20 M multiply-adds (784-16-10 at batch 256, 3.2 M:
+# 140 us against 61), level at 26 M; hence a threshold of its own. The threads of many output blocks
+# (shared_product.c's pool) are not waited for.
+PARALLEL_SPLIT_MIN_WORK = 24_000_000
 # or, for a dense layer (one block) read by a few examples, from this many weights: its time is then
 # the weights' bytes over the bandwidth, and each thread reads its share of them (shared_product.c,
 # which never waits for a sleeping thread: at batch 1, 784 x 784 took 37 us on two threads, 42 on one;
@@ -1041,15 +1053,32 @@ def _active_work(in_mask, out_mask, n_in, n_out):
     return work
 
 
+ONE_THREAD, SHARED_OUTPUTS, PARALLEL = 0, 1, 2
+
+
+@njit(inline="always")
+def product_threads(n_out_blocks, batch, n_in, n_out, work, threads):
+    """How a float32 block product of `work` active multiply-adds uses `threads`: ONE_THREAD;
+    SHARED_OUTPUTS (a dense layer read by few examples: shared_product.c's threads take chunks of its
+    outputs); PARALLEL (block_layer_parallel: whole output blocks, or slices of the examples)."""
+    if threads <= 1:
+        return ONE_THREAD
+    if n_out_blocks == 1 and batch < SPLIT_OUTPUTS_BELOW:
+        if work >= PARALLEL_MIN_WORK or n_in * n_out >= PARALLEL_MIN_WEIGHTS:
+            return SHARED_OUTPUTS
+        return ONE_THREAD
+    if work >= (PARALLEL_MIN_WORK if _by_blocks(n_out_blocks, threads) else PARALLEL_SPLIT_MIN_WORK):
+        return PARALLEL
+    return ONE_THREAD
+
+
 @njit(inline="always")
 def _product(x, in_mask, panels, bias, out_mask, activation, out, threads, bf16):
-    shares = panels.shape[0] == 1 and x.shape[0] < SPLIT_OUTPUTS_BELOW  # a dense layer, few examples
-    if threads > 1 and (
-        _active_work(in_mask, out_mask, x.shape[1], out.shape[1]) >= PARALLEL_MIN_WORK
-        or (shares and x.shape[1] * out.shape[1] >= PARALLEL_MIN_WEIGHTS)
-    ):
-        if shares:
-            return block_layer(x, in_mask, panels, bias, out_mask, activation, out, bf16, threads)
+    work = _active_work(in_mask, out_mask, x.shape[1], out.shape[1]) if threads > 1 else 0
+    how = product_threads(panels.shape[0], x.shape[0], x.shape[1], out.shape[1], work, threads)
+    if how == SHARED_OUTPUTS:
+        return block_layer(x, in_mask, panels, bias, out_mask, activation, out, bf16, threads)
+    if how == PARALLEL:
         return block_layer_parallel(x, in_mask, panels, bias, out_mask, activation, out, threads, bf16)
     return block_layer(x, in_mask, panels, bias, out_mask, activation, out, bf16)
 
