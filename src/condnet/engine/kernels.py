@@ -1007,12 +1007,6 @@ def _idle_rows_non_finite(x, on):
 # which `condnet bench` sets), so smaller products ran slower on two threads than on one (784-64-10
 # at batch 50: 83 us on two threads, 70 on one).
 PARALLEL_MIN_WORK = 3_000_000
-# but a layer of few output blocks (a dense one, a policy's scores) splits its examples between threads in
-# an OpenMP region (block_layer_parallel), whose sleeping thread took 70-80 us to wake on the Xeon VM of
-# RESULTS 10.22: two threads were slower than one up to 20 M multiply-adds (784-16-10 at batch 256, 3.2 M:
-# 140 us against 61), level at 26 M; hence a threshold of its own. The threads of many output blocks
-# (shared_product.c's pool) are not waited for.
-PARALLEL_SPLIT_MIN_WORK = 24_000_000
 # or, for a dense layer (one block) read by a few examples, from this many weights: its time is then
 # the weights' bytes over the bandwidth, and each thread reads its share of them (shared_product.c,
 # which never waits for a sleeping thread: at batch 1, 784 x 784 took 37 us on two threads, 42 on one;
@@ -1022,6 +1016,12 @@ PARALLEL_MIN_WEIGHTS = 600_000
 # from 16 examples the split by outputs gained less than OpenMP's threads do when they spin between calls
 # (libgomp's default; RESULTS 10.17)
 SPLIT_OUTPUTS_BELOW = 16
+# That split of the examples (and any layer of fewer than 4 output blocks per thread, a policy's scores)
+# is an OpenMP region (block_layer_parallel), whose sleeping thread took 70-80 us to wake on the Xeon VM
+# of RESULTS 10.22: two threads were slower than one up to 20 M multiply-adds (784-16-10 at batch 256,
+# 3.2 M: 140 us against 61), level at 26 M; hence its own threshold. The threads that take many output
+# blocks (shared_product.c's pool) are not waited for, and keep PARALLEL_MIN_WORK.
+PARALLEL_SPLIT_MIN_WORK = 24_000_000
 # An int8 layer splits its examples between threads (an OpenMP region) from this many multiply-adds:
 # its products run 2-4x as fast as float32's, and on that Xeon VM waking a sleeping OpenMP thread took
 # ~100-150 us. Measured with the 16-bit product (RESULTS 10.18): at 5-31 M multiply-adds two threads were
