@@ -268,6 +268,26 @@ static int8_t *gather_buffer(size_t size) {
     return gathered;
 }
 
+/* Sum tiles 0..n-1 += input tile A x the weight tiles of the set's n panels from input i, each loaded in
+ * turn into tile W (b, stride and n: quads_amx's panel set). A macro: tile numbers must be constants. */
+#define TIMES_PANELS(A, W, i)                                                                            \
+    do {                                                                                                 \
+        _tile_loadd(W, b + (i) * PANEL, 64);                                                             \
+        _tile_dpbsud(0, A, W);                                                                           \
+        if (n > 1) {                                                                                     \
+            _tile_loadd(W, b + stride + (i) * PANEL, 64);                                                \
+            _tile_dpbsud(1, A, W);                                                                       \
+        }                                                                                                \
+        if (n > 2) {                                                                                     \
+            _tile_loadd(W, b + 2 * stride + (i) * PANEL, 64);                                            \
+            _tile_dpbsud(2, A, W);                                                                       \
+        }                                                                                                \
+        if (n > 3) {                                                                                     \
+            _tile_loadd(W, b + 3 * stride + (i) * PANEL, 64);                                            \
+            _tile_dpbsud(3, A, W);                                                                       \
+        }                                                                                                \
+    } while (0)
+
 ON_AMX static void quads_amx(const int8_t *x, int64_t ldx, const int64_t *xrows, const int64_t *accrows,
                              int64_t m, int64_t col0, int64_t k, const uint8_t *panels, int64_t n_in,
                              int64_t full_panels, int32_t *acc, int64_t ldacc) {
@@ -310,37 +330,11 @@ ON_AMX static void quads_amx(const int8_t *x, int64_t ldx, const int64_t *xrows,
             _tile_zero(3);
             for (int64_t i = 0; i < on_tiles; i += 64) { /* a quad row is 64 bytes: input i's at i * 16 */
                 _tile_loadd(4, rows + i, k);
-                _tile_loadd(5, b + i * PANEL, 64);
-                _tile_dpbsud(0, 4, 5);
-                if (n > 1) {
-                    _tile_loadd(5, b + stride + i * PANEL, 64);
-                    _tile_dpbsud(1, 4, 5);
-                }
-                if (n > 2) {
-                    _tile_loadd(5, b + 2 * stride + i * PANEL, 64);
-                    _tile_dpbsud(2, 4, 5);
-                }
-                if (n > 3) {
-                    _tile_loadd(5, b + 3 * stride + i * PANEL, 64);
-                    _tile_dpbsud(3, 4, 5);
-                }
+                TIMES_PANELS(4, 5, i);
             }
             if (tail > 0) {
                 _tile_loadd(6, rows + on_tiles, k);
-                _tile_loadd(7, b + on_tiles * PANEL, 64);
-                _tile_dpbsud(0, 6, 7);
-                if (n > 1) {
-                    _tile_loadd(7, b + stride + on_tiles * PANEL, 64);
-                    _tile_dpbsud(1, 6, 7);
-                }
-                if (n > 2) {
-                    _tile_loadd(7, b + 2 * stride + on_tiles * PANEL, 64);
-                    _tile_dpbsud(2, 6, 7);
-                }
-                if (n > 3) {
-                    _tile_loadd(7, b + 3 * stride + on_tiles * PANEL, 64);
-                    _tile_dpbsud(3, 6, 7);
-                }
+                TIMES_PANELS(6, 7, on_tiles);
             }
             _tile_stored(0, sums[0], 64);
             _tile_stored(1, sums[1], 64);
@@ -358,6 +352,7 @@ ON_AMX static void quads_amx(const int8_t *x, int64_t ldx, const int64_t *xrows,
     }
     _tile_release();
 }
+#undef TIMES_PANELS
 
 /* Whether this process may use AMX: the CPU has its tiles and int8 products (CPUID leaf 7: EDX bits 24
  * and 25) and Linux lets it use their state (arch_prctl ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA; Linux
