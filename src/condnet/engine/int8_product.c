@@ -243,6 +243,7 @@ ON_VNNI static void quads_vnni(const int8_t *x, int64_t ldx, const int64_t *xrow
  * (RESULTS 10.22). */
 #if (defined(__clang__) && __clang_major__ >= 12) || (!defined(__clang__) && __GNUC__ >= 11)
 #define HAVE_AMX 1 /* compilers from these know AMX's intrinsics */
+#include <pthread.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #define ON_AMX __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")))
@@ -258,12 +259,18 @@ typedef struct {
 
 static __thread int8_t *gathered = NULL; /* the input tiles' rows of this thread, grown as needed */
 static __thread size_t gathered_size = 0;
+static pthread_key_t gathered_key; /* frees a thread's buffer when the thread ends */
+static pthread_once_t gathered_key_made = PTHREAD_ONCE_INIT;
+
+static void make_gathered_key(void) { pthread_key_create(&gathered_key, free); }
 
 static int8_t *gather_buffer(size_t size) {
     if (size > gathered_size) {
         free(gathered);
         gathered = aligned_alloc(64, (size + 63) / 64 * 64);
         gathered_size = gathered ? size : 0;
+        pthread_once(&gathered_key_made, make_gathered_key);
+        pthread_setspecific(gathered_key, gathered);
     }
     return gathered;
 }
