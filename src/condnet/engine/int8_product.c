@@ -295,17 +295,14 @@ static int8_t *gather_buffer(size_t size) {
         }                                                                                                \
     } while (0)
 
-ON_AMX static void quads_amx(const int8_t *x, int64_t ldx, const int64_t *xrows, const int64_t *accrows,
-                             int64_t m, int64_t col0, int64_t k, const uint8_t *panels, int64_t n_in,
-                             int64_t full_panels, int32_t *acc, int64_t ldacc) {
+/* The 16-wide panels' product on tiles; returns 0, having done nothing, when this thread's buffer cannot
+ * grow (the caller then runs VNNI's, which needs none). */
+ON_AMX static int quads_amx(const int8_t *x, int64_t ldx, const int64_t *xrows, const int64_t *accrows,
+                            int64_t m, int64_t col0, int64_t k, const uint8_t *panels, int64_t n_in,
+                            int64_t full_panels, int32_t *acc, int64_t ldacc) {
     int64_t groups = (m + AMX_ROWS - 1) / AMX_ROWS, on_tiles = k / 64 * 64, tail = k - on_tiles;
     int8_t *a = gather_buffer((size_t)(groups * AMX_ROWS * k));
-    if (a == NULL) { /* no memory for the gathered inputs: the VNNI product needs none */
-        for (int64_t o = 0; o < full_panels * PANEL; o += PANEL)
-            quads_vnni(x, ldx, xrows, accrows, m, col0, k, panels + o * n_in + col0 * PANEL, PANEL, acc + o,
-                       ldacc);
-        return;
-    }
+    if (a == NULL) return 0;
     for (int64_t r = 0; r < groups * AMX_ROWS; r++) { /* rows past m are zeros: their sums are not read */
         if (r < m) memcpy(a + r * k, x + xrows[r] * ldx + col0, (size_t)k);
         else memset(a + r * k, 0, (size_t)k);
@@ -358,6 +355,7 @@ ON_AMX static void quads_amx(const int8_t *x, int64_t ldx, const int64_t *xrows,
         }
     }
     _tile_release();
+    return 1;
 }
 #undef TIMES_PANELS
 
@@ -446,8 +444,8 @@ void condnet_int8_quads_product(const int8_t *x, int64_t ldx, const int64_t *xro
     int version = path ? path : condnet_int8_path(0);
 #ifdef HAVE_AMX
     int64_t full_panels = width / PANEL;
-    if (version == AMX && m >= AMX_MIN_ROWS && k >= 64 && full_panels > 0) {
-        quads_amx(x, ldx, xrows, accrows, m, col0, k, panels, n_in, full_panels, acc, ldacc);
+    if (version == AMX && m >= AMX_MIN_ROWS && k >= 64 && full_panels > 0 &&
+        quads_amx(x, ldx, xrows, accrows, m, col0, k, panels, n_in, full_panels, acc, ldacc)) {
         if (full_panels * PANEL < width) /* a last panel 8 wide */
             quads_vnni(x, ldx, xrows, accrows, m, col0, k, panels + full_panels * PANEL * n_in + col0 * 8, 8,
                        acc + full_panels * PANEL, ldacc);
