@@ -838,8 +838,8 @@ def int8_input_scales(largest, bound):
     q = rint(x * inverse), |q| <= bound. An input of zeros has scale 0 (every product 0), and so has one
     too small for a finite inverse (below bound / FLT_MAX: it rounds to zeros); an overflowed (infinite)
     one gives infinite or NaN outputs, as float32 does."""
-    # compared before dividing: a test of the quotient for infinity is folded away when a fastmath caller
-    # compiles this function (its flags assume no infinities), as a fresh cache's first compile did
+    # compared before dividing, not by testing the quotient for infinity: that test was folded away while
+    # fastmath kernels compiled this function with their flags (RESULTS 10.21; no longer, 10.22)
     if largest > 0 and largest <= bound / FLOAT32_MAX:
         return np.float32(0.0), np.float32(0.0)
     return largest / bound, (bound / largest if largest > 0 else np.float32(0.0))
