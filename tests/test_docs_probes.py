@@ -20,6 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
         ("batch_split.py", ["4"], "the rest of the whole forward"),
         ("batch1_parts.py", ["64,32,10", "16", "0.5"], "panels (microkernel.c, one example)"),
         ("int8_probe.py", ["256", "16", "1", "4"], "int8:"),
+        ("dense_layer_parts.py", ["8,16,10"], "block_layer, tanh:"),
+        ("two_threads.py", ["16,8,4", "4"], "engine, 2 thread(s):"),
     ],
 )
 def test_an_engine_probe_runs(script, args, expected):
