@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
         ("int8_probe.py", ["256", "16", "1", "4"], "int8:"),
         ("dense_layer_parts.py", ["8,16,10"], "block_layer, tanh:"),
         ("two_threads.py", ["16,8,4", "4"], "engine, 2 thread(s):"),
+        ("dense_direct_ab.py", ["8,16,16"], "after / before"),
     ],
 )
 def test_an_engine_probe_runs(script, args, expected):
