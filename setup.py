@@ -1,4 +1,4 @@
-"""The compiled part of the engine (src/condnet/engine/microkernel.c, narrow_product.c, int8_dots.c, int8_product.c and
+"""The compiled part of the engine (src/condnet/engine/microkernel.c, int8_dots.c, int8_product.c and
 shared_product.c); everything else is in pyproject.toml. The system C compiler builds it on install
 (`make setup` does)."""
 
@@ -10,7 +10,6 @@ setup(
             "condnet.engine._microkernel",
             sources=[
                 "src/condnet/engine/microkernel.c",
-                "src/condnet/engine/narrow_product.c",
                 "src/condnet/engine/int8_dots.c",
                 "src/condnet/engine/int8_product.c",
                 "src/condnet/engine/shared_product.c",

@@ -23,6 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
         ("dense_layer_parts.py", ["8,16,10"], "block_layer, tanh:"),
         ("two_threads.py", ["16,8,4", "4"], "engine, 2 thread(s):"),
         ("dense_direct_ab.py", ["8,16,16"], "after / before"),
+        ("narrow_product_ab.py", ["40,16,10", "0", "5"], "panels / narrow"),
+        ("narrow_product_ab.py", ["40,8,8,3", "4", "7"], "panels / narrow"),
     ],
 )
 def test_an_engine_probe_runs(script, args, expected):

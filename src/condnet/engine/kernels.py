@@ -213,15 +213,6 @@ gathered_product = types.ExternalFunction(
     types.void(types.intp, types.int64, types.intp, types.intp, types.int64, types.int64, types.int64,
                types.intp, types.int64, types.int64, types.intp, types.int64, types.int64),
 )  # fmt: skip
-# narrow_product.c's product for layers of few outputs: acc[accrows[r], :n_out] += x[xrows[r], col0 : col0 +
-# k] @ w[:, :k]^T for r < m, w's rows (one per output) ldw floats apart. Arguments: x, ldx, xrows, accrows,
-# m, col0, k, w, ldw, n_out, acc, ldacc; arrays as addresses, leading dimensions in floats.
-narrow_product = types.ExternalFunction(
-    "condnet_narrow_product",
-    types.void(types.intp, types.int64, types.intp, types.intp, types.int64, types.int64, types.int64,
-               types.intp, types.int64, types.int64, types.intp, types.int64),
-)  # fmt: skip
-vector_width = types.ExternalFunction("condnet_vector_width", types.int32(types.int32))  # native.vector_width
 # shared_product.c: the same product on `threads` threads, each taking chunks of the outputs (the last
 # argument: threads; 1 is gathered_product itself)
 shared_product = types.ExternalFunction(
@@ -1117,83 +1108,15 @@ def product_threads(n_out_blocks, batch, n_in, n_out, work, threads):
     return ONE_THREAD
 
 
-# narrow_product.c against the micro-kernel's panels (RESULTS 10.24): ahead on runs of >= 256 inputs for up
-# to 16 outputs with 16-wide vectors, and, with 8-wide ones, where outputs do not fill whole vectors of a
-# panel (10 of 16); behind on short runs, where adding up each sum's lanes outweighs the product
-NARROW_MAX_OUTPUTS = 16
-NARROW_MIN_INPUTS = 256
-
-
 @njit(inline="always")
-def narrow_pays(n_out, bs_in):
-    """Whether a layer of one output block of n_out outputs, read in runs of bs_in inputs, takes
-    narrow_product.c."""
-    if n_out > NARROW_MAX_OUTPUTS or bs_in < NARROW_MIN_INPUTS:
-        return False
-    return vector_width(0) == 16 or n_out % 8 != 0
-
-
-@njit(inline="always", fastmath=True, error_model="numpy")
-def narrow_layer(x, in_mask, rows_w, bias, activation, out):
-    """block_layer for a layer of one output block that every example switched on, from its weights as
-    rows (rows_w: (n_in_blocks, n_out, bs_in), as layout.to_tiles or layout.policy_tiles lay them out) by
-    narrow_product.c, the sums straight into out (zero-filled by the caller); returns how many of the
-    examples' sums are NaN or infinite."""
-    batch, n_in_blocks, n_out, bs_in = x.shape[0], in_mask.shape[1], rows_w.shape[1], rows_w.shape[2]
-    index = np.empty((3, batch), np.int64)
-    rows, xrows, accrows = index[0], index[1], index[2]
-    for b in range(batch):
-        rows[b] = b
-    for i in range(n_in_blocks):
-        m = _subgroup(in_mask, i, rows, batch, xrows, accrows)
-        if m > 0:
-            narrow_product(x.ctypes.data, x.strides[0] // 4, xrows.ctypes.data, accrows.ctypes.data, m,
-                           i * bs_in, bs_in, rows_w[i].ctypes.data, bs_in, n_out, out.ctypes.data,
-                           out.strides[0] // 4)  # fmt: skip
-    return _finish_in_place(out, batch, bias, activation)
-
-
-@njit(fastmath=True, error_model="numpy", parallel=True, cache=True)
-def narrow_layer_parallel(x, in_mask, rows_w, bias, activation, out, threads):
-    """narrow_layer on `threads` threads, each taking a slice of consecutive examples."""
-    batch, non_finite = x.shape[0], 0
-    for t in prange(threads):
-        lo, hi = t * batch // threads, (t + 1) * batch // threads
-        non_finite += narrow_layer(x[lo:hi], in_mask[lo:hi], rows_w, bias, activation, out[lo:hi])
-    return non_finite
-
-
-@njit(inline="always")
-def _product(x, in_mask, panels, bias, out_mask, activation, out, threads, bf16, rows_w):
-    """A layer's product on the path that is fastest for it: narrow_layer (rows_w: the layer's float32
-    weights as rows, or an empty array; for a single output block every example switched on, where
-    narrow_pays), else
-    block_layer on one thread, on shared outputs or in parallel (product_threads)."""
+def _product(x, in_mask, panels, bias, out_mask, activation, out, threads, bf16):
     work = _active_work(in_mask, out_mask, x.shape[1], out.shape[1]) if threads > 1 else 0
     how = product_threads(panels.shape[0], x.shape[0], x.shape[1], out.shape[1], work, threads)
     if how == SHARED_OUTPUTS:
         return block_layer(x, in_mask, panels, bias, out_mask, activation, out, bf16, threads)
-    narrow = (
-        rows_w.shape[0] == in_mask.shape[1]
-        and panels.shape[0] == 1
-        and narrow_pays(out.shape[1], rows_w.shape[2])
-    )
-    if narrow and _all_on(out_mask):
-        if how == PARALLEL:
-            return narrow_layer_parallel(x, in_mask, rows_w, bias, activation, out, threads)
-        return narrow_layer(x, in_mask, rows_w, bias, activation, out)
     if how == PARALLEL:
         return block_layer_parallel(x, in_mask, panels, bias, out_mask, activation, out, threads, bf16)
     return block_layer(x, in_mask, panels, bias, out_mask, activation, out, bf16)
-
-
-@njit(inline="always")
-def _all_on(mask):
-    for b in range(mask.shape[0]):
-        for j in range(mask.shape[1]):
-            if not mask[b, j]:
-                return False
-    return True
 
 
 @njit(cache=True)  # cached: layout.to_panels calls it from Python at every start
@@ -1231,13 +1154,9 @@ def forward_batch(x, weights, meta, noise, masks, mode, threads):
         for b in range(batch):
             _pool_view(x[b], view_row, view_values[b])
     elif view_row[M_VIEW] == VIEW_PROJ:  # a product with one output block, always on
-        size, n_in = view_row[M_VIEW_SIZE], x.shape[1]
-        projection = _panels(weights, view_row[M_VIEW_PANELS], 1, n_in, size)
-        rows_w = weights[view_row[M_VIEW_WEIGHTS] : view_row[M_VIEW_WEIGHTS] + size * n_in].reshape(
-            (1, size, n_in)
-        )
-        bias = weights[view_row[M_VIEW_BIAS] : view_row[M_VIEW_BIAS] + size]
-        _product(x, all_on, projection, bias, all_on, IDENTITY, view_values, threads, False, rows_w)
+        projection = _panels(weights, view_row[M_VIEW_PANELS], 1, x.shape[1], view_row[M_VIEW_SIZE])
+        bias = weights[view_row[M_VIEW_BIAS] : view_row[M_VIEW_BIAS] + view_row[M_VIEW_SIZE]]
+        _product(x, all_on, projection, bias, all_on, IDENTITY, view_values, threads, False)
     h, in_mask = x, all_on
     for layer in range(n_layers):
         row = meta[layer]
@@ -1254,13 +1173,9 @@ def forward_batch(x, weights, meta, noise, masks, mode, threads):
             view = row[M_VIEW]
             src = h if view == VIEW_LAYER else (x if view == VIEW_INPUT else view_values)
             src_mask = in_mask if view == VIEW_LAYER else all_on
-            z_blocks, z_bs = row[M_Z_BLOCKS], row[M_Z_BS]
-            z = _panels(weights, row[M_Z_PANELS], 1, z_blocks * z_bs, n_scores)
-            z_rows = weights[row[M_Z] : row[M_Z] + z_blocks * n_scores * z_bs].reshape(
-                (z_blocks, n_scores, z_bs)
-            )
+            z = _panels(weights, row[M_Z_PANELS], 1, row[M_Z_BLOCKS] * row[M_Z_BS], n_scores)
             d = weights[row[M_D] : row[M_D] + n_scores]
-            _product(src, src_mask, z, d, all_on, IDENTITY, scores, threads, False, z_rows)
+            _product(src, src_mask, z, d, all_on, IDENTITY, scores, threads, False)
         # which blocks are on, and the gate values that scale them (the batch-1 rule, example by example)
         gates = np.empty((batch, n_out_blocks), np.float32)
         if hidden:
@@ -1288,11 +1203,7 @@ def forward_batch(x, weights, meta, noise, masks, mode, threads):
             panels = _panels(
                 weights, row[M_PANELS], n_out_blocks, n_in_blocks * bs_in, bs_out, 2 if bf16 else 1
             )
-            rows_w = weights[:0].reshape((0, 0, 0))  # none: bf16 rows, or several output blocks
-            if n_out_blocks == 1 and not bf16:  # its tiles, (1, n_in_blocks, bs_out, bs_in), as rows
-                size = n_in_blocks * bs_out * bs_in
-                rows_w = weights[row[M_TILES] : row[M_TILES] + size].reshape((n_in_blocks, bs_out, bs_in))
-            non_finite = _product(h, in_mask, panels, bias, on, row[M_ACTIVATION], out, threads, bf16, rows_w)
+            non_finite = _product(h, in_mask, panels, bias, on, row[M_ACTIVATION], out, threads, bf16)
         if layer == 0 and (non_finite > 0 or _idle_rows_non_finite(x, on)):
             return NON_FINITE_INPUT, logits
         if scaled:

@@ -1,4 +1,8 @@
-/* The product of a narrow layer (a few outputs: a policy's scores, a 10-class output layer, a 16-unit
+/* Tried and not kept (RESULTS 10.24): the engine with this kernel for its narrow layers (commit e54c018)
+ * was no faster over a whole forward. Kept here, built and timed by docs/narrow_product_ab.py, for a
+ * CPU where it may pay.
+ *
+ * The product of a narrow layer (a few outputs: a policy's scores, a 10-class output layer, a 16-unit
  * hidden layer): acc[accrows[r]][o] += x[xrows[r], col0 : col0 + k] . w[o, 0 : k] for r < m, o < n_out,
  * where w holds each output's weights as a row (ldw apart): W itself, or one input block's tile of it.
  *
@@ -10,13 +14,22 @@
  * chunks of CHUNK so that a step's weights stay in L1 while the group's examples pass over them.
  *
  * As microkernel.c: GCC vector types; an AVX-512 version (16-wide vectors, 3 x 8 sums in 24 of the 32
- * registers) chosen at run time by condnet_vector_width, and an 8-wide one built per CPU by
+ * registers) chosen at run time by narrow_vector_width, and an 8-wide one built per CPU by
  * target_clones (3 x 4 sums: 12 of AVX2's 16 registers). Keep IEEE arithmetic (never -ffast-math): a
  * non-finite input makes every sum it enters non-finite, which is how the engine finds it.
  */
 #include <stdint.h>
 
-int condnet_vector_width(int width); /* microkernel.c */
+/* The vector width in use: 16 (AVX-512) where the CPU has it, else 8; `width` 8 or 16 sets it (16 only
+ * where the CPU has it), 0 reads it. (The engine's microkernel.c has the same switch.) */
+int narrow_vector_width(int width) {
+    static int in_use = 0;
+    __builtin_cpu_init();
+    int wide = __builtin_cpu_supports("avx512f");
+    if (width == 8 || (width == 16 && wide)) in_use = width;
+    else if (in_use == 0) in_use = wide ? 16 : 8;
+    return in_use;
+}
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 #define ROWS 3
@@ -178,12 +191,12 @@ WIDE static void narrow16(int rows, int outs, const float *const *in, const floa
 #endif
 
 /* x: rows of ldx floats; w: n_out rows of k weights, ldw apart; acc: rows of ldacc floats (>= n_out). */
-void condnet_narrow_product(const float *x, int64_t ldx, const int64_t *xrows, const int64_t *accrows,
+void narrow_product(const float *x, int64_t ldx, const int64_t *xrows, const int64_t *accrows,
                             int64_t m, int64_t col0, int64_t k, const float *w, int64_t ldw, int64_t n_out,
                             float *acc, int64_t ldacc) {
     int outs_per_step = 4;
 #ifdef HAVE_WIDE
-    int wide = condnet_vector_width(0) == 16;
+    int wide = narrow_vector_width(0) == 16;
     if (wide) outs_per_step = 8;
 #endif
     for (int64_t c = 0; c < k; c += CHUNK) {
